@@ -1,0 +1,56 @@
+/* Licensed under the Apache License, Version 2.0. */
+/**
+ * @file et_dispatch.h
+ * @brief The dispatcher: claims due events, delivers them on a thread pool,
+ *        writes the outcome back.
+ */
+#ifndef ET_DISPATCH_H
+#define ET_DISPATCH_H
+
+#include <apr_file_io.h>
+#include "et_site.h"
+#include "et_http.h"
+#include "et_outbox.h"
+
+/** Find the site an event was captured for; NULL if it is no longer configured. */
+typedef const et_site_t *et_site_lookup_fn(void *baton, const char *name);
+
+/** Where the dispatcher reports, so that the glue can use its own logger. */
+typedef void et_log_fn(void *baton, int level, const char *msg);
+
+typedef struct et_dispatch_conf_t {
+    const char *store;                /* outbox spec */
+    int workers;                      /* threads delivering */
+    apr_interval_time_t lease;        /* how long a claim holds */
+    apr_interval_time_t poll;         /* longest sleep between claims */
+    et_site_lookup_fn *lookup;
+    void *lookup_baton;
+    et_log_fn *log;
+    void *log_baton;
+    apr_file_t *wakeup;               /* read end: a byte means "new event" */
+    volatile int *stop;               /* set non-zero to end et_dispatch_run */
+} et_dispatch_conf_t;
+
+/* Levels for et_log_fn, numerically httpd's APLOG_* ones. */
+#define ET_LOG_ERR      3
+#define ET_LOG_WARNING  4
+#define ET_LOG_NOTICE   5
+#define ET_LOG_INFO     6
+#define ET_LOG_DEBUG    7
+
+/**
+ * Run until *conf->stop: claims, delivers, records. Returns when stopped,
+ * after in-flight deliveries finished (their outcome recorded) or, past a
+ * grace period, were left to expire their lease.
+ */
+apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf);
+
+/**
+ * Decide the outcome of one attempt: 2xx delivered; transport errors, 408,
+ * 429 and 5xx retried per the site's schedule; anything else dead.
+ */
+void et_dispatch_judge(const et_site_t *site, const et_event_t *ev,
+                       const et_http_response_t *resp, apr_time_t now,
+                       apr_uint32_t rnd, et_outcome_t *out);
+
+#endif /* ET_DISPATCH_H */

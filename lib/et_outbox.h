@@ -1,0 +1,70 @@
+/* Licensed under the Apache License, Version 2.0. */
+/**
+ * @file et_outbox.h
+ * @brief The durable queue of events, over APR-util's DBD layer.
+ *
+ * One et_outbox_t is one database connection: it is NOT thread-safe; a
+ * caller that shares one between threads serialises the calls. Statements
+ * are prepared once, at open.
+ */
+#ifndef ET_OUTBOX_H
+#define ET_OUTBOX_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include "et_event.h"
+
+typedef struct et_outbox_t et_outbox_t;
+
+/**
+ * Open (and with @a create, create the schema of) the outbox named by
+ * @a spec: "sqlite3:/path/file.db" or "pgsql:conninfo". The connection lives
+ * in @a p and is closed when @a p is cleared.
+ */
+apr_status_t et_outbox_open(et_outbox_t **ob, apr_pool_t *p, const char *spec,
+                            int create, const char **err);
+void et_outbox_close(et_outbox_t *ob);
+/** The last error of the driver, for a log line. */
+const char *et_outbox_error(et_outbox_t *ob);
+/** The file of a sqlite3 outbox (NULL for other drivers). */
+const char *et_outbox_file(const et_outbox_t *ob);
+
+/** Store a new event (pending, or failed with its error). Sets ev->rowid. */
+apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
+
+/**
+ * Lease up to @a max due events to @a owner until now + @a lease: pending,
+ * due, not leased, and with no earlier pending event of the same object
+ * (site, object type, id), oldest first. Events are allocated from @a p.
+ */
+apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
+                             apr_interval_time_t lease, int max,
+                             apr_array_header_t **events);
+
+/** The outcome of one attempt. */
+typedef struct et_outcome_t {
+    et_state_e state;         /* DELIVERED, DEAD, or PENDING (retry at due) */
+    int status;               /* HTTP status, 0 for a transport error */
+    const char *error;        /* NULL when delivered */
+    apr_time_t due;           /* next attempt, for PENDING */
+    apr_interval_time_t latency;
+} et_outcome_t;
+
+/** Record an attempt's outcome and release the lease. */
+apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
+                              const et_outcome_t *out);
+
+/** Release @a owner's leases without counting an attempt (clean shutdown). */
+apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner);
+
+/** The earliest due time of a pending event, APR_NOTFOUND if none. */
+apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due);
+
+typedef struct et_outbox_counts_t {
+    apr_int64_t pending, leased, delivered, dead, failed;
+    apr_time_t oldest_pending;  /* created time, 0 if none */
+} et_outbox_counts_t;
+
+apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c);
+
+#endif /* ET_OUTBOX_H */
