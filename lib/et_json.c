@@ -1,0 +1,233 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * et_json.c: the one place that talks to jansson. References handed out are
+ * bound to a pool; error messages never carry the input, since the input is
+ * a console's answer and the messages go to logs and the status page.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "et_json.h"
+
+static apr_status_t json_cleanup(void *data)
+{
+    json_decref((json_t *)data);
+    return APR_SUCCESS;
+}
+
+json_t *et_json_pool_own(apr_pool_t *p, json_t *j)
+{
+    if (j != NULL) {
+        apr_pool_cleanup_register(p, j, json_cleanup, apr_pool_cleanup_null);
+    }
+    return j;
+}
+
+static const char *type_name(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+    default:
+        return "null";
+    }
+}
+
+/* jansson's own text quotes the input ("... near 'xyz'"), so only its code
+ * and position are used. */
+static const char *load_error(apr_pool_t *p, const json_error_t *e,
+                              int max_depth)
+{
+    const char *what;
+
+    switch (json_error_code(e)) {
+    case json_error_out_of_memory:
+        return "out of memory parsing JSON";
+    case json_error_stack_overflow:
+        /* jansson's own depth limit, far above any configured one */
+        return apr_psprintf(p, "nesting deeper than %d",
+                            max_depth > 0 ? max_depth : JSON_PARSER_MAX_DEPTH);
+    case json_error_invalid_utf8:
+        what = "invalid UTF-8";
+        break;
+    case json_error_premature_end_of_input:
+        what = "premature end of input";
+        break;
+    case json_error_end_of_input_expected:
+        what = "data after the JSON value";
+        break;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        what = "NUL character";
+        break;
+    case json_error_numeric_overflow:
+        what = "number out of range";
+        break;
+    case json_error_duplicate_key:
+        what = "duplicate key";
+        break;
+    case json_error_invalid_syntax:
+    default:
+        what = "invalid syntax";
+        break;
+    }
+    return apr_psprintf(p, "malformed JSON: %s at line %d, column %d "
+                        "(byte %d)", what, e->line, e->column, e->position);
+}
+
+/* Depth of @a j counting containers only (an object of scalars is 1); stops
+ * descending once past @a limit, so recursion is bounded by it. */
+static int depth_exceeds(const json_t *j, int depth, int limit)
+{
+    if (!json_is_object(j) && !json_is_array(j)) {
+        return 0;
+    }
+    if (depth > limit) {
+        return 1;
+    }
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+
+        json_object_foreach((json_t *)j, k, v) {
+            if (depth_exceeds(v, depth + 1, limit)) {
+                return 1;
+            }
+        }
+    }
+    else {
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(j, i, v) {
+            if (depth_exceeds(v, depth + 1, limit)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
+                                  apr_size_t len, int max_depth,
+                                  json_t **out, const char **err)
+{
+    json_error_t e;
+    json_t *j;
+
+    *out = NULL;
+    *err = NULL;
+    if (buf == NULL) {
+        buf = "";
+        len = 0;
+    }
+    /* JSON_DECODE_ANY only so that a scalar body gets a clear message; no
+     * JSON_ALLOW_NUL, so NUL and \u0000 are refused. */
+    j = json_loadb(buf, len, JSON_DECODE_ANY, &e);
+    if (j == NULL) {
+        *err = load_error(p, &e, max_depth);
+        return APR_EINVAL;
+    }
+    if (!json_is_object(j)) {
+        *err = apr_psprintf(p, "body is a JSON %s, not an object",
+                            type_name(j));
+        json_decref(j);
+        return APR_EINVAL;
+    }
+    if (max_depth > 0 && depth_exceeds(j, 1, max_depth)) {
+        *err = apr_psprintf(p, "nesting deeper than %d", max_depth);
+        json_decref(j);
+        return APR_EINVAL;
+    }
+    *out = et_json_pool_own(p, j);
+    return APR_SUCCESS;
+}
+
+const char *et_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len)
+{
+    char *s;
+    const char *copy;
+    apr_size_t n;
+
+    s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (s == NULL) {
+        if (len) {
+            *len = 0;
+        }
+        return NULL;
+    }
+    n = strlen(s);
+    copy = apr_pstrmemdup(p, s, n);
+    free(s);
+    if (len) {
+        *len = n;
+    }
+    return copy;
+}
+
+apr_status_t et_json_scalar_id(apr_pool_t *p, const json_t *obj,
+                               const char *field, const char **id,
+                               const char **err)
+{
+    json_t *v;
+
+    *id = NULL;
+    if (err) {
+        *err = NULL;
+    }
+    v = json_is_object(obj) ? json_object_get(obj, field) : NULL;
+    if (v == NULL || json_is_null(v)) {
+        return APR_NOTFOUND;
+    }
+    if (json_is_integer(v)) {
+        char num[32];
+
+        /* libc's: APR's formatter knows no "ll", which JSON_INTEGER_FORMAT
+         * may be */
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+        *id = apr_pstrdup(p, num);
+        return APR_SUCCESS;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+
+        if (n == 0) {
+            if (err) {
+                *err = apr_psprintf(p, "'%s' is an empty string", field);
+            }
+            return APR_EINVAL;
+        }
+        /* possible only in objects built in memory (json_stringn) */
+        if (memchr(s, '\0', n) != NULL) {
+            if (err) {
+                *err = apr_psprintf(p, "'%s' contains a NUL character",
+                                    field);
+            }
+            return APR_EINVAL;
+        }
+        *id = apr_pstrmemdup(p, s, n);
+        return APR_SUCCESS;
+    }
+    if (err) {
+        *err = apr_psprintf(p, "'%s' is a JSON %s, not a string or an "
+                            "integer", field,
+                            json_is_real(v) ? "real number" : type_name(v));
+    }
+    return APR_EINVAL;
+}

@@ -1,0 +1,126 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * et_url.c: the call URL, {root}/v1/{object}/{id}?event=..&txn=.., and the
+ * transaction id that makes a retried call recognisable as the same one.
+ */
+#include <string.h>
+
+#include <apr_escape.h>
+#include <apr_general.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_uri.h>
+
+#include "et_url.h"
+
+#define TXN_BYTES 16
+
+apr_status_t et_url_check_root(apr_pool_t *p, const char *root,
+                               const char **err)
+{
+    apr_uri_t u;
+    const char *c;
+
+    *err = NULL;
+    if (root == NULL || *root == '\0') {
+        *err = "URL is empty";
+        return APR_EINVAL;
+    }
+    /* apr_uri_parse takes these in, but no HTTP client sends them */
+    for (c = root; *c; c++) {
+        if (apr_iscntrl(*c) || *c == ' ') {
+            *err = "URL contains spaces or control characters";
+            return APR_EINVAL;
+        }
+    }
+    if (apr_uri_parse(p, root, &u) != APR_SUCCESS) {
+        *err = "not a valid URL";
+        return APR_EINVAL;
+    }
+    if (u.scheme == NULL
+        || (strcasecmp(u.scheme, "http") != 0
+            && strcasecmp(u.scheme, "https") != 0)) {
+        *err = "scheme must be http or https";
+        return APR_EINVAL;
+    }
+    if (u.hostname == NULL || *u.hostname == '\0') {
+        *err = "URL has no host (expected e.g. https://host/path)";
+        return APR_EINVAL;
+    }
+    if (u.user != NULL || u.password != NULL) {
+        *err = "URL must not contain user info (user@ or user:password@)";
+        return APR_EINVAL;
+    }
+    if (u.query != NULL) {
+        *err = "URL must not have a query ('?')";
+        return APR_EINVAL;
+    }
+    if (u.fragment != NULL) {
+        *err = "URL must not have a fragment ('#')";
+        return APR_EINVAL;
+    }
+    /* apr_uri_parse truncates the port to 16 bits without complaint */
+    if (u.port_str != NULL && *u.port_str != '\0') {
+        apr_int64_t port = 0;
+
+        for (c = u.port_str; *c; c++) {
+            if (!apr_isdigit(*c) || port > 65535) {
+                break;
+            }
+            port = port * 10 + (*c - '0');
+        }
+        if (*c != '\0' || port < 1 || port > 65535) {
+            *err = "port must be a number from 1 to 65535";
+            return APR_EINVAL;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
+                         const char *oid, et_event_e ev, const char *txn)
+{
+    const char *oname = et_object_name(obj);
+    const char *ename = et_event_name(ev);
+    const char *seg;
+    apr_size_t rlen;
+
+    if (root == NULL || oname == NULL || ename == NULL) {
+        return NULL;
+    }
+    rlen = strlen(root);
+    while (rlen > 0 && root[rlen - 1] == '/') {
+        rlen--;
+    }
+    if (oid == NULL) {
+        oid = "";
+    }
+    /* APR leaves dots alone; as a whole segment they would be collapsed by
+     * URL normalisation on either side. */
+    if (strcmp(oid, ".") == 0) {
+        seg = "%2E";
+    }
+    else if (strcmp(oid, "..") == 0) {
+        seg = "%2E%2E";
+    }
+    else {
+        seg = apr_pescape_path_segment(p, oid);
+    }
+    return apr_pstrcat(p, apr_pstrmemdup(p, root, rlen), "/v1/", oname, "/",
+                       seg, "?event=", ename, "&txn=", txn ? txn : "", NULL);
+}
+
+apr_status_t et_txn_new(apr_pool_t *p, const char **txn)
+{
+    unsigned char rnd[TXN_BYTES];
+    apr_status_t rv;
+
+    *txn = NULL;
+    rv = apr_generate_random_bytes(rnd, sizeof(rnd));
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* apr_escape_hex writes lowercase digits */
+    *txn = apr_pescape_hex(p, rnd, sizeof(rnd), 0);
+    return *txn ? APR_SUCCESS : APR_ENOMEM;
+}

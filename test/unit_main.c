@@ -1,0 +1,52 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * unit_main.c: runs every suite of the lib/ unit tests. Exit status 0 only
+ * if all passed, as automake's TESTS expects.
+ */
+#include <stdlib.h>
+
+#include <apr_general.h>
+
+#include "et_json.h"
+#include "unit_tests.h"
+
+apr_pool_t *ut_pool;
+
+void ut_setup(void)
+{
+    ck_assert_int_eq(apr_pool_create(&ut_pool, NULL), APR_SUCCESS);
+}
+
+void ut_teardown(void)
+{
+    apr_pool_destroy(ut_pool);
+    ut_pool = NULL;
+}
+
+json_t *ut_json(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
+
+    ck_assert_msg(j != NULL, "test JSON does not parse: %s", e.text);
+    return et_json_pool_own(ut_pool, j);
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    if (apr_initialize() != APR_SUCCESS) {
+        return EXIT_FAILURE;
+    }
+    sr = srunner_create(form_suite());
+    srunner_add_suite(sr, url_suite());
+    srunner_add_suite(sr, retry_suite());
+    srunner_add_suite(sr, capture_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

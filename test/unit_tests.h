@@ -1,0 +1,30 @@
+/* Licensed under the Apache License, Version 2.0. */
+/**
+ * @file unit_tests.h
+ * @brief Unit tests of the httpd-free core (lib/), with check: one suite per
+ *        area, all run by unit_main.c.
+ */
+#ifndef UNIT_TESTS_H
+#define UNIT_TESTS_H
+
+#include <check.h>
+#include <apr_pools.h>
+#include <jansson.h>
+
+Suite *form_suite(void);
+Suite *url_suite(void);
+Suite *retry_suite(void);
+Suite *capture_suite(void);
+Suite *outbox_suite(void);
+
+/* A fresh pool for each test: add ut_setup/ut_teardown as a checked
+ * fixture, so that with CK_FORK=no pools do not pile up either. */
+extern apr_pool_t *ut_pool;
+void ut_setup(void);
+void ut_teardown(void);
+
+/* Parse @a text with jansson (any value); the reference is bound to
+ * ut_pool. Fails the test on a parse error. */
+json_t *ut_json(const char *text);
+
+#endif /* UNIT_TESTS_H */
