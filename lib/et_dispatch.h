@@ -12,7 +12,10 @@
 #include "et_http.h"
 #include "et_outbox.h"
 
-/** Find the site an event was captured for; NULL if it is no longer configured. */
+/**
+ * Find the site an event was captured for. Never NULL: a site that is no
+ * longer configured maps to the server's defaults.
+ */
 typedef const et_site_t *et_site_lookup_fn(void *baton, const char *name);
 
 /** Where the dispatcher reports, so that the glue can use its own logger. */

@@ -50,9 +50,12 @@ typedef struct et_outcome_t {
     apr_interval_time_t latency;
 } et_outcome_t;
 
-/** Record an attempt's outcome and release the lease. */
+/**
+ * Record an attempt's outcome and release @a owner's lease. APR_EBUSY if
+ * the lease had expired and another dispatcher holds the event now.
+ */
 apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
-                              const et_outcome_t *out);
+                              const char *owner, const et_outcome_t *out);
 
 /** Release @a owner's leases without counting an attempt (clean shutdown). */
 apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner);

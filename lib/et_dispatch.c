@@ -1,0 +1,436 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * The dispatcher. One thread claims due events from the outbox (with a
+ * lease) and hands each to an apr_thread_pool worker, which makes the call
+ * and writes the outcome back.
+ *
+ * Threads and shared state:
+ *  - the outbox connection is shared by the claiming thread and the workers
+ *    and guarded by d->ob_lock (an et_outbox_t is not thread-safe);
+ *  - job pools are children of d->jobs_pool, whose allocator carries a
+ *    mutex, so the claiming thread may create them while workers destroy
+ *    theirs;
+ *  - d->inflight is only touched with apr_atomic_*;
+ *  - the et_site_t found by conf->lookup is read-only configuration.
+ */
+
+#include <apr_atomic.h>
+#include <apr_date.h>
+#include <apr_lib.h>
+#include <apr_poll.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_pool.h>
+#include <apr_portable.h>
+
+#include <unistd.h>
+
+#include "et_dispatch.h"
+#include "et_outbox.h"
+
+/* Longest Retry-After honoured: a receiver cannot park events for days. */
+#define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
+
+typedef struct dispatcher_t {
+    const et_dispatch_conf_t *conf;
+    apr_pool_t *pool;
+    apr_pool_t *jobs_pool;
+    et_outbox_t *ob;
+    apr_thread_mutex_t *ob_lock;
+    et_http_t *http;
+    apr_thread_pool_t *tp;
+    const char *owner;
+    volatile apr_uint32_t inflight;
+    apr_file_t *done_r, *done_w;      /* workers nudge the claimer */
+} dispatcher_t;
+
+typedef struct job_t {
+    dispatcher_t *d;
+    apr_pool_t *pool;
+    et_event_t *ev;
+} job_t;
+
+static void dlog(const et_dispatch_conf_t *conf, int level, const char *msg)
+{
+    if (conf->log) {
+        conf->log(conf->log_baton, level, msg);
+    }
+}
+
+/* Printable, bounded text of a receiver's answer, for logs and dead letters. */
+static const char *answer_excerpt(apr_pool_t *p, const char *body,
+                                  apr_size_t len)
+{
+    char *s;
+    apr_size_t i;
+
+    if (!body || !len) {
+        return "";
+    }
+    if (len > 200) {
+        len = 200;
+    }
+    s = apr_pstrmemdup(p, body, len);
+    for (i = 0; i < len; i++) {
+        if (!apr_isprint(s[i])) {
+            s[i] = '.';
+        }
+    }
+    return s;
+}
+
+/* Retry-After: delta seconds or an HTTP-date (RFC 9110, 10.2.3). */
+static apr_interval_time_t retry_after(const char *v, apr_time_t now)
+{
+    if (!v || !*v) {
+        return -1;
+    }
+    if (apr_isdigit(*v)) {
+        char *end;
+        apr_int64_t secs = apr_strtoi64(v, &end, 10);
+        if (*end || secs < 0) {
+            return -1;
+        }
+        return secs > 3600 ? ET_RETRY_AFTER_MAX : apr_time_from_sec(secs);
+    }
+    else {
+        apr_time_t when = apr_date_parse_http(v);
+        if (when == APR_DATE_BAD) {
+            return -1;
+        }
+        return when <= now ? 0 : (when - now > ET_RETRY_AFTER_MAX
+                                  ? ET_RETRY_AFTER_MAX : when - now);
+    }
+}
+
+void et_dispatch_judge(const et_site_t *site, const et_event_t *ev,
+                       const et_http_response_t *resp, apr_time_t now,
+                       apr_uint32_t rnd, et_outcome_t *out)
+{
+    int st = resp->status;
+    int retryable;
+
+    memset(out, 0, sizeof(*out));
+    out->status = st;
+    out->latency = resp->elapsed;
+
+    if (st >= 200 && st < 300) {
+        out->state = ET_ST_DELIVERED;
+        return;
+    }
+    retryable = (st == 0 || st == 408 || st == 429 || st >= 500);
+    if (!retryable) {
+        /* 3xx (redirects are not followed) and other 4xx: the receiver
+         * refuses this call; asking again would get the same answer. */
+        out->state = ET_ST_DEAD;
+        out->error = st >= 300 && st < 400 ? "redirect not followed"
+                                           : "refused by the receiver";
+        return;
+    }
+    else {
+        apr_interval_time_t delay = et_retry_next(site->retry, ev->attempts,
+                                                  rnd);
+        if (delay < 0) {
+            out->state = ET_ST_DEAD;
+            out->error = "out of attempts";
+            return;
+        }
+        if (st == 429 || st == 503) {
+            apr_interval_time_t ra = retry_after(resp->retry_after, now);
+            if (ra > delay) {
+                delay = ra;
+            }
+        }
+        out->state = ET_ST_PENDING;
+        out->due = now + delay;
+        out->error = st ? "server error" : "no answer";
+    }
+}
+
+static apr_uint32_t next_rand(void)
+{
+    apr_uint32_t r = 0;
+
+    /* jitter needs spread, not secrecy; on failure r = 0 is still valid */
+    apr_generate_random_bytes((unsigned char *)&r, sizeof(r));
+    return r;
+}
+
+static void nudge(dispatcher_t *d)
+{
+    char c = 'd';
+    apr_size_t n = 1;
+
+    /* non-blocking; a full pipe already means "wake up" */
+    apr_file_write(d->done_w, &c, &n);
+}
+
+static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
+{
+    job_t *job = data;
+    dispatcher_t *d = job->d;
+    apr_pool_t *p = job->pool;
+    et_event_t *ev = job->ev;
+    const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
+    et_http_request_t req;
+    et_http_response_t resp;
+    et_outcome_t out;
+    apr_status_t rv;
+    const char *detail;
+    int level;
+
+    memset(&req, 0, sizeof(req));
+    req.method = et_event_method(ev->event);
+    req.url = ev->url;
+    req.headers = apr_array_make(p, 4, sizeof(const char *));
+    APR_ARRAY_PUSH(req.headers, const char *) = "Accept: application/json";
+    APR_ARRAY_PUSH(req.headers, const char *) =
+        apr_pstrcat(p, "User-Agent: ", site->user_agent ? site->user_agent
+                                                        : ET_USER_AGENT_DEFAULT,
+                    NULL);
+    if (ev->content_type) {
+        APR_ARRAY_PUSH(req.headers, const char *) =
+            apr_pstrcat(p, "Content-Type: ", ev->content_type, NULL);
+    }
+    req.body = ev->body ? ev->body : "";
+    req.body_len = ev->body ? ev->body_len : 0;
+    req.connect_timeout = site->connect_timeout;
+    req.timeout = site->timeout;
+    req.response_keep = site->response_keep;
+
+    d->http->perform(d->http, p, &req, &resp);
+    et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(), &out);
+    if (out.state != ET_ST_DELIVERED) {
+        const char *excerpt = answer_excerpt(p, resp.body, resp.body_len);
+        out.error = resp.status
+            ? apr_psprintf(p, "%s: HTTP %d%s%s", out.error, resp.status,
+                           *excerpt ? ", answer: " : "", excerpt)
+            : apr_psprintf(p, "%s: %s", out.error,
+                           resp.error ? resp.error : "transport error");
+    }
+
+    apr_thread_mutex_lock(d->ob_lock);
+    rv = et_outbox_finish(d->ob, ev, d->owner, &out);
+    apr_thread_mutex_unlock(d->ob_lock);
+
+    switch (out.state) {
+    case ET_ST_DELIVERED:
+        level = ET_LOG_INFO;
+        detail = "delivered";
+        break;
+    case ET_ST_PENDING:
+        level = ET_LOG_WARNING;
+        detail = apr_psprintf(p, "will retry in %" APR_TIME_T_FMT "s",
+                              apr_time_sec(out.due - apr_time_now()));
+        break;
+    default:
+        level = ET_LOG_ERR;
+        detail = "dead letter";
+        break;
+    }
+    dlog(d->conf, level,
+         apr_psprintf(p, "ET01001: %s txn=%s site=%s object=%s event=%s "
+                      "id=%s attempt=%d status=%d latency=%" APR_TIME_T_FMT
+                      "ms%s%s", detail, ev->txn, ev->site,
+                      et_object_name(ev->object), et_event_name(ev->event),
+                      ev->oid, ev->attempts, resp.status,
+                      apr_time_as_msec(resp.elapsed),
+                      out.error ? " error=" : "", out.error ? out.error : ""));
+    if (rv == APR_EBUSY) {
+        dlog(d->conf, ET_LOG_WARNING,
+             apr_psprintf(p, "ET01002: lease of txn=%s expired during the "
+                          "call; its outcome was left to the new holder "
+                          "(raise EventTriggerLease above the call timeout)",
+                          ev->txn));
+    }
+    else if (rv != APR_SUCCESS) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01003: cannot record the outcome of txn=%s: "
+                          "%s; it will be retried when its lease expires",
+                          ev->txn, et_outbox_error(d->ob)));
+    }
+
+    apr_pool_destroy(p);
+    apr_atomic_dec32(&d->inflight);
+    nudge(d);
+    return NULL;
+}
+
+/* Copy a claimed event into its job's own pool. */
+static job_t *make_job(dispatcher_t *d, const et_event_t *src)
+{
+    apr_pool_t *p;
+    job_t *job;
+    et_event_t *ev;
+
+    apr_pool_create(&p, d->jobs_pool);
+    apr_pool_tag(p, "et_job");
+    job = apr_pcalloc(p, sizeof(*job));
+    ev = apr_pmemdup(p, src, sizeof(*src));
+    ev->txn = apr_pstrdup(p, src->txn);
+    ev->site = apr_pstrdup(p, src->site);
+    ev->oid = apr_pstrdup(p, src->oid);
+    ev->url = apr_pstrdup(p, src->url);
+    ev->content_type = apr_pstrdup(p, src->content_type);
+    ev->body = src->body ? apr_pstrmemdup(p, src->body, src->body_len) : NULL;
+    job->d = d;
+    job->pool = p;
+    job->ev = ev;
+    return job;
+}
+
+static void drain(apr_file_t *f)
+{
+    char buf[256];
+    apr_size_t n;
+
+    do {
+        n = sizeof(buf);
+    } while (apr_file_read(f, buf, &n) == APR_SUCCESS && n == sizeof(buf));
+}
+
+static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
+                          const et_dispatch_conf_t *conf)
+{
+    apr_allocator_t *alloc;
+    apr_thread_mutex_t *amutex;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    d->conf = conf;
+    d->pool = p;
+    d->owner = apr_psprintf(p, "%" APR_PID_T_FMT "@%" APR_TIME_T_FMT,
+                            getpid(), apr_time_now());
+
+    rv = et_outbox_open(&d->ob, p, conf->store, 0, &err);
+    if (rv != APR_SUCCESS) {
+        dlog(conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01004: dispatcher cannot open the outbox: %s",
+                          err ? err : "unknown error"));
+        return rv;
+    }
+    if ((rv = apr_thread_mutex_create(&d->ob_lock, APR_THREAD_MUTEX_DEFAULT,
+                                      p)) != APR_SUCCESS
+        || (rv = et_http_curl_create(&d->http, p)) != APR_SUCCESS
+        || (rv = apr_file_pipe_create_ex(&d->done_r, &d->done_w,
+                                         APR_FULL_NONBLOCK, p)) != APR_SUCCESS) {
+        return rv;
+    }
+
+    /* job pools come and go on several threads: give them a locked allocator */
+    if ((rv = apr_allocator_create(&alloc)) != APR_SUCCESS) {
+        return rv;
+    }
+    apr_pool_create_ex(&d->jobs_pool, p, NULL, alloc);
+    apr_allocator_owner_set(alloc, d->jobs_pool);
+    apr_thread_mutex_create(&amutex, APR_THREAD_MUTEX_DEFAULT, d->jobs_pool);
+    apr_allocator_mutex_set(alloc, amutex);
+    apr_allocator_max_free_set(alloc, 1024 * 1024);
+
+    rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
+    return rv;
+}
+
+apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
+{
+    dispatcher_t d;
+    apr_pool_t *iter;
+    apr_pollfd_t fds[2];
+    apr_status_t rv;
+    int nfds = 0;
+
+    memset(&d, 0, sizeof(d));
+    if ((rv = setup(&d, p, conf)) != APR_SUCCESS) {
+        return rv;
+    }
+    dlog(conf, ET_LOG_INFO,
+         apr_psprintf(p, "ET01005: dispatcher %s started with %d workers",
+                      d.owner, conf->workers));
+
+    memset(fds, 0, sizeof(fds));
+    fds[nfds].p = p;
+    fds[nfds].desc_type = APR_POLL_FILE;
+    fds[nfds].reqevents = APR_POLLIN;
+    fds[nfds++].desc.f = d.done_r;
+    if (conf->wakeup) {
+        fds[nfds].p = p;
+        fds[nfds].desc_type = APR_POLL_FILE;
+        fds[nfds].reqevents = APR_POLLIN;
+        fds[nfds++].desc.f = conf->wakeup;
+    }
+
+    apr_pool_create(&iter, p);
+    while (!*conf->stop) {
+        int room = conf->workers - (int)apr_atomic_read32(&d.inflight);
+        apr_interval_time_t wait = conf->poll;
+        apr_array_header_t *evs = NULL;
+        apr_int32_t nready;
+        apr_time_t due;
+        int i;
+
+        apr_pool_clear(iter);
+        if (room > 0) {
+            apr_thread_mutex_lock(d.ob_lock);
+            rv = et_outbox_claim(d.ob, iter, d.owner, conf->lease, room, &evs);
+            if (rv != APR_SUCCESS) {
+                dlog(conf, ET_LOG_ERR,
+                     apr_psprintf(iter, "ET01006: cannot claim events: %s",
+                                  et_outbox_error(d.ob)));
+            }
+            else if (evs->nelts < room
+                     && et_outbox_next_due(d.ob, &due) == APR_SUCCESS) {
+                apr_time_t now = apr_time_now();
+                /* the soonest retry or lease expiry bounds the sleep */
+                if (due - now < wait) {
+                    wait = due > now ? due - now : 0;
+                }
+            }
+            apr_thread_mutex_unlock(d.ob_lock);
+
+            for (i = 0; evs && i < evs->nelts; i++) {
+                job_t *job = make_job(&d, APR_ARRAY_IDX(evs, i, et_event_t *));
+                apr_atomic_inc32(&d.inflight);
+                rv = apr_thread_pool_push(d.tp, deliver, job, 0, &d);
+                if (rv != APR_SUCCESS) {
+                    /* its lease expires and it is claimed again */
+                    apr_atomic_dec32(&d.inflight);
+                    apr_pool_destroy(job->pool);
+                }
+            }
+            if (evs && evs->nelts == room) {
+                /* a full batch: more may be due; wait for a free worker */
+                wait = conf->poll;
+            }
+            else if (wait <= 0 && (!evs || evs->nelts == 0)) {
+                /* due but not claimable: behind an earlier event of the same
+                 * object that is in flight. Its worker nudges us when done. */
+                wait = conf->poll;
+            }
+        }
+        if (wait > 0 || room <= 0) {
+            if (apr_poll(fds, nfds, &nready, wait > 0 ? wait : conf->poll)
+                == APR_SUCCESS) {
+                drain(d.done_r);
+                if (conf->wakeup) {
+                    drain(conf->wakeup);
+                }
+            }
+        }
+    }
+
+    /* Stop claiming; calls already under way finish and are recorded
+     * (each is bounded by its timeout). Queued ones keep their lease only
+     * until we release it below. */
+    apr_thread_pool_tasks_cancel(d.tp, &d);
+    apr_thread_pool_destroy(d.tp);
+    apr_thread_mutex_lock(d.ob_lock);
+    if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
+        dlog(conf, ET_LOG_WARNING,
+             apr_psprintf(p, "ET01007: cannot release leases at stop: %s",
+                          et_outbox_error(d.ob)));
+    }
+    apr_thread_mutex_unlock(d.ob_lock);
+    dlog(conf, ET_LOG_INFO,
+         apr_psprintf(p, "ET01008: dispatcher %s stopped", d.owner));
+    return APR_SUCCESS;
+}

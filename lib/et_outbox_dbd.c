@@ -1,0 +1,499 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * The outbox over apr_dbd. SQLite (WAL) is the embedded default; the SQL is
+ * kept to what SQLite >= 3.35 and PostgreSQL both understand (UPDATE ...
+ * RETURNING), with the schema the only per-driver text.
+ *
+ * Times are stored as integer microseconds (apr_time_t).
+ */
+
+#include <stdlib.h>
+
+#include <apr_dbd.h>
+#include <apr_strings.h>
+#include <apr_file_info.h>
+
+#include "et_outbox.h"
+
+#define ET_STMTS 7
+
+enum {
+    ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
+    ST_LEASED
+};
+
+struct et_outbox_t {
+    apr_pool_t *pool;
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db;
+    const char *file;                 /* sqlite3 only */
+    int is_pgsql;
+    apr_dbd_prepared_t *st[ET_STMTS];
+    const char *last_error;
+};
+
+static const char *const schema_sqlite[] = {
+    "CREATE TABLE IF NOT EXISTS et_event ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " txn TEXT NOT NULL UNIQUE,"
+    " site TEXT NOT NULL,"
+    " object TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " oid TEXT NOT NULL,"
+    " url TEXT,"
+    " content_type TEXT,"
+    " body TEXT,"
+    " state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL,"
+    " due INTEGER NOT NULL,"
+    " lease_until INTEGER NOT NULL DEFAULT 0,"
+    " lease_owner TEXT,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " error TEXT,"
+    " done_at INTEGER,"
+    " latency INTEGER)",
+    /* the per-object ordering check walks this one */
+    "CREATE INDEX IF NOT EXISTS et_event_object"
+    " ON et_event (site, object, oid, state, id)",
+    "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
+    NULL
+};
+
+static const char *const schema_pgsql[] = {
+    "CREATE TABLE IF NOT EXISTS et_event ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " txn TEXT NOT NULL UNIQUE,"
+    " site TEXT NOT NULL,"
+    " object TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " oid TEXT NOT NULL,"
+    " url TEXT,"
+    " content_type TEXT,"
+    " body TEXT,"
+    " state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " created BIGINT NOT NULL,"
+    " due BIGINT NOT NULL,"
+    " lease_until BIGINT NOT NULL DEFAULT 0,"
+    " lease_owner TEXT,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " error TEXT,"
+    " done_at BIGINT,"
+    " latency BIGINT)",
+    "CREATE INDEX IF NOT EXISTS et_event_object"
+    " ON et_event (site, object, oid, state, id)",
+    "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
+    NULL
+};
+
+/* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
+static const char *const stmt_sql[ET_STMTS] = {
+    /* ST_INSERT */
+    "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
+    " body, state, created, due, error)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)",
+    /* ST_CLAIM: due, unleased, and first in line for its object. Attempts
+     * are counted at claim time so that a dispatcher dying mid-call still
+     * uses one up (a crash loop cannot retry forever). */
+    "UPDATE et_event SET lease_owner = %s, lease_until = %lld,"
+    " attempts = attempts + 1"
+    " WHERE id IN (SELECT e.id FROM et_event e"
+    "  WHERE e.state = 0 AND e.due <= %lld AND e.lease_until < %lld"
+    "  AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site"
+    "   AND p.object = e.object AND p.oid = e.oid AND p.state = 0"
+    "   AND p.id < e.id)"
+    "  ORDER BY e.id LIMIT %d)"
+    " RETURNING id, txn, site, object, event, oid, url, content_type, body,"
+    " attempts, created",
+    /* ST_FINISH: only the lease holder may write the outcome */
+    "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
+    " due = %lld, lease_until = 0, lease_owner = NULL, done_at = %lld,"
+    " latency = %lld"
+    " WHERE id = %lld AND lease_owner = %s",
+    /* ST_RELEASE */
+    "UPDATE et_event SET lease_until = 0, lease_owner = NULL,"
+    " attempts = attempts - 1"
+    " WHERE lease_owner = %s AND state = 0",
+    /* ST_NEXT_DUE */
+    "SELECT MIN(CASE WHEN lease_until > due THEN lease_until ELSE due END)"
+    " FROM et_event WHERE state = 0",
+    /* ST_COUNTS */
+    "SELECT state, COUNT(*), MIN(created) FROM et_event GROUP BY state",
+    /* ST_LEASED */
+    "SELECT COUNT(*) FROM et_event WHERE state = 0 AND lease_until > %lld"
+};
+
+static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
+{
+    const char *msg = rv ? apr_dbd_error(ob->drv, ob->db, rv) : NULL;
+
+    ob->last_error = apr_psprintf(ob->pool, "%s: %s", what,
+                                  msg ? msg : "database error");
+    return APR_EGENERAL;
+}
+
+const char *et_outbox_error(et_outbox_t *ob)
+{
+    return ob->last_error ? ob->last_error : "no error";
+}
+
+const char *et_outbox_file(const et_outbox_t *ob)
+{
+    return ob->file;
+}
+
+static apr_status_t close_cleanup(void *data)
+{
+    et_outbox_t *ob = data;
+
+    if (ob->db) {
+        apr_dbd_close(ob->drv, ob->db);
+        ob->db = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+void et_outbox_close(et_outbox_t *ob)
+{
+    if (ob) {
+        apr_pool_cleanup_run(ob->pool, ob, close_cleanup);
+    }
+}
+
+/* A statement that answers with a row (PRAGMA): apr_dbd_query treats a
+ * row as an error with the sqlite3 driver, so go through select. */
+static apr_status_t run_pragma(et_outbox_t *ob, apr_pool_t *p, const char *sql)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    int rv;
+
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res, sql, 1);
+    if (rv) {
+        return set_error(ob, rv, sql);
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        /* drain */
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
+                                const char **err)
+{
+    const char *colon = strchr(spec, ':');
+    const char *name, *params;
+    apr_status_t rv;
+
+    if (!colon || colon == spec || !colon[1]) {
+        *err = "outbox must be given as sqlite3:PATH or pgsql:CONNINFO";
+        return APR_EINVAL;
+    }
+    name = apr_pstrmemdup(ob->pool, spec, colon - spec);
+    params = colon + 1;
+    if (strcmp(name, "sqlite3") == 0) {
+        ob->file = params;
+    }
+    else if (strcmp(name, "pgsql") == 0) {
+        ob->is_pgsql = 1;
+    }
+    else {
+        *err = apr_psprintf(ob->pool, "unknown outbox driver '%s' "
+                            "(use sqlite3 or pgsql)", name);
+        return APR_EINVAL;
+    }
+
+    rv = apr_dbd_init(ob->pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_dbd_get_driver(ob->pool, name, &ob->drv);
+    }
+    if (rv != APR_SUCCESS) {
+        *err = apr_psprintf(ob->pool, "cannot load the apr_dbd driver '%s' "
+                            "(is libaprutil1-dbd-%s installed?)", name,
+                            ob->is_pgsql ? "pgsql" : "sqlite3");
+        return rv;
+    }
+    rv = apr_dbd_open_ex(ob->drv, ob->pool, params, &ob->db, err);
+    if (rv != APR_SUCCESS || !ob->db) {
+        /* the conninfo may hold a password: name the driver, not params */
+        *err = apr_psprintf(ob->pool, "cannot open the %s outbox%s%s%s", name,
+                            ob->file ? " " : "", ob->file ? ob->file : "",
+                            (*err && !ob->is_pgsql)
+                            ? apr_pstrcat(ob->pool, ": ", *err, NULL) : "");
+        ob->db = NULL;
+        return rv ? rv : APR_EGENERAL;
+    }
+    apr_pool_cleanup_register(ob->pool, ob, close_cleanup,
+                              apr_pool_cleanup_null);
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
+                            int create, const char **err)
+{
+    et_outbox_t *ob = apr_pcalloc(p, sizeof(*ob));
+    apr_pool_t *ptemp;
+    apr_status_t rv;
+    int i, nrows;
+
+    *pob = NULL;
+    *err = NULL;
+    ob->pool = p;
+    if ((rv = open_driver(ob, spec, err)) != APR_SUCCESS) {
+        return rv;
+    }
+
+    apr_pool_create(&ptemp, p);
+    if (ob->file) {
+        /* Wait for a writer rather than fail: SQLite serialises writers. */
+        if ((rv = run_pragma(ob, ptemp, "PRAGMA busy_timeout = 10000"))) {
+            goto fail;
+        }
+        if (create
+            && (rv = run_pragma(ob, ptemp, "PRAGMA journal_mode = WAL"))) {
+            goto fail;
+        }
+        /* WAL + NORMAL survives a crash of any process; FULL also a power
+         * cut. Events are the customer's data: keep FULL. */
+        if ((rv = run_pragma(ob, ptemp, "PRAGMA synchronous = FULL"))) {
+            goto fail;
+        }
+    }
+    if (create) {
+        const char *const *schema = ob->is_pgsql ? schema_pgsql : schema_sqlite;
+
+        for (i = 0; schema[i]; i++) {
+            int dbrv = apr_dbd_query(ob->drv, ob->db, &nrows, schema[i]);
+            if (dbrv) {
+                rv = set_error(ob, dbrv, "creating the outbox schema");
+                goto fail;
+            }
+        }
+    }
+    for (i = 0; i < ET_STMTS; i++) {
+        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, stmt_sql[i], NULL,
+                                   &ob->st[i]);
+        if (dbrv) {
+            rv = set_error(ob, dbrv, create ? "preparing the outbox statements"
+                           : "preparing the outbox statements (is the "
+                             "schema there?)");
+            goto fail;
+        }
+    }
+    apr_pool_destroy(ptemp);
+    *pob = ob;
+    return APR_SUCCESS;
+
+fail:
+    *err = ob->last_error;
+    apr_pool_destroy(ptemp);
+    et_outbox_close(ob);
+    return rv ? rv : APR_EGENERAL;
+}
+
+static const char *i64(apr_pool_t *p, apr_int64_t v)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT, v);
+}
+
+static const char *itoa_p(apr_pool_t *p, int v)
+{
+    return apr_itoa(p, v);
+}
+
+apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+    apr_time_t created = ev->created ? ev->created : apr_time_now();
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT],
+                         ev->txn, ev->site ? ev->site : "",
+                         et_object_name(ev->object) ? et_object_name(ev->object)
+                                                    : "",
+                         et_event_name(ev->event),
+                         ev->oid ? ev->oid : "",
+                         ev->url, ev->content_type, ev->body,
+                         itoa_p(p, ev->state), i64(p, created), i64(p, created),
+                         ev->error);
+    apr_pool_destroy(p);
+    if (rv || nrows != 1) {
+        return set_error(ob, rv, "storing an event");
+    }
+    return APR_SUCCESS;
+}
+
+static apr_int64_t entry_i64(et_outbox_t *ob, apr_dbd_row_t *row, int col)
+{
+    const char *v = apr_dbd_get_entry(ob->drv, row, col);
+
+    return v ? apr_atoi64(v) : 0;
+}
+
+static int cmp_rowid(const void *a, const void *b)
+{
+    const et_event_t *x = *(et_event_t *const *)a;
+    const et_event_t *y = *(et_event_t *const *)b;
+
+    return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
+}
+
+apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
+                             apr_interval_time_t lease, int max,
+                             apr_array_header_t **events)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    apr_time_t now = apr_time_now();
+    apr_array_header_t *a = apr_array_make(p, max > 0 ? max : 1,
+                                           sizeof(et_event_t *));
+    int rv;
+
+    *events = a;
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_CLAIM], 1,
+                          owner, i64(p, now + lease), i64(p, now), i64(p, now),
+                          itoa_p(p, max));
+    if (rv) {
+        return set_error(ob, rv, "claiming events");
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
+        const char *v;
+
+        ev->rowid = entry_i64(ob, row, 0);
+        ev->txn = apr_dbd_get_entry(ob->drv, row, 1);
+        ev->site = apr_dbd_get_entry(ob->drv, row, 2);
+        et_object_parse(apr_dbd_get_entry(ob->drv, row, 3), &ev->object);
+        v = apr_dbd_get_entry(ob->drv, row, 4);
+        ev->event = (v && strcmp(v, "post-delete") == 0) ? ET_EV_DELETE
+                    : (v && strcmp(v, "post-update") == 0) ? ET_EV_UPDATE
+                    : ET_EV_CREATE;
+        ev->oid = apr_dbd_get_entry(ob->drv, row, 5);
+        ev->url = apr_dbd_get_entry(ob->drv, row, 6);
+        ev->content_type = apr_dbd_get_entry(ob->drv, row, 7);
+        ev->body = apr_dbd_get_entry(ob->drv, row, 8);
+        ev->body_len = ev->body ? strlen(ev->body) : 0;
+        ev->attempts = (int)entry_i64(ob, row, 9);
+        ev->created = entry_i64(ob, row, 10);
+        ev->state = ET_ST_PENDING;
+        APR_ARRAY_PUSH(a, et_event_t *) = ev;
+    }
+    /* RETURNING gives no order; delivery order is the capture order */
+    if (a->nelts > 1) {
+        qsort(a->elts, a->nelts, sizeof(et_event_t *), cmp_rowid);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
+                              const char *owner, const et_outcome_t *out)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+    apr_time_t now = apr_time_now();
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_FINISH],
+                         itoa_p(p, out->state), itoa_p(p, out->status),
+                         out->error,
+                         i64(p, out->state == ET_ST_PENDING ? out->due : 0),
+                         i64(p, out->state == ET_ST_PENDING ? 0 : now),
+                         i64(p, out->latency), i64(p, ev->rowid), owner);
+    apr_pool_destroy(p);
+    if (rv) {
+        return set_error(ob, rv, "recording a delivery");
+    }
+    /* nrows == 0: our lease expired and another dispatcher owns it now */
+    return nrows == 1 ? APR_SUCCESS : APR_EBUSY;
+}
+
+apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_RELEASE], owner);
+    apr_pool_destroy(p);
+    return rv ? set_error(ob, rv, "releasing leases") : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
+{
+    apr_pool_t *p;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    apr_status_t st = APR_NOTFOUND;
+    int rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_NEXT_DUE], 1);
+    if (rv) {
+        st = set_error(ob, rv, "reading the next due time");
+    }
+    else {
+        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+            const char *v = apr_dbd_get_entry(ob->drv, row, 0);
+            if (v) {
+                *due = apr_atoi64(v);
+                st = APR_SUCCESS;
+            }
+        }
+    }
+    apr_pool_destroy(p);
+    return st;
+}
+
+apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c)
+{
+    apr_pool_t *p;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    apr_status_t st = APR_SUCCESS;
+    int rv;
+
+    memset(c, 0, sizeof(*c));
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_COUNTS], 1);
+    if (rv) {
+        st = set_error(ob, rv, "counting events");
+        goto done;
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        apr_int64_t state = entry_i64(ob, row, 0);
+        apr_int64_t n = entry_i64(ob, row, 1);
+
+        switch (state) {
+        case ET_ST_PENDING:
+            c->pending = n;
+            c->oldest_pending = entry_i64(ob, row, 2);
+            break;
+        case ET_ST_DELIVERED:
+            c->delivered = n;
+            break;
+        case ET_ST_DEAD:
+            c->dead = n;
+            break;
+        case ET_ST_FAILED:
+            c->failed = n;
+            break;
+        }
+    }
+    res = NULL;
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_LEASED], 1,
+                          i64(p, apr_time_now()));
+    if (rv) {
+        st = set_error(ob, rv, "counting leased events");
+        goto done;
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        c->leased = entry_i64(ob, row, 0);
+    }
+done:
+    apr_pool_destroy(p);
+    return st;
+}

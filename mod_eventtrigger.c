@@ -1,0 +1,302 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * mod_eventtrigger: after an admin console answers a create, update or
+ * delete of a Member, Application, Key or Package Key with success, send
+ * the saved object to the customer's Event Trigger endpoint - durably, in
+ * the background.
+ *
+ * This file: the module record, the hooks, the outbox file's setup in the
+ * parent and each child's pool of outbox connections.
+ */
+
+#define ET_MODULE_MAIN
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+
+#include <apr_strings.h>
+#include <apr_file_info.h>
+
+#if APR_HAVE_UNISTD_H
+#include <unistd.h>
+#endif
+
+#include "mod_eventtrigger.h"
+
+#include "unixd.h"
+
+et_globals_t et_g;
+
+static int et_check_config_hook(apr_pool_t *pconf, apr_pool_t *plog,
+                                apr_pool_t *ptemp, server_rec *s)
+{
+    return et_check_config(pconf, ptemp, s);
+}
+
+/* Files the children (httpd's User) must write: when started as root,
+ * hand them over, as mod_md does with its store. */
+static apr_status_t give_to_user(apr_pool_t *p, const char *path, int must)
+{
+    if (geteuid() != 0) {
+        return APR_SUCCESS;
+    }
+    if (chown(path, ap_unixd_config.user_id, ap_unixd_config.group_id) < 0) {
+        apr_status_t rv = errno;
+        return (!must && APR_STATUS_IS_ENOENT(rv)) ? APR_SUCCESS : rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Create the sqlite3 outbox's directory and schema; check that it opens. */
+static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    et_outbox_t *ob;
+    const char *err = NULL;
+    const char *file = NULL;
+    apr_status_t rv;
+
+    if (!strncmp(et_g.store, "sqlite3:", 8)) {
+        char *dir;
+
+        file = et_g.store + 8;
+        dir = ap_make_dirstr_parent(ptemp, file);
+        rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                                    | APR_FPROT_UEXECUTE | APR_FPROT_GREAD
+                                    | APR_FPROT_GEXECUTE, ptemp);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         "ET00001: cannot create the outbox directory %s "
+                         "(EventTriggerStore)", dir);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if ((rv = give_to_user(ptemp, dir, 1)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         "ET00002: cannot give the outbox directory %s to "
+                         "httpd's User", dir);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rv = et_outbox_open(&ob, ptemp, et_g.store, 1, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00003: EventTriggerStore: %s", err ? err : "cannot "
+                     "open the outbox");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    et_outbox_close(ob);
+
+    if (file) {
+        /* the outbox holds customer data: not world-readable */
+        apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                           | APR_FPROT_GREAD);
+        if ((rv = give_to_user(ptemp, file, 1)) != APR_SUCCESS
+            || (rv = give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
+                                                      NULL), 0))
+               != APR_SUCCESS
+            || (rv = give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
+                                                      NULL), 0))
+               != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         "ET00004: cannot give the outbox %s to httpd's "
+                         "User", file);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static int any_site_sends(server_rec *s)
+{
+    for (; s; s = s->next) {
+        if (et_srv_conf(s)->site.endpoint) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp, server_rec *s)
+{
+    apr_status_t rv;
+    int status;
+
+    /* The first pass only checks the configuration (as in mod_cgid). */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    memset(&et_g, 0, sizeof(et_g));
+    et_g.main_server = s;
+    et_g.store = et_srv_conf(s)->store;
+    if (!any_site_sends(s)) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "ET00005: no site has an EventTriggerEndpoint; the "
+                     "dispatcher is not started");
+        return OK;
+    }
+    if ((status = prepare_outbox(pconf, ptemp, s)) != OK) {
+        return status;
+    }
+    rv = apr_file_pipe_create_ex(&et_g.wake_r, &et_g.wake_w,
+                                 APR_FULL_NONBLOCK, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00006: cannot create the dispatcher's wake-up pipe");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return et_daemon_start(pconf, s);
+}
+
+/* apr_reslist constructor: one outbox connection in its own pool. The
+ * reslist's pool has a locked allocator, so threads may create these at
+ * the same time. */
+static apr_status_t conn_construct(void **res, void *params, apr_pool_t *pool)
+{
+    et_conn_t *conn;
+    apr_pool_t *p;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    apr_pool_create(&p, pool);
+    apr_pool_tag(p, "et_conn");
+    conn = apr_pcalloc(p, sizeof(*conn));
+    conn->pool = p;
+    rv = et_outbox_open(&conn->ob, p, et_g.store, 0, &err);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, et_g.main_server,
+                     "ET00007: cannot open the outbox: %s",
+                     err ? err : "unknown error");
+        apr_pool_destroy(p);
+        return rv;
+    }
+    *res = conn;
+    return APR_SUCCESS;
+}
+
+static apr_status_t conn_destruct(void *res, void *params, apr_pool_t *pool)
+{
+    et_conn_t *conn = res;
+
+    apr_pool_destroy(conn->pool);
+    return APR_SUCCESS;
+}
+
+/* Runs before the pool's subpools go: the connections' pools are subpools
+ * of the reslist's pool and must be closed through the reslist first. */
+static apr_status_t conns_destroy(void *data)
+{
+    if (et_g.outboxes) {
+        apr_reslist_destroy(et_g.outboxes);
+        et_g.outboxes = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static void et_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_allocator_t *alloc;
+    apr_thread_mutex_t *mutex;
+    apr_pool_t *p;
+    apr_status_t rv;
+    int threads = 1;
+
+    if (!et_g.store || !et_g.wake_w) {
+        return;
+    }
+    /* the read end is the dispatcher's */
+    apr_file_close(et_g.wake_r);
+    et_g.wake_r = NULL;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    if (threads < 1) {
+        threads = 1;
+    }
+    apr_allocator_create(&alloc);
+    apr_pool_create_ex(&p, pchild, NULL, alloc);
+    apr_allocator_owner_set(alloc, p);
+    apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT, p);
+    apr_allocator_mutex_set(alloc, mutex);
+    apr_pool_tag(p, "et_conns");
+    et_g.child_pool = p;
+
+    /* Connections open on first use, at most one per thread; idle ones
+     * close after a minute. */
+    rv = apr_reslist_create(&et_g.outboxes, 0, threads, threads,
+                            apr_time_from_sec(60), conn_construct,
+                            conn_destruct, NULL, p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "ET00008: cannot create the outbox connection pool; "
+                     "this child records no events");
+        et_g.outboxes = NULL;
+        return;
+    }
+    apr_reslist_timeout_set(et_g.outboxes, apr_time_from_sec(30));
+    apr_pool_pre_cleanup_register(p, NULL, conns_destroy);
+}
+
+apr_status_t et_conn_get(et_conn_t **conn, request_rec *r)
+{
+    void *res = NULL;
+    apr_status_t rv;
+
+    *conn = NULL;
+    if (!et_g.outboxes) {
+        return APR_EINIT;
+    }
+    rv = apr_reslist_acquire(et_g.outboxes, &res);
+    if (rv == APR_SUCCESS) {
+        *conn = res;
+    }
+    return rv;
+}
+
+void et_conn_put(et_conn_t *conn, int broken)
+{
+    if (broken) {
+        apr_reslist_invalidate(et_g.outboxes, conn);
+    }
+    else {
+        apr_reslist_release(et_g.outboxes, conn);
+    }
+}
+
+void et_wake_dispatcher(void)
+{
+    char c = 'e';
+    apr_size_t n = 1;
+
+    /* non-blocking: a full pipe means the dispatcher is already due to wake */
+    if (et_g.wake_w) {
+        apr_file_write(et_g.wake_w, &c, &n);
+    }
+}
+
+static void et_register_hooks(apr_pool_t *p)
+{
+    ap_hook_check_config(et_check_config_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(et_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(et_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_filter(et_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(et_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    et_register_filter();
+}
+
+AP_DECLARE_MODULE(eventtrigger) = {
+    STANDARD20_MODULE_STUFF,
+    et_create_dir_conf,
+    et_merge_dir_conf,
+    et_create_srv_conf,
+    et_merge_srv_conf,
+    et_cmds,
+    et_register_hooks
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    , AP_MODULE_FLAG_NONE
+#endif
+};

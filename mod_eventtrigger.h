@@ -1,0 +1,105 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * mod_eventtrigger: the private header shared by the httpd glue files.
+ */
+#ifndef MOD_EVENTTRIGGER_H
+#define MOD_EVENTTRIGGER_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+
+#include <apr_reslist.h>
+
+#include "et_event.h"
+#include "et_site.h"
+#include "et_outbox.h"
+
+extern module AP_MODULE_DECLARE_DATA eventtrigger_module;
+/* mod_eventtrigger.c gets this from AP_DECLARE_MODULE */
+#ifndef ET_MODULE_MAIN
+APLOG_USE_MODULE(eventtrigger);
+#endif
+
+#define ET_FILTER_NAME  "EVENTTRIGGER"
+#define ET_STATUS_HANDLER "eventtrigger-status"
+#define ET_DEFAULT_STORE_FILE "state/eventtrigger.db"
+
+/*
+ * Per server (site). Built at configuration time and read-only afterwards:
+ * shared by all threads, inherited by the dispatcher across its fork.
+ */
+typedef struct et_srv_conf_t {
+    et_site_t site;                   /* what the lib reads */
+    int format_set;
+    int user_agent_set;
+    int connect_timeout_set;
+    int timeout_set;
+    int retry_set;
+    apr_off_t capture_limit;          /* -1: unset */
+    int max_depth;                    /* -1: unset */
+    /* main server only */
+    const char *store;                /* "sqlite3:/abs/path" */
+    int workers;                      /* -1: unset */
+    apr_interval_time_t poll;         /* -1: unset */
+    apr_interval_time_t lease;        /* -1: unset */
+    server_rec *s;                    /* for messages */
+} et_srv_conf_t;
+
+/* Per directory/location. */
+typedef struct et_dir_conf_t {
+    et_object_e object;
+    int object_set;
+    const char *id_field;             /* NULL: unset ("id") */
+} et_dir_conf_t;
+
+/*
+ * Process-wide state. Written in post_config (parent) and child_init
+ * (before the child's threads start), read-only afterwards; the reslist
+ * does its own locking.
+ */
+typedef struct et_globals_t {
+    server_rec *main_server;
+    const char *store;                /* resolved outbox spec */
+    apr_file_t *wake_r, *wake_w;      /* wake the dispatcher */
+    apr_reslist_t *outboxes;          /* this child's connections */
+    apr_pool_t *child_pool;
+} et_globals_t;
+
+extern et_globals_t et_g;
+extern const command_rec et_cmds[];
+
+/* mod_eventtrigger_config.c */
+void *et_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
+void *et_create_dir_conf(apr_pool_t *p, char *dir);
+void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+et_srv_conf_t *et_srv_conf(server_rec *s);
+/** Fill in defaults and site names; check the whole configuration. */
+int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+const et_site_t *et_site_lookup(void *baton, const char *name);
+
+/* mod_eventtrigger_filter.c */
+void et_register_filter(void);
+void et_insert_filter(request_rec *r);
+
+/* mod_eventtrigger_daemon.c */
+int et_daemon_start(apr_pool_t *pconf, server_rec *s);
+
+/* mod_eventtrigger_status.c */
+int et_status_handler(request_rec *r);
+
+/* mod_eventtrigger.c */
+/** One outbox connection of this child's pool of them (apr_reslist). */
+typedef struct et_conn_t {
+    et_outbox_t *ob;
+    apr_pool_t *pool;                 /* the connection's own pool */
+} et_conn_t;
+/** Borrow a connection; give it back with et_conn_put. */
+apr_status_t et_conn_get(et_conn_t **conn, request_rec *r);
+/** Give it back; a connection that failed is closed instead of reused. */
+void et_conn_put(et_conn_t *conn, int broken);
+/** Tell the dispatcher that an event is waiting (never blocks). */
+void et_wake_dispatcher(void);
+
+#endif /* MOD_EVENTTRIGGER_H */

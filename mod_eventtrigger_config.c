@@ -1,0 +1,494 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * Directives, configuration merging and the startup checks.
+ *
+ * Merging follows httpd's rules (a virtual host inherits what it does not
+ * set; a more specific <Location> wins) with one deliberate exception:
+ * EventTriggerEndpoint is never inherited by a virtual host from the main
+ * server, because a site's objects must not reach another site's receiver.
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+
+#include <apr_strings.h>
+#include <apr_lib.h>
+
+#include "mod_eventtrigger.h"
+#include "et_url.h"
+#include "et_retry.h"
+
+#define ET_CAPTURE_LIMIT_DEFAULT  (1024 * 1024)
+#define ET_MAX_DEPTH_DEFAULT      32
+#define ET_RESPONSE_KEEP          1024
+#define ET_WORKERS_DEFAULT        8
+#define ET_POLL_DEFAULT           apr_time_from_sec(1)
+#define ET_LEASE_DEFAULT          apr_time_from_sec(60)
+#define ET_CONNECT_TIMEOUT_DEFAULT apr_time_from_sec(5)
+#define ET_TIMEOUT_DEFAULT        apr_time_from_sec(15)
+
+et_srv_conf_t *et_srv_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &eventtrigger_module);
+}
+
+void *et_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    et_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->capture_limit = -1;
+    c->max_depth = -1;
+    c->workers = -1;
+    c->poll = -1;
+    c->lease = -1;
+    c->s = s;
+    return c;
+}
+
+void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    et_srv_conf_t *base = basev, *add = addv;
+    et_srv_conf_t *c = apr_pmemdup(p, add, sizeof(*c));
+
+    /* endpoint and site name: the virtual host's own, never the base's */
+#define ET_INHERIT(flag, field) \
+    if (!add->flag) { c->site.field = base->site.field; c->flag = base->flag; }
+    ET_INHERIT(format_set, format);
+    ET_INHERIT(user_agent_set, user_agent);
+    ET_INHERIT(connect_timeout_set, connect_timeout);
+    ET_INHERIT(timeout_set, timeout);
+    ET_INHERIT(retry_set, retry);
+#undef ET_INHERIT
+    c->capture_limit = add->capture_limit >= 0 ? add->capture_limit
+                                               : base->capture_limit;
+    c->max_depth = add->max_depth >= 0 ? add->max_depth : base->max_depth;
+    return c;
+}
+
+void *et_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    return apr_pcalloc(p, sizeof(et_dir_conf_t));
+}
+
+void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    et_dir_conf_t *base = basev, *add = addv;
+    et_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->object_set = add->object_set || base->object_set;
+    c->object = add->object_set ? add->object : base->object;
+    c->id_field = add->id_field ? add->id_field : base->id_field;
+    return c;
+}
+
+static const char *set_endpoint(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = NULL;
+
+    if (et_url_check_root(cmd->pool, arg, &err) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: %s (e.g. "
+                            "https://hooks.example.com/masherycallbacks)",
+                            cmd->cmd->name, err);
+    }
+    c->site.endpoint = arg;
+    return NULL;
+}
+
+static const char *set_site_name(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *p;
+
+    for (p = arg; *p; p++) {
+        if (!apr_isgraph(*p)) {
+            return apr_psprintf(cmd->pool, "%s: a name without spaces or "
+                                "control characters is required",
+                                cmd->cmd->name);
+        }
+    }
+    c->site.name = arg;
+    return NULL;
+}
+
+static const char *set_format(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+
+    if (!strcasecmp(arg, "json")) {
+        c->site.format = ET_FMT_JSON;
+    }
+    else if (!strcasecmp(arg, "form")) {
+        c->site.format = ET_FMT_FORM;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a format; use json "
+                            "or form", cmd->cmd->name, arg);
+    }
+    c->format_set = 1;
+    return NULL;
+}
+
+static const char *main_server_only(cmd_parms *cmd)
+{
+    if (cmd->server->is_virtual) {
+        return apr_psprintf(cmd->pool, "%s is only allowed in the main "
+                            "server configuration, not in <VirtualHost>",
+                            cmd->cmd->name);
+    }
+    return NULL;
+}
+
+static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+
+    if (err) {
+        return err;
+    }
+    if (!strncmp(arg, "sqlite3:", 8) && arg[8]) {
+        const char *path = ap_server_root_relative(cmd->pool, arg + 8);
+        if (!path) {
+            return apr_psprintf(cmd->pool, "%s: invalid file path '%s'",
+                                cmd->cmd->name, arg + 8);
+        }
+        c->store = apr_pstrcat(cmd->pool, "sqlite3:", path, NULL);
+    }
+    else if (!strncmp(arg, "pgsql:", 6) && arg[6]) {
+        c->store = arg;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: use sqlite3:PATH or "
+                            "pgsql:CONNINFO", cmd->cmd->name);
+    }
+    return NULL;
+}
+
+static const char *set_object(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+
+    if (!et_object_parse(arg, &dc->object)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an object; use "
+                            "member, application, key, package_key or off",
+                            cmd->cmd->name, arg);
+    }
+    dc->object_set = 1;
+    return NULL;
+}
+
+static const char *set_id_field(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+
+    if (!*arg) {
+        return apr_psprintf(cmd->pool, "%s: a field name is required",
+                            cmd->cmd->name);
+    }
+    dc->id_field = arg;
+    return NULL;
+}
+
+static const char *set_retry(cmd_parms *cmd, void *dc, const char *args)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    et_retry_t *r;
+    const char *err = NULL;
+
+    if (et_retry_parse(cmd->pool, args, &r, &err) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    c->site.retry = r;
+    c->retry_set = 1;
+    return NULL;
+}
+
+static const char *parse_duration(cmd_parms *cmd, const char *arg,
+                                  apr_interval_time_t min,
+                                  apr_interval_time_t *out)
+{
+    if (et_duration_parse(arg, out) != APR_SUCCESS || *out < min) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration of at "
+                            "least %" APR_TIME_T_FMT "ms (e.g. 500ms, 5s, "
+                            "2m)", cmd->cmd->name, arg, apr_time_as_msec(min));
+    }
+    return NULL;
+}
+
+static const char *set_connect_timeout(cmd_parms *cmd, void *dc,
+                                       const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+
+    c->connect_timeout_set = 1;
+    return parse_duration(cmd, arg, apr_time_from_msec(10),
+                          &c->site.connect_timeout);
+}
+
+static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+
+    c->timeout_set = 1;
+    return parse_duration(cmd, arg, apr_time_from_msec(10), &c->site.timeout);
+}
+
+static const char *set_user_agent(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *p;
+
+    for (p = arg; *p; p++) {
+        if (apr_iscntrl(*p)) {
+            return apr_psprintf(cmd->pool, "%s: control characters are not "
+                                "allowed", cmd->cmd->name);
+        }
+    }
+    c->site.user_agent = arg;
+    c->user_agent_set = 1;
+    return NULL;
+}
+
+static const char *set_capture_limit(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    char *end;
+    apr_off_t v;
+
+    if (apr_strtoff(&v, arg, &end, 10) != APR_SUCCESS || v < 1
+        || v > APR_INT32_MAX) {
+        goto bad;
+    }
+    if (*end == 'K' || *end == 'k') {
+        v *= 1024;
+        ++end;
+    }
+    else if (*end == 'M' || *end == 'm') {
+        v *= 1024 * 1024;
+        ++end;
+    }
+    if (*end || v > 64 * 1024 * 1024) {
+        goto bad;
+    }
+    c->capture_limit = v;
+    return NULL;
+bad:
+    return apr_psprintf(cmd->pool, "%s: '%s' is not a size between 1 and 64M "
+                        "(bytes, or with K or M)", cmd->cmd->name, arg);
+}
+
+static const char *set_max_depth(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*end || end == arg || v < 1 || v > 64) {
+        return apr_psprintf(cmd->pool, "%s: a depth between 1 and 64 is "
+                            "required", cmd->cmd->name);
+    }
+    c->max_depth = (int)v;
+    return NULL;
+}
+
+static const char *set_workers(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+    char *end;
+    apr_int64_t v;
+
+    if (err) {
+        return err;
+    }
+    v = apr_strtoi64(arg, &end, 10);
+    if (*end || end == arg || v < 1 || v > 256) {
+        return apr_psprintf(cmd->pool, "%s: a number of threads between 1 "
+                            "and 256 is required", cmd->cmd->name);
+    }
+    c->workers = (int)v;
+    return NULL;
+}
+
+static const char *set_poll(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+
+    return err ? err : parse_duration(cmd, arg, apr_time_from_msec(10),
+                                      &c->poll);
+}
+
+static const char *set_lease(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+
+    return err ? err : parse_duration(cmd, arg, apr_time_from_sec(1),
+                                      &c->lease);
+}
+
+const command_rec et_cmds[] = {
+    AP_INIT_TAKE1("EventTriggerEndpoint", set_endpoint, NULL, RSRC_CONF,
+                  "The root URL of the site's Event Trigger API"),
+    AP_INIT_TAKE1("EventTriggerSiteName", set_site_name, NULL, RSRC_CONF,
+                  "The name events of this site are stored under"),
+    AP_INIT_TAKE1("EventTriggerFormat", set_format, NULL, RSRC_CONF,
+                  "The body's encoding: json or form"),
+    AP_INIT_TAKE1("EventTriggerStore", set_store, NULL, RSRC_CONF,
+                  "The outbox: sqlite3:PATH or pgsql:CONNINFO"),
+    AP_INIT_TAKE1("EventTrigger", set_object, NULL, ACCESS_CONF,
+                  "What requests here create, update and delete: member, "
+                  "application, key, package_key or off"),
+    AP_INIT_TAKE1("EventTriggerIdField", set_id_field, NULL, ACCESS_CONF,
+                  "The field of the saved object that holds its id"),
+    AP_INIT_RAW_ARGS("EventTriggerRetry", set_retry, NULL, RSRC_CONF,
+                     "Delays before each attempt, e.g. 0 5s 5m 30m 2h"),
+    AP_INIT_TAKE1("EventTriggerConnectTimeout", set_connect_timeout, NULL,
+                  RSRC_CONF, "Time to connect to the receiver"),
+    AP_INIT_TAKE1("EventTriggerTimeout", set_timeout, NULL, RSRC_CONF,
+                  "Time for a whole call to the receiver"),
+    AP_INIT_TAKE1("EventTriggerUserAgent", set_user_agent, NULL, RSRC_CONF,
+                  "The User-Agent of the calls"),
+    AP_INIT_TAKE1("EventTriggerCaptureLimit", set_capture_limit, NULL,
+                  RSRC_CONF, "Largest response body captured"),
+    AP_INIT_TAKE1("EventTriggerMaxDepth", set_max_depth, NULL, RSRC_CONF,
+                  "Deepest JSON nesting accepted"),
+    AP_INIT_TAKE1("EventTriggerWorkers", set_workers, NULL, RSRC_CONF,
+                  "Threads delivering calls"),
+    AP_INIT_TAKE1("EventTriggerPollInterval", set_poll, NULL, RSRC_CONF,
+                  "Longest time the dispatcher sleeps between looks"),
+    AP_INIT_TAKE1("EventTriggerLease", set_lease, NULL, RSRC_CONF,
+                  "How long a dispatcher holds an event it is delivering"),
+    { NULL }
+};
+
+/* The retry schedule every site without EventTriggerRetry gets. */
+static const et_retry_t *default_retry(apr_pool_t *p)
+{
+    et_retry_t *r = NULL;
+    const char *err;
+
+    et_retry_parse(p, ET_RETRY_DEFAULT, &r, &err);
+    return r;
+}
+
+static const char *default_site_name(apr_pool_t *p, server_rec *s)
+{
+    apr_port_t port = s->port;
+
+    if (!port && s->addrs) {
+        port = s->addrs->host_port;
+    }
+    if (!port) {
+        return s->server_hostname ? s->server_hostname : "localhost";
+    }
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname
+                                                       : "localhost",
+                        (unsigned)port);
+}
+
+int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    et_srv_conf_t *mc = et_srv_conf(s);
+    const et_retry_t *retry = default_retry(pconf);
+    apr_hash_t *names = apr_hash_make(ptemp);
+    server_rec *vs;
+
+    /* main-server-only settings */
+    if (!mc->store) {
+        mc->store = apr_pstrcat(pconf, "sqlite3:",
+                                ap_server_root_relative(pconf,
+                                                        ET_DEFAULT_STORE_FILE),
+                                NULL);
+    }
+    if (mc->workers < 0) {
+        mc->workers = ET_WORKERS_DEFAULT;
+    }
+    if (mc->poll < 0) {
+        mc->poll = ET_POLL_DEFAULT;
+    }
+    if (mc->lease < 0) {
+        mc->lease = ET_LEASE_DEFAULT;
+    }
+
+    for (vs = s; vs; vs = vs->next) {
+        et_srv_conf_t *c = et_srv_conf(vs);
+
+        if (!c->retry_set) {
+            c->site.retry = retry;
+        }
+        if (!c->connect_timeout_set) {
+            c->site.connect_timeout = ET_CONNECT_TIMEOUT_DEFAULT;
+        }
+        if (!c->timeout_set) {
+            c->site.timeout = ET_TIMEOUT_DEFAULT;
+        }
+        if (!c->user_agent_set) {
+            c->site.user_agent = ET_USER_AGENT_DEFAULT;
+        }
+        if (c->capture_limit < 0) {
+            c->capture_limit = ET_CAPTURE_LIMIT_DEFAULT;
+        }
+        if (c->max_depth < 0) {
+            c->max_depth = ET_MAX_DEPTH_DEFAULT;
+        }
+        c->site.response_keep = ET_RESPONSE_KEEP;
+        if (!c->site.name) {
+            c->site.name = default_site_name(pconf, vs);
+        }
+        if (c->site.timeout <= c->site.connect_timeout) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                         "ET00010: %s:%d: EventTriggerTimeout is not longer "
+                         "than EventTriggerConnectTimeout",
+                         vs->defn_name ? vs->defn_name : "(main)",
+                         vs->defn_line_number);
+        }
+        if (c->site.endpoint) {
+            server_rec *other = apr_hash_get(names, c->site.name,
+                                             APR_HASH_KEY_STRING);
+            if (other) {
+                ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                             "ET00011: %s:%d: two sites with an "
+                             "EventTriggerEndpoint share the name '%s' (the "
+                             "other is at %s:%d); give one an "
+                             "EventTriggerSiteName",
+                             vs->defn_name ? vs->defn_name : "(main)",
+                             vs->defn_line_number, c->site.name,
+                             other->defn_name ? other->defn_name : "(main)",
+                             other->defn_line_number);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            apr_hash_set(names, c->site.name, APR_HASH_KEY_STRING, vs);
+        }
+        if (mc->lease <= c->site.timeout) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
+                         "ET00012: EventTriggerLease (%" APR_TIME_T_FMT
+                         "s) must be longer than EventTriggerTimeout (%"
+                         APR_TIME_T_FMT "s) of %s, or a slow call could be "
+                         "made twice at once", apr_time_sec(mc->lease),
+                         apr_time_sec(c->site.timeout), c->site.name);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+const et_site_t *et_site_lookup(void *baton, const char *name)
+{
+    server_rec *s = baton, *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        et_srv_conf_t *c = et_srv_conf(vs);
+        if (c->site.name && !strcmp(c->site.name, name)) {
+            return &c->site;
+        }
+    }
+    /* the site was removed from the configuration: its events still go to
+     * the URL they were stored with, with the main server's settings */
+    return &et_srv_conf(s)->site;
+}

@@ -1,0 +1,192 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * The dispatcher process: exactly one per httpd instance whatever the MPM
+ * and however many children, forked from the parent in post_config as
+ * mod_cgid forks its daemon. The parent restarts it if it dies (other-child
+ * maintenance) and stops it when the configuration pool goes away (restart,
+ * graceful restart, stop). It runs as httpd's User.
+ *
+ * A dispatcher that dies mid-call leaves leases that expire; its successor
+ * takes the events over. Nothing is lost.
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+
+#include <apr_signal.h>
+#include <apr_thread_proc.h>
+#include <apr_strings.h>
+
+#if APR_HAVE_UNISTD_H
+#include <unistd.h>
+#endif
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#include <signal.h>
+
+#include "mod_eventtrigger.h"
+#include "et_dispatch.h"
+#include "et_http.h"
+
+/* Parent side; touched only by the parent's single thread. */
+static apr_pool_t *daemon_pconf;
+static server_rec *daemon_server;
+static apr_time_t daemon_started;
+
+/* Dispatcher side: set by the signal handler, read by the claim loop. */
+static volatile int daemon_should_exit;
+
+static void daemon_signal(int sig)
+{
+    daemon_should_exit = 1;
+}
+
+static void daemon_log(void *baton, int level, const char *msg)
+{
+    server_rec *s = baton;
+
+    ap_log_error(APLOG_MARK, level, 0, s, "%s", msg);
+}
+
+/* Runs in the forked child; never returns. */
+static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
+{
+    et_srv_conf_t *mc = et_srv_conf(s);
+    et_dispatch_conf_t conf;
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    apr_signal(SIGTERM, daemon_signal);
+    apr_signal(SIGHUP, daemon_signal);
+    apr_signal(SIGINT, daemon_signal);
+    /* graceful signals are for the MPM's children; the parent stops us */
+    apr_signal(SIGUSR1, SIG_IGN);
+#ifdef SIGWINCH
+    apr_signal(SIGWINCH, SIG_IGN);
+#endif
+    apr_signal(SIGPIPE, SIG_IGN);
+    apr_signal(SIGCHLD, SIG_DFL);
+#ifdef __linux__
+    /* a parent killed with SIGKILL cannot stop us: let the kernel do it */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+    if (getppid() != parent) {
+        _exit(0);
+    }
+
+    /* the listeners are the children's; a lingering dispatcher must not
+     * keep httpd's ports */
+    ap_close_listeners();
+
+    apr_pool_create(&p, pconf);
+    apr_pool_tag(p, "et_dispatcher");
+    if (ap_run_drop_privileges(p, s)) {
+        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
+                     "ET00040: dispatcher cannot switch to httpd's User");
+        _exit(1);
+    }
+    if (et_http_curl_global_init() != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
+                     "ET00041: dispatcher cannot initialise libcurl");
+        _exit(1);
+    }
+
+    memset(&conf, 0, sizeof(conf));
+    conf.store = et_g.store;
+    conf.workers = mc->workers;
+    conf.lease = mc->lease;
+    conf.poll = mc->poll;
+    conf.lookup = et_site_lookup;
+    conf.lookup_baton = s;
+    conf.log = daemon_log;
+    conf.log_baton = s;
+    conf.wakeup = et_g.wake_r;
+    conf.stop = &daemon_should_exit;
+
+    rv = et_dispatch_run(p, &conf);
+    if (rv != APR_SUCCESS) {
+        /* The parent restarts a dead dispatcher: wait first so that a
+         * broken outbox does not become a fork loop. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET00042: dispatcher failed; it restarts in 10s");
+        apr_sleep(apr_time_from_sec(10));
+        _exit(1);
+    }
+    /* Close our own outbox and handles, then _exit: pconf belongs to the
+     * parent's image and its cleanups must not run here. */
+    apr_pool_destroy(p);
+    _exit(0);
+}
+
+static int daemon_fork(apr_pool_t *pconf, server_rec *s, apr_proc_t *proc);
+
+static void daemon_maint(int reason, void *data, apr_wait_t status)
+{
+    apr_proc_t *proc = data;
+    int mpm_state;
+
+    switch (reason) {
+    case APR_OC_REASON_DEATH:
+    case APR_OC_REASON_LOST:
+        apr_proc_other_child_unregister(data);
+        if (ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state) == APR_SUCCESS
+            && mpm_state != AP_MPMQ_STOPPING) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, daemon_server,
+                         "ET00043: dispatcher (pid %" APR_PID_T_FMT ") "
+                         "died after %" APR_TIME_T_FMT "s, restarting",
+                         proc->pid,
+                         apr_time_sec(apr_time_now() - daemon_started));
+            daemon_fork(daemon_pconf, daemon_server, proc);
+        }
+        break;
+    case APR_OC_REASON_RESTART:
+        /* the server restarts; pconf's cleanup stops the daemon */
+        apr_proc_other_child_unregister(data);
+        break;
+    case APR_OC_REASON_UNREGISTER:
+        /* pconf is being cleaned up: stop this generation's dispatcher */
+        kill(proc->pid, SIGTERM);
+        break;
+    }
+}
+
+static int daemon_fork(apr_pool_t *pconf, server_rec *s, apr_proc_t *proc)
+{
+    pid_t parent = getpid();
+    apr_status_t rv;
+
+    rv = apr_proc_fork(proc, pconf);
+    if (rv == APR_INCHILD) {
+        daemon_main(pconf, s, parent);
+        _exit(0);                     /* not reached */
+    }
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET00044: cannot fork the dispatcher");
+        return DECLINED;
+    }
+    daemon_started = apr_time_now();
+    /* Stopped (SIGTERM, then SIGKILL after 3s) when pconf is cleaned up. */
+    apr_pool_note_subprocess(pconf, proc, APR_KILL_AFTER_TIMEOUT);
+    apr_proc_other_child_register(proc, daemon_maint, proc, NULL, pconf);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "ET00045: dispatcher started (pid %" APR_PID_T_FMT ")",
+                 proc->pid);
+    return OK;
+}
+
+int et_daemon_start(apr_pool_t *pconf, server_rec *s)
+{
+    apr_proc_t *proc = apr_pcalloc(pconf, sizeof(*proc));
+
+    daemon_pconf = pconf;
+    daemon_server = s;
+    return daemon_fork(pconf, s, proc) == OK ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}

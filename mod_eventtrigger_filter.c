@@ -1,0 +1,262 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * Capture: an output filter at AP_FTYPE_RESOURCE (so it sees the body
+ * before mod_deflate) that keeps a bounded copy of the console's answer,
+ * passes every brigade on unchanged, and at EOS - for a final 2xx answer
+ * of a main request - commits the event to the outbox before the EOS goes
+ * on. It never touches the network.
+ *
+ * The filter context and the copy live in r->pool: nothing of the request
+ * outlives it (the outbox holds its own copy once committed).
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+
+#include <apr_strings.h>
+
+#include "mod_eventtrigger.h"
+#include "et_capture.h"
+
+#define ET_MAX_ID_LEN 256
+
+typedef struct et_filter_ctx_t {
+    const et_dir_conf_t *dc;
+    const et_srv_conf_t *sc;
+    et_event_e event;
+    char *buf;                        /* the copy, at most capture_limit */
+    apr_size_t len;
+    apr_size_t cap;
+    apr_off_t total;                  /* every body byte seen */
+    const char *content_encoding;     /* as the handler set it */
+    int seen_first;
+    int incomplete;
+    int done;
+} et_filter_ctx_t;
+
+void et_insert_filter(request_rec *r)
+{
+    const et_dir_conf_t *dc;
+    const et_srv_conf_t *sc;
+    et_filter_ctx_t *ctx;
+    et_event_e ev;
+
+    if (r->main) {
+        return;                       /* subrequests are never events */
+    }
+    dc = ap_get_module_config(r->per_dir_config, &eventtrigger_module);
+    if (!dc || !dc->object_set || dc->object == ET_OBJ_NONE) {
+        return;
+    }
+    switch (r->method_number) {
+    case M_POST:
+        ev = ET_EV_CREATE;
+        break;
+    case M_PUT:
+    case M_PATCH:
+        ev = ET_EV_UPDATE;
+        break;
+    case M_DELETE:
+        ev = ET_EV_DELETE;
+        break;
+    default:
+        return;
+    }
+    if (r->header_only) {
+        return;
+    }
+    sc = et_srv_conf(r->server);
+    if (!sc->site.endpoint) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                      "ET00030: site %s has no EventTriggerEndpoint; "
+                      "nothing is captured", sc->site.name);
+        return;
+    }
+    ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+    ctx->dc = dc;
+    ctx->sc = sc;
+    ctx->event = ev;
+    ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
+}
+
+static void keep_bytes(et_filter_ctx_t *ctx, apr_pool_t *p, const char *data,
+                       apr_size_t len)
+{
+    apr_size_t limit = (apr_size_t)ctx->sc->capture_limit;
+
+    ctx->total += len;
+    if (ctx->total > (apr_off_t)limit) {
+        return;                       /* over the limit: only count */
+    }
+    if (ctx->len + len > ctx->cap) {
+        apr_size_t ncap = ctx->cap ? ctx->cap : 8192;
+        char *nbuf;
+
+        while (ncap < ctx->len + len) {
+            ncap *= 2;
+        }
+        if (ncap > limit) {
+            ncap = limit;
+        }
+        /* doubling keeps the copying linear; the old buffer goes with the
+         * request pool */
+        nbuf = apr_palloc(p, ncap + 1);
+        if (ctx->len) {
+            memcpy(nbuf, ctx->buf, ctx->len);
+        }
+        ctx->buf = nbuf;
+        ctx->cap = ncap;
+    }
+    memcpy(ctx->buf + ctx->len, data, len);
+    ctx->len += len;
+}
+
+/* Declared length vs. what came through: a console that closed early. */
+static int short_body(request_rec *r, const et_filter_ctx_t *ctx)
+{
+    const char *cl = apr_table_get(r->headers_out, "Content-Length");
+    apr_off_t want;
+    char *end;
+
+    if (!cl || apr_strtoff(&want, cl, &end, 10) != APR_SUCCESS || *end) {
+        return 0;
+    }
+    return want != ctx->total;
+}
+
+static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
+{
+    et_capture_t cap;
+    et_event_t *ev = NULL;
+    et_conn_t *conn = NULL;
+    apr_status_t rv;
+
+    memset(&cap, 0, sizeof(cap));
+    cap.site = &ctx->sc->site;
+    cap.object = ctx->dc->object;
+    cap.event = ctx->event;
+    cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
+    cap.uri_path = r->uri;
+    cap.body = ctx->buf ? ctx->buf : "";
+    cap.body_len = ctx->len;
+    cap.body_total = ctx->total;
+    cap.limit = (apr_size_t)ctx->sc->capture_limit;
+    cap.max_depth = ctx->sc->max_depth;
+    cap.max_id_len = ET_MAX_ID_LEN;
+    cap.content_encoding = ctx->content_encoding;
+    cap.incomplete = ctx->incomplete || short_body(r, ctx);
+
+    rv = et_capture_to_event(r->pool, &cap, &ev);
+    if (rv != APR_SUCCESS || !ev) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "ET00031: cannot make an event for this %s %s "
+                      "(no transaction id could be generated); NOT recorded",
+                      et_object_name(cap.object), et_event_name(cap.event));
+        return;
+    }
+
+    rv = et_conn_get(&conn, r);
+    if (rv == APR_SUCCESS) {
+        rv = et_outbox_insert(conn->ob, ev);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "ET00032: cannot store txn=%s (site=%s object=%s "
+                          "event=%s id=%s) in the outbox: %s; it is NOT "
+                          "queued", ev->txn, ev->site,
+                          et_object_name(ev->object), et_event_name(ev->event),
+                          ev->oid, et_outbox_error(conn->ob));
+        }
+        et_conn_put(conn, rv != APR_SUCCESS);
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "ET00033: no outbox connection for txn=%s (site=%s "
+                      "object=%s event=%s id=%s); it is NOT queued",
+                      ev->txn, ev->site, et_object_name(ev->object),
+                      et_event_name(ev->event), ev->oid);
+    }
+    if (rv != APR_SUCCESS) {
+        return;
+    }
+
+    /* for CustomLog "%{eventtrigger-txn}n" next to the admin's request */
+    apr_table_setn(r->notes, "eventtrigger-txn", ev->txn);
+    if (ev->state == ET_ST_FAILED) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "ET00034: %s %s not sent: %s (txn=%s, recorded as "
+                      "failed)", et_object_name(cap.object),
+                      et_event_name(cap.event), ev->error, ev->txn);
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "ET00035: queued txn=%s site=%s object=%s event=%s "
+                      "id=%s", ev->txn, ev->site, et_object_name(ev->object),
+                      et_event_name(ev->event), ev->oid);
+        et_wake_dispatcher();
+    }
+}
+
+static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    et_filter_ctx_t *ctx = f->ctx;
+    apr_bucket *e;
+
+    if (!ctx || ctx->done) {
+        return ap_pass_brigade(f->next, bb);
+    }
+    if (!ctx->seen_first) {
+        /* before anything passes on: later, mod_deflate may set its own */
+        const char *ce = apr_table_get(r->headers_out, "Content-Encoding");
+        ctx->seen_first = 1;
+        if (ce && strcasecmp(ce, "identity")) {
+            ctx->content_encoding = apr_pstrdup(r->pool, ce);
+        }
+    }
+
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+        apr_status_t rv;
+
+        if (APR_BUCKET_IS_EOS(e)) {
+            ctx->done = 1;
+            if (ap_is_HTTP_SUCCESS(r->status)) {
+                commit_event(r, ctx);
+            }
+            else {
+                ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                              "ET00036: status %d is no event", r->status);
+            }
+            break;
+        }
+        if (AP_BUCKET_IS_ERROR(e)) {
+            ctx->incomplete = 1;
+            continue;
+        }
+        if (APR_BUCKET_IS_METADATA(e)) {
+            continue;
+        }
+        /* Reading morphs file and pipe buckets in place, as mod_deflate's
+         * reads do; the data still passes on unchanged. */
+        rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+        if (rv != APR_SUCCESS) {
+            ctx->incomplete = 1;
+            return rv;
+        }
+        keep_bytes(ctx, r->pool, data, len);
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+void et_register_filter(void)
+{
+    ap_register_output_filter(ET_FILTER_NAME, et_out_filter, NULL,
+                              AP_FTYPE_RESOURCE);
+}
