@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""A stand-in for an admin console's backend, for mod_eventtrigger's tests and demo.
+
+httpd proxies the console's locations here (ProxyPass); mod_eventtrigger, in
+httpd, watches the answers and turns every successful create, update and
+delete into an Event Trigger call. The console is stateless: it answers each
+request from the request alone, so any number of httpd children (and the
+in-process twin, t/c-modules/et_console) agree on what "the saved object" is.
+
+Requests (the path's first part, the "prefix", is free: /proxy/member,
+/admin/v2/key, ...):
+
+  POST   /<prefix>/<object>        JSON object in the body
+         -> 201, the body with an "id" (kept if present, else assigned)
+  PUT    /<prefix>/<object>/<id>   -> 200, the body with "id" (the body's id
+  PATCH  /<prefix>/<object>/<id>      wins; else the last path segment, decoded)
+  DELETE /<prefix>/<object>/<id>   -> 200, {"id": ...} (or the body, if any, with
+                                      its id); with the query nobody=1: 204, no body
+  GET    /<prefix>/<object>/<id>   -> 200, {"id": <id>}
+
+An empty request body counts as {}. A body that is not a JSON object gets 400.
+
+Test controls, as request headers:
+
+  X-Console-Status: NNN   answer NNN with {"error": ...} instead
+  X-Console-Chunked: 1    answer with Transfer-Encoding: chunked (in pieces)
+  X-Console-Raw: 1        answer the request body verbatim, as
+                          application/json, whatever it is (bad-input tests)
+
+Usage: console.py --port N [--bind 127.0.0.1] [--quiet]
+"""
+
+import argparse
+import itertools
+import json
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_counter = itertools.count(1)
+_counter_lock = threading.Lock()
+
+
+def _next_id(obj_name):
+    with _counter_lock:
+        n = next(_counter)
+    return "%s-%d" % (obj_name or "obj", n)
+
+
+class ConsoleHandler(BaseHTTPRequestHandler):
+    """One console request; HTTP/1.1 with keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "EtConsole/1.0"
+    quiet = False
+
+    # -- helpers ----------------------------------------------------------
+
+    def _read_body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    # trailers up to the empty line
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status, body, ctype="application/json"):
+        chunked = self.headers.get("X-Console-Chunked") == "1"
+        self.send_response(status)
+        if body is None:
+            if status != 204:
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_header("Content-Type", ctype)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            step = max(1, len(body) // 3)
+            for i in range(0, len(body), step):
+                piece = body[i:i + step]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def _send_json(self, status, obj):
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+
+    def _path_parts(self):
+        raw_path, _, query = self.path.partition("?")
+        segs = [s for s in raw_path.split("/") if s]
+        return segs, urllib.parse.parse_qs(query)
+
+    # -- methods ----------------------------------------------------------
+
+    def _handle(self):
+        body = self._read_body()
+        if self.headers.get("X-Console-Raw") == "1":
+            self._send(200 if self.command != "POST" else 201, body)
+            return
+        forced = self.headers.get("X-Console-Status")
+        if forced:
+            status = int(forced)
+            self._send_json(status, {"error": "forced status %d" % status})
+            return
+
+        segs, query = self._path_parts()
+        try:
+            data = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except (UnicodeDecodeError, ValueError) as e:
+            self._send_json(400, {"error": "bad JSON: %s" % e})
+            return
+        if not isinstance(data, dict):
+            self._send_json(400, {"error": "a JSON object is expected"})
+            return
+
+        if self.command == "POST":
+            if data.get("id") is None:
+                data["id"] = _next_id(segs[-1] if segs else None)
+            self._send_json(201, data)
+            return
+        if not segs:
+            self._send_json(404, {"error": "no object id in the path"})
+            return
+        path_id = urllib.parse.unquote(segs[-1], errors="surrogateescape")
+        if data.get("id") is None:
+            data["id"] = path_id
+        if self.command == "DELETE" and query.get("nobody") == ["1"]:
+            self._send(204, None)
+            return
+        self._send_json(200, data)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def do_GET(self):
+        forced = self.headers.get("X-Console-Status")
+        if forced:
+            self._send_json(int(forced), {"error": "forced status %s" % forced})
+            return
+        segs, _ = self._path_parts()
+        oid = urllib.parse.unquote(segs[-1]) if segs else ""
+        self._send_json(200, {"id": oid})
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, fmt, *args):
+        if not self.quiet:
+            sys.stderr.write("console: %s - %s\n" % (self.address_string(), fmt % args))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    args = ap.parse_args()
+    ConsoleHandler.quiet = args.quiet
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer((args.bind, args.port), ConsoleHandler)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
