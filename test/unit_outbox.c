@@ -1,3 +1,393 @@
 /* Licensed under the Apache License, Version 2.0. */
-/* outbox tests: written with the outbox (et_outbox_dbd.c) */
+/*
+ * unit_outbox.c: the outbox over apr_dbd with a real SQLite file
+ * (et_outbox_dbd.c), and the dispatcher's verdict on an answer
+ * (et_dispatch_judge).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_file_io.h>
+
+#include "et_outbox.h"
+#include "et_dispatch.h"
+#include "et_url.h"
 #include "unit_tests.h"
+
+static et_outbox_t *ob;
+static char dbdir[64];
+
+static void ob_setup(void)
+{
+    const char *err = NULL;
+    const char *spec;
+
+    ut_setup();
+    strcpy(dbdir, "/tmp/et_unit_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dbdir));
+    spec = apr_pstrcat(ut_pool, "sqlite3:", dbdir, "/outbox.db", NULL);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+}
+
+static void ob_teardown(void)
+{
+    et_outbox_close(ob);
+    ob = NULL;
+    {
+        static const char *const files[] = { "outbox.db", "outbox.db-wal",
+                                             "outbox.db-shm", NULL };
+        int i;
+        for (i = 0; files[i]; i++) {
+            apr_file_remove(apr_pstrcat(ut_pool, dbdir, "/", files[i], NULL),
+                            ut_pool);
+        }
+        ck_assert_int_eq(apr_dir_remove(dbdir, ut_pool), APR_SUCCESS);
+    }
+    ut_teardown();
+}
+
+static et_event_t *mk(const char *site, et_object_e o, const char *oid,
+                      et_event_e e, et_state_e st)
+{
+    et_event_t *ev = apr_pcalloc(ut_pool, sizeof(*ev));
+
+    ck_assert_int_eq(et_txn_new(ut_pool, &ev->txn), APR_SUCCESS);
+    ev->site = site;
+    ev->object = o;
+    ev->event = e;
+    ev->oid = oid;
+    ev->url = et_url_build(ut_pool, "http://r.example/h", o, oid, e, ev->txn);
+    ev->content_type = "application/json";
+    ev->body = apr_psprintf(ut_pool, "{\"id\":\"%s\"}", oid);
+    ev->body_len = strlen(ev->body);
+    ev->state = st;
+    if (st == ET_ST_FAILED) {
+        ev->error = "not a JSON object";
+    }
+    ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
+    return ev;
+}
+
+static apr_array_header_t *claim(const char *owner, int max)
+{
+    apr_array_header_t *a = NULL;
+
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, owner,
+                                     apr_time_from_sec(30), max, &a),
+                     APR_SUCCESS);
+    return a;
+}
+
+#define EV(a, i) APR_ARRAY_IDX((a), (i), et_event_t *)
+
+static void finish(const et_event_t *ev, const char *owner, et_state_e st,
+                   apr_time_t due)
+{
+    et_outcome_t out;
+
+    memset(&out, 0, sizeof(out));
+    out.state = st;
+    out.status = st == ET_ST_DELIVERED ? 200 : 500;
+    out.error = st == ET_ST_DELIVERED ? NULL : "server error: HTTP 500";
+    out.due = due;
+    ck_assert_int_eq(et_outbox_finish(ob, ev, owner, &out), APR_SUCCESS);
+}
+
+START_TEST(claim_returns_the_stored_event)
+{
+    et_event_t *in = mk("s1", ET_OBJ_KEY, "k/1", ET_EV_CREATE, ET_ST_PENDING);
+    apr_array_header_t *a = claim("d1", 10);
+    et_event_t *out;
+
+    ck_assert_int_eq(a->nelts, 1);
+    out = EV(a, 0);
+    ck_assert_str_eq(out->txn, in->txn);
+    ck_assert_str_eq(out->site, "s1");
+    ck_assert_int_eq(out->object, ET_OBJ_KEY);
+    ck_assert_int_eq(out->event, ET_EV_CREATE);
+    ck_assert_str_eq(out->oid, "k/1");
+    ck_assert_str_eq(out->url, in->url);
+    ck_assert_str_eq(out->body, in->body);
+    ck_assert_int_eq(out->body_len, in->body_len);
+    ck_assert_int_eq(out->attempts, 1);
+    /* leased: a second claim gets nothing */
+    ck_assert_int_eq(claim("d2", 10)->nelts, 0);
+}
+END_TEST
+
+START_TEST(failed_events_are_kept_but_never_claimed)
+{
+    et_outbox_counts_t c;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_FAILED);
+    ck_assert_int_eq(claim("d1", 10)->nelts, 0);
+    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    ck_assert_int_eq(c.failed, 1);
+    ck_assert_int_eq(c.pending, 0);
+}
+END_TEST
+
+START_TEST(one_object_in_capture_order_others_in_parallel)
+{
+    et_event_t *c1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    et_event_t *o1 = mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_CREATE, ET_ST_PENDING);
+    et_event_t *u1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    /* same id, other object type or other site: unrelated */
+    et_event_t *k1 = mk("s1", ET_OBJ_KEY, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    et_event_t *s2 = mk("s2", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    apr_array_header_t *a = claim("d1", 10);
+
+    ck_assert_int_eq(a->nelts, 4);
+    ck_assert_str_eq(EV(a, 0)->txn, c1->txn);
+    ck_assert_str_eq(EV(a, 1)->txn, o1->txn);
+    ck_assert_str_eq(EV(a, 2)->txn, k1->txn);
+    ck_assert_str_eq(EV(a, 3)->txn, s2->txn);
+
+    /* the update waits while the create is in flight ... */
+    ck_assert_int_eq(claim("d1", 10)->nelts, 0);
+    /* ... and while it waits for a retry */
+    finish(EV(a, 0), "d1", ET_ST_PENDING, apr_time_now() - 1);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, c1->txn);
+    ck_assert_int_eq(EV(a, 0)->attempts, 2);
+    finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, u1->txn);
+}
+END_TEST
+
+START_TEST(a_retry_waits_until_due)
+{
+    apr_array_header_t *a;
+    apr_time_t due;
+
+    mk("s1", ET_OBJ_APPLICATION, "a1", ET_EV_UPDATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    finish(EV(a, 0), "d1", ET_ST_PENDING,
+           apr_time_now() + apr_time_from_sec(60));
+    ck_assert_int_eq(claim("d1", 1)->nelts, 0);
+    ck_assert_int_eq(et_outbox_next_due(ob, &due), APR_SUCCESS);
+    ck_assert(due > apr_time_now() + apr_time_from_sec(50));
+}
+END_TEST
+
+START_TEST(only_the_lease_holder_records_the_outcome)
+{
+    et_outcome_t out;
+    apr_array_header_t *a;
+
+    mk("s1", ET_OBJ_PACKAGE_KEY, "p1", ET_EV_DELETE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    memset(&out, 0, sizeof(out));
+    out.state = ET_ST_DELIVERED;
+    out.status = 204;
+    ck_assert_int_eq(et_outbox_finish(ob, EV(a, 0), "someone-else", &out),
+                     APR_EBUSY);
+    ck_assert_int_eq(et_outbox_finish(ob, EV(a, 0), "d1", &out),
+                     APR_SUCCESS);
+}
+END_TEST
+
+START_TEST(release_returns_leases_without_using_an_attempt)
+{
+    apr_array_header_t *a;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    ck_assert_int_eq(EV(a, 0)->attempts, 1);
+    ck_assert_int_eq(et_outbox_release(ob, "d1"), APR_SUCCESS);
+    a = claim("d2", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_int_eq(EV(a, 0)->attempts, 1);
+}
+END_TEST
+
+START_TEST(counts_follow_the_states)
+{
+    et_outbox_counts_t c;
+    apr_array_header_t *a;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s1", ET_OBJ_MEMBER, "m3", ET_EV_CREATE, ET_ST_PENDING);
+    a = claim("d1", 2);
+    finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
+    finish(EV(a, 1), "d1", ET_ST_DEAD, 0);
+    claim("d1", 1);
+    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    ck_assert_int_eq(c.delivered, 1);
+    ck_assert_int_eq(c.dead, 1);
+    ck_assert_int_eq(c.pending, 1);
+    ck_assert_int_eq(c.leased, 1);
+    ck_assert(c.oldest_pending > 0);
+}
+END_TEST
+
+START_TEST(a_txn_is_stored_once)
+{
+    et_event_t *ev = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE,
+                        ET_ST_PENDING);
+
+    ck_assert_int_ne(et_outbox_insert(ob, ev), APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(et_outbox_error(ob), "storing an event"));
+}
+END_TEST
+
+START_TEST(bad_specs_are_refused_with_a_reason)
+{
+    et_outbox_t *o2 = NULL;
+    const char *err = NULL;
+
+    ck_assert_int_ne(et_outbox_open(&o2, ut_pool, "mysql:x", 1, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(err, "unknown outbox driver"));
+    err = NULL;
+    ck_assert_int_ne(et_outbox_open(&o2, ut_pool, "nocolon", 1, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(err, "sqlite3:PATH"));
+    err = NULL;
+    ck_assert_int_ne(et_outbox_open(&o2, ut_pool,
+                                    "sqlite3:/nonexistent/dir/x.db", 1, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(err);
+}
+END_TEST
+
+/* --- et_dispatch_judge ------------------------------------------------ */
+
+static et_site_t jsite;
+static et_event_t jev;
+static et_http_response_t jresp;
+
+static void judge_setup(void)
+{
+    et_retry_t *r = NULL;
+    const char *err;
+
+    ut_setup();
+    ck_assert_int_eq(et_retry_parse(ut_pool, "0 10s 20s", &r, &err),
+                     APR_SUCCESS);
+    r->jitter_pct = 0;
+    memset(&jsite, 0, sizeof(jsite));
+    jsite.retry = r;
+    memset(&jev, 0, sizeof(jev));
+    jev.attempts = 1;
+    memset(&jresp, 0, sizeof(jresp));
+}
+
+START_TEST(judge_2xx_delivers)
+{
+    et_outcome_t out;
+
+    jresp.status = 204;
+    et_dispatch_judge(&jsite, &jev, &jresp, 0, 0, &out);
+    ck_assert_int_eq(out.state, ET_ST_DELIVERED);
+    ck_assert_ptr_null(out.error);
+}
+END_TEST
+
+START_TEST(judge_retries_per_schedule_then_gives_up)
+{
+    static const int retried[] = { 0, 408, 429, 500, 502, 503, 504 };
+    apr_time_t now = apr_time_from_sec(1000);
+    et_outcome_t out;
+    size_t i;
+
+    for (i = 0; i < sizeof(retried) / sizeof(retried[0]); i++) {
+        jresp.status = retried[i];
+        jev.attempts = 1;
+        et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+        ck_assert_msg(out.state == ET_ST_PENDING, "status %d", retried[i]);
+        ck_assert_int_eq(out.due - now, apr_time_from_sec(10));
+        jev.attempts = 2;
+        et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+        ck_assert_int_eq(out.due - now, apr_time_from_sec(20));
+        jev.attempts = 3;
+        et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+        ck_assert_int_eq(out.state, ET_ST_DEAD);
+        ck_assert_str_eq(out.error, "out of attempts");
+    }
+}
+END_TEST
+
+START_TEST(judge_other_answers_are_dead_at_once)
+{
+    static const int dead[] = { 301, 302, 400, 401, 403, 404, 410, 422 };
+    et_outcome_t out;
+    size_t i;
+
+    for (i = 0; i < sizeof(dead) / sizeof(dead[0]); i++) {
+        jresp.status = dead[i];
+        et_dispatch_judge(&jsite, &jev, &jresp, 0, 0, &out);
+        ck_assert_msg(out.state == ET_ST_DEAD, "status %d", dead[i]);
+        ck_assert_int_eq(out.status, dead[i]);
+    }
+}
+END_TEST
+
+START_TEST(judge_honours_retry_after_within_bounds)
+{
+    apr_time_t now = apr_time_from_sec(1000000);
+    et_outcome_t out;
+
+    jresp.status = 503;
+    jresp.retry_after = "120";
+    et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+    ck_assert_int_eq(out.due - now, apr_time_from_sec(120));
+    /* never sooner than the schedule */
+    jresp.retry_after = "1";
+    et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+    ck_assert_int_eq(out.due - now, apr_time_from_sec(10));
+    /* clamped to an hour */
+    jresp.status = 429;
+    jresp.retry_after = "999999";
+    et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+    ck_assert_int_eq(out.due - now, apr_time_from_sec(3600));
+    /* an HTTP-date */
+    jresp.retry_after = "Thu, 01 Jan 1970 00:16:40 GMT";  /* 1000 s */
+    et_dispatch_judge(&jsite, &jev, &jresp, apr_time_from_sec(700), 0, &out);
+    ck_assert_int_eq(out.due - apr_time_from_sec(700), apr_time_from_sec(300));
+    /* junk is ignored */
+    jresp.retry_after = "soon";
+    et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+    ck_assert_int_eq(out.due - now, apr_time_from_sec(10));
+    /* not on a 500 */
+    jresp.status = 500;
+    jresp.retry_after = "120";
+    et_dispatch_judge(&jsite, &jev, &jresp, now, 0, &out);
+    ck_assert_int_eq(out.due - now, apr_time_from_sec(10));
+}
+END_TEST
+
+Suite *outbox_suite(void)
+{
+    Suite *s = suite_create("outbox");
+    TCase *tc = tcase_create("sqlite3");
+    TCase *tj = tcase_create("judge");
+
+    tcase_add_checked_fixture(tc, ob_setup, ob_teardown);
+    tcase_add_test(tc, claim_returns_the_stored_event);
+    tcase_add_test(tc, failed_events_are_kept_but_never_claimed);
+    tcase_add_test(tc, one_object_in_capture_order_others_in_parallel);
+    tcase_add_test(tc, a_retry_waits_until_due);
+    tcase_add_test(tc, only_the_lease_holder_records_the_outcome);
+    tcase_add_test(tc, release_returns_leases_without_using_an_attempt);
+    tcase_add_test(tc, counts_follow_the_states);
+    tcase_add_test(tc, a_txn_is_stored_once);
+    tcase_add_test(tc, bad_specs_are_refused_with_a_reason);
+    suite_add_tcase(s, tc);
+
+    tcase_add_checked_fixture(tj, judge_setup, ut_teardown);
+    tcase_add_test(tj, judge_2xx_delivers);
+    tcase_add_test(tj, judge_retries_per_schedule_then_gives_up);
+    tcase_add_test(tj, judge_other_answers_are_dead_at_once);
+    tcase_add_test(tj, judge_honours_retry_after_within_bounds);
+    suite_add_tcase(s, tj);
+    return s;
+}
