@@ -34,6 +34,7 @@ typedef struct et_filter_ctx_t {
     apr_size_t cap;
     apr_off_t total;                  /* every body byte seen */
     const char *content_encoding;     /* as the handler set it */
+    const char *accept_encoding;      /* the client's, held back */
     int seen_first;
     int incomplete;
     int done;
@@ -81,6 +82,14 @@ void et_insert_filter(request_rec *r)
     ctx->dc = dc;
     ctx->sc = sc;
     ctx->event = ev;
+    /* A console (or its proxy) would compress for a browser, and a gzip
+     * copy cannot be read. Ask the handler for identity; the client's
+     * Accept-Encoding is put back before mod_deflate, which runs after
+     * this filter, looks at it. */
+    ctx->accept_encoding = apr_table_get(r->headers_in, "Accept-Encoding");
+    if (ctx->accept_encoding) {
+        apr_table_unset(r->headers_in, "Accept-Encoding");
+    }
     ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
 }
 
@@ -216,6 +225,10 @@ static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         ctx->seen_first = 1;
         if (ce && strcasecmp(ce, "identity")) {
             ctx->content_encoding = apr_pstrdup(r->pool, ce);
+        }
+        if (ctx->accept_encoding) {
+            apr_table_setn(r->headers_in, "Accept-Encoding",
+                           ctx->accept_encoding);
         }
     }
 
