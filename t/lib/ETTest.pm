@@ -29,7 +29,7 @@ use File::Temp ();
 our @EXPORT_OK = qw(
     t_path define site_url request response_json uniq
     start_console start_receiver stop_proc receiver_log
-    calls calls_for_id wait_for wait_calls marker
+    calls calls_for_id calls_for_event wait_for wait_calls marker
     seg_decode parse_query canon json_text compact_json
     form_decode form_expect form_normalize
     expected_object check_call
@@ -363,23 +363,44 @@ sub form_expect {
     return "$d";
 }
 
-# check_call($call, name => ..., method => 'PUT', root => '/hooks/json',
-#            object => 'member', id => $id, event => 'post-create',
-#            format => 'json'|'form', body => $expected_data)
-# One subtest (so one test in the plan) checking a call in full.
+# The calls (of FILE) for $id whose query says event=$event.
+sub calls_for_event {
+    my($id, $event, $file) = @_;
+    return grep {
+        my %q = parse_query($_->{query});
+        ($q{event} // '') eq $event
+    } calls_for_id($id, $file);
+}
+
+# check_call($call or [$calls...], name => ..., method => 'PUT',
+#            root => '/hooks/json', object => 'member', id => $id,
+#            event => 'post-create', format => 'json'|'form',
+#            body => $expected_data)
+# One subtest (so one test in the plan) checking a call in full; given an
+# array of calls, also that there is exactly one.
 sub check_call {
     my($call, %e) = @_;
     my $name = $e{name} // "$e{event} $e{object} '$e{id}'";
     my $method = $e{method} // ($e{event} eq 'post-delete' ? 'DELETE' : 'PUT');
     my $ctype = ($e{format} // 'json') eq 'form'
         ? 'application/x-www-form-urlencoded' : 'application/json';
+    my $all;
+    if (ref $call eq 'ARRAY') {
+        $all = $call;
+        $call = $all->[0];
+    }
     return Test::More::subtest($name => sub {
         unless ($call) {
             Test::More::plan(tests => 1);
             Test::More::fail('the call arrived');
             return;
         }
-        Test::More::plan(tests => 12);
+        Test::More::plan(tests => 12 + ($all ? 1 : 0));
+        if ($all) {
+            Test::More::is(scalar @$all, 1, 'exactly one call')
+                or Test::More::diag(join "\n", map {
+                    "$_->{method} $_->{path}?$_->{query} at $_->{time}" } @$all);
+        }
         Test::More::is($call->{method}, $method, 'method');
 
         my $prefix = "$e{root}/v1/$e{object}/";
