@@ -36,6 +36,7 @@ our @EXPORT_OK = qw(
     outbox outbox_file sql_quote status_json
     httpd_stop httpd_start httpd_signal_restart
     curl_h2 nghttp_streams module_built
+    http1_connect http1_request
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -559,6 +560,77 @@ sub nghttp_streams {
     }
     close $fh;
     return \%status;
+}
+
+
+# -- one HTTP/1.1 connection, several requests (keep-alive) -------------------
+
+# A connection to SITE for http1_request().
+sub http1_connect {
+    my $site = shift;
+    my($port) = site_url($site) =~ /:(\d+)$/;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                     Proto => 'tcp', Timeout => 10)
+        or die "connect to $site: $!";
+    return $sock;
+}
+
+# Send one request on $sock and read its whole answer (Content-Length,
+# chunked, or none for 204/304/HEAD). Returns { status, headers, body },
+# headers with lowercased names; undef if the connection was closed.
+sub http1_request {
+    my($sock, $method, $path, %a) = @_;
+    my $body = exists $a{json} ? $JSON->encode($a{json}) : $a{content};
+    my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    my %h = %{ $a{headers} || {} };
+    $req .= "$_: $h{$_}\r\n" for sort keys %h;
+    if (defined $body) {
+        $req .= "Content-Type: application/json\r\n" unless grep { lc eq 'content-type' } keys %h;
+        $req .= "Content-Length: " . length($body) . "\r\n";
+    }
+    $req .= "\r\n" . ($body // '');
+    print {$sock} $req or return undef;
+
+    local $/ = "\r\n";
+    my $line = <$sock>;
+    return undef unless defined $line;
+    my($status) = $line =~ m{^HTTP/1\.\d (\d{3})} or return undef;
+    my %rh;
+    while (defined($line = <$sock>)) {
+        last if $line eq "\r\n";
+        $line =~ s/\r\n\z//;
+        my($k, $v) = split /:\s*/, $line, 2;
+        $rh{lc $k} = $v;
+    }
+    my $rbody = '';
+    if ($method eq 'HEAD' || $status == 204 || $status == 304) {
+        # no body
+    }
+    elsif (($rh{'transfer-encoding'} // '') =~ /chunked/i) {
+        while (defined(my $size = <$sock>)) {
+            $size =~ s/[;\r\n].*//s;
+            $size = hex $size;
+            if ($size == 0) {
+                while (defined($line = <$sock>)) { last if $line eq "\r\n" }
+                last;
+            }
+            my $chunk = '';
+            while (length $chunk < $size) {
+                my $n = read($sock, $chunk, $size - length $chunk, length $chunk);
+                return undef unless $n;
+            }
+            $rbody .= $chunk;
+            <$sock>;                                  # CRLF after the chunk
+        }
+    }
+    elsif (defined $rh{'content-length'}) {
+        my $want = $rh{'content-length'};
+        while (length $rbody < $want) {
+            my $n = read($sock, $rbody, $want - length $rbody, length $rbody);
+            return undef unless $n;
+        }
+    }
+    return { status => $status, headers => \%rh, body => $rbody };
 }
 
 1;
