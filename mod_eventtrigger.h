@@ -36,6 +36,11 @@ typedef struct et_srv_conf_t {
     int connect_timeout_set;
     int timeout_set;
     int retry_set;
+    int secrets_set;
+    int headers_set;
+    int tls_verify_set;
+    int ca_set;
+    int cert_set;
     apr_off_t capture_limit;          /* -1: unset */
     int max_depth;                    /* -1: unset */
     /* main server only */

@@ -20,6 +20,7 @@
 #include "mod_eventtrigger.h"
 #include "et_url.h"
 #include "et_retry.h"
+#include "et_sign.h"
 
 #define ET_CAPTURE_LIMIT_DEFAULT  (1024 * 1024)
 #define ET_MAX_DEPTH_DEFAULT      32
@@ -45,6 +46,7 @@ void *et_create_srv_conf(apr_pool_t *p, server_rec *s)
     c->poll = -1;
     c->lease = -1;
     c->s = s;
+    c->site.tls.verify = 1;
     return c;
 }
 
@@ -61,7 +63,22 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     ET_INHERIT(connect_timeout_set, connect_timeout);
     ET_INHERIT(timeout_set, timeout);
     ET_INHERIT(retry_set, retry);
+    ET_INHERIT(secrets_set, secrets);
+    ET_INHERIT(headers_set, headers);
+    ET_INHERIT(tls_verify_set, tls.verify);
 #undef ET_INHERIT
+    if (!add->ca_set) {
+        c->site.tls.ca = base->site.tls.ca;
+        c->site.tls.ca_len = base->site.tls.ca_len;
+        c->ca_set = base->ca_set;
+    }
+    if (!add->cert_set) {
+        c->site.tls.cert = base->site.tls.cert;
+        c->site.tls.cert_len = base->site.tls.cert_len;
+        c->site.tls.key = base->site.tls.key;
+        c->site.tls.key_len = base->site.tls.key_len;
+        c->cert_set = base->cert_set;
+    }
     c->capture_limit = add->capture_limit >= 0 ? add->capture_limit
                                                : base->capture_limit;
     c->max_depth = add->max_depth >= 0 ? add->max_depth : base->max_depth;
@@ -332,6 +349,195 @@ static const char *set_lease(cmd_parms *cmd, void *dc, const char *arg)
                                       &c->lease);
 }
 
+/*
+ * Read a small file given to a directive, at startup (as root, before
+ * httpd switches user): the dispatcher later needs no access to it. Files
+ * that hold secrets must not be readable by everyone.
+ */
+static const char *read_conf_file(cmd_parms *cmd, const char *name,
+                                  int secret, apr_size_t max,
+                                  const char **data, apr_size_t *len)
+{
+    const char *path = ap_server_root_relative(cmd->pool, name);
+    apr_finfo_t fi;
+    apr_file_t *f;
+    apr_status_t rv;
+    char *buf;
+    char errbuf[120];
+
+    if (!path) {
+        return apr_psprintf(cmd->pool, "%s: invalid file path '%s'",
+                            cmd->cmd->name, name);
+    }
+    rv = apr_stat(&fi, path, APR_FINFO_SIZE | APR_FINFO_PROT | APR_FINFO_TYPE,
+                  cmd->temp_pool);
+    if (rv == APR_SUCCESS && fi.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool, "%s: %s is not a regular file",
+                            cmd->cmd->name, path);
+    }
+    if (rv == APR_SUCCESS && fi.size > (apr_off_t)max) {
+        return apr_psprintf(cmd->pool, "%s: %s is larger than %" APR_SIZE_T_FMT
+                            " bytes", cmd->cmd->name, path, max);
+    }
+    if (rv == APR_SUCCESS && secret && (fi.protection & APR_FPROT_WREAD)) {
+        return apr_psprintf(cmd->pool, "%s: %s holds a secret and is readable "
+                            "by everyone; chmod o-r it", cmd->cmd->name, path);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT,
+                           cmd->temp_pool);
+    }
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: cannot read %s: %s",
+                            cmd->cmd->name, path,
+                            apr_strerror(rv, errbuf, sizeof(errbuf)));
+    }
+    buf = apr_palloc(cmd->pool, (apr_size_t)fi.size + 1);
+    rv = apr_file_read_full(f, buf, (apr_size_t)fi.size, len);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return apr_psprintf(cmd->pool, "%s: cannot read %s: %s",
+                            cmd->cmd->name, path,
+                            apr_strerror(rv, errbuf, sizeof(errbuf)));
+    }
+    buf[*len] = '\0';
+    *data = buf;
+    return NULL;
+}
+
+/* A value from "file:PATH" (first line, surrounding space trimmed) or inline. */
+static const char *inline_or_file(cmd_parms *cmd, const char *arg,
+                                  const char **value)
+{
+    const char *data, *err;
+    apr_size_t len;
+    char *v, *end;
+
+    if (strncmp(arg, "file:", 5)) {
+        *value = arg;
+        return NULL;
+    }
+    if ((err = read_conf_file(cmd, arg + 5, 1, 64 * 1024, &data, &len))) {
+        return err;
+    }
+    v = apr_pstrmemdup(cmd->pool, data, len);
+    while (apr_isspace(*v)) {
+        ++v;
+    }
+    end = v + strcspn(v, "\r\n");
+    while (end > v && apr_isspace(end[-1])) {
+        --end;
+    }
+    *end = '\0';
+    *value = v;
+    return NULL;
+}
+
+static const char *add_secret(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    et_secret_t *sec;
+    const char *text, *err;
+
+    if ((err = inline_or_file(cmd, arg, &text))) {
+        return err;
+    }
+    if (et_secret_parse(cmd->pool, text, &sec, &err) != APR_SUCCESS) {
+        /* never echo the value: it is a secret */
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    if (!c->secrets_set) {
+        c->site.secrets = apr_array_make(cmd->pool, 2, sizeof(et_secret_t *));
+        c->secrets_set = 1;
+    }
+    APR_ARRAY_PUSH(c->site.secrets, et_secret_t *) = sec;
+    return NULL;
+}
+
+static const char *add_header(cmd_parms *cmd, void *dc, const char *name,
+                              const char *arg)
+{
+    static const char *const ours[] = {
+        "Host", "Content-Type", "Content-Length", "Transfer-Encoding",
+        "Connection", "Expect", "User-Agent", "Accept", NULL
+    };
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *value, *err, *p;
+    int i;
+
+    if (!*name || name[strspn(name, "!#$%&'*+-.^_`|~0123456789"
+                               "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ")]) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a header name",
+                            cmd->cmd->name, name);
+    }
+    for (i = 0; ours[i]; i++) {
+        if (!strcasecmp(name, ours[i])) {
+            return apr_psprintf(cmd->pool, "%s: %s is set by the module "
+                                "(see EventTriggerUserAgent for User-Agent)",
+                                cmd->cmd->name, ours[i]);
+        }
+    }
+    if (!strncasecmp(name, "webhook-", 8)) {
+        return apr_psprintf(cmd->pool, "%s: webhook-* headers are the "
+                            "signature's (see EventTriggerSecret)",
+                            cmd->cmd->name);
+    }
+    if ((err = inline_or_file(cmd, arg, &value))) {
+        return err;
+    }
+    for (p = value; *p; p++) {
+        if (apr_iscntrl(*p) && *p != '\t') {
+            return apr_psprintf(cmd->pool, "%s %s: the value holds a control "
+                                "character", cmd->cmd->name, name);
+        }
+    }
+    if (!c->headers_set) {
+        c->site.headers = apr_array_make(cmd->pool, 2, sizeof(const char *));
+        c->headers_set = 1;
+    }
+    APR_ARRAY_PUSH(c->site.headers, const char *) =
+        apr_pstrcat(cmd->pool, name, ": ", value, NULL);
+    return NULL;
+}
+
+static const char *set_tls_verify(cmd_parms *cmd, void *dc, int on)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+
+    c->site.tls.verify = on;
+    c->tls_verify_set = 1;
+    return NULL;
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err;
+
+    err = read_conf_file(cmd, arg, 0, 16 * 1024 * 1024, &c->site.tls.ca,
+                         &c->site.tls.ca_len);
+    c->ca_set = 1;
+    return err;
+}
+
+static const char *set_client_cert(cmd_parms *cmd, void *dc, const char *cert,
+                                   const char *key)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err;
+
+    /* a PEM file may hold both; then the key is read from it as well */
+    err = read_conf_file(cmd, cert, key ? 0 : 1, 1024 * 1024,
+                         &c->site.tls.cert, &c->site.tls.cert_len);
+    if (!err) {
+        err = read_conf_file(cmd, key ? key : cert, 1, 1024 * 1024,
+                             &c->site.tls.key, &c->site.tls.key_len);
+    }
+    c->cert_set = 1;
+    return err;
+}
+
 const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerEndpoint", set_endpoint, NULL, RSRC_CONF,
                   "The root URL of the site's Event Trigger API"),
@@ -364,6 +570,18 @@ const command_rec et_cmds[] = {
                   "Longest time the dispatcher sleeps between looks"),
     AP_INIT_TAKE1("EventTriggerLease", set_lease, NULL, RSRC_CONF,
                   "How long a dispatcher holds an event it is delivering"),
+    AP_INIT_TAKE1("EventTriggerSecret", add_secret, NULL, RSRC_CONF,
+                  "A signing secret, whsec_... or file:PATH (repeat to "
+                  "rotate)"),
+    AP_INIT_TAKE2("EventTriggerHeader", add_header, NULL, RSRC_CONF,
+                  "An extra request header: NAME VALUE or NAME file:PATH"),
+    AP_INIT_FLAG("EventTriggerTLSVerify", set_tls_verify, NULL, RSRC_CONF,
+                 "Verify the receiver's certificate (default on)"),
+    AP_INIT_TAKE1("EventTriggerCAFile", set_ca_file, NULL, RSRC_CONF,
+                  "PEM bundle of the CAs the receiver's certificate must "
+                  "chain to (default: the system's)"),
+    AP_INIT_TAKE12("EventTriggerClientCert", set_client_cert, NULL, RSRC_CONF,
+                   "PEM certificate [and key file] for mutual TLS"),
     { NULL }
 };
 
@@ -447,6 +665,13 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                          "than EventTriggerConnectTimeout",
                          vs->defn_name ? vs->defn_name : "(main)",
                          vs->defn_line_number);
+        }
+        if (c->site.endpoint && !c->site.tls.verify) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                         "ET00013: %s:%d: EventTriggerTLSVerify off: site %s "
+                         "sends its objects without checking who receives "
+                         "them", vs->defn_name ? vs->defn_name : "(main)",
+                         vs->defn_line_number, c->site.name);
         }
         if (c->site.endpoint) {
             server_rec *other = apr_hash_get(names, c->site.name,

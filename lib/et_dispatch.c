@@ -27,6 +27,7 @@
 
 #include "et_dispatch.h"
 #include "et_outbox.h"
+#include "et_sign.h"
 
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
 #define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
@@ -177,7 +178,7 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     et_outcome_t out;
     apr_status_t rv;
     const char *detail;
-    int level;
+    int level, i;
 
     memset(&req, 0, sizeof(req));
     req.method = et_event_method(ev->event);
@@ -192,8 +193,26 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
         APR_ARRAY_PUSH(req.headers, const char *) =
             apr_pstrcat(p, "Content-Type: ", ev->content_type, NULL);
     }
+    for (i = 0; site->headers && i < site->headers->nelts; i++) {
+        APR_ARRAY_PUSH(req.headers, const char *) =
+            APR_ARRAY_IDX(site->headers, i, const char *);
+    }
     req.body = ev->body ? ev->body : "";
     req.body_len = ev->body ? ev->body_len : 0;
+    if (site->secrets && site->secrets->nelts) {
+        /* signed afresh on every attempt, over the exact bytes sent */
+        apr_int64_t ts = apr_time_sec(apr_time_now());
+
+        APR_ARRAY_PUSH(req.headers, const char *) =
+            apr_pstrcat(p, "webhook-id: ", ev->txn, NULL);
+        APR_ARRAY_PUSH(req.headers, const char *) =
+            apr_psprintf(p, "webhook-timestamp: %" APR_INT64_T_FMT, ts);
+        APR_ARRAY_PUSH(req.headers, const char *) =
+            apr_pstrcat(p, "webhook-signature: ",
+                        et_sign(p, site->secrets, ev->txn, ts, req.body,
+                                req.body_len), NULL);
+    }
+    req.tls = &site->tls;
     req.connect_timeout = site->connect_timeout;
     req.timeout = site->timeout;
     req.response_keep = site->response_keep;

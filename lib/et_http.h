@@ -12,6 +12,21 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+/**
+ * TLS settings of a site. PEM data is held in memory (read at startup, as
+ * root) so that the dispatcher, running as httpd's User, needs no access to
+ * the key files.
+ */
+typedef struct et_tls_t {
+    int verify;                       /* 0 only by explicit configuration */
+    const char *ca;                   /* PEM bundle, NULL: system store */
+    apr_size_t ca_len;
+    const char *cert;                 /* client certificate (PEM) */
+    apr_size_t cert_len;
+    const char *key;                  /* its private key (PEM) */
+    apr_size_t key_len;
+} et_tls_t;
+
 typedef struct et_http_request_t {
     const char *method;
     const char *url;
@@ -21,6 +36,7 @@ typedef struct et_http_request_t {
     apr_interval_time_t connect_timeout;
     apr_interval_time_t timeout;
     apr_size_t response_keep;         /* bytes of the answer's body kept */
+    const et_tls_t *tls;              /* NULL: verify with the system store */
 } et_http_request_t;
 
 typedef struct et_http_response_t {

@@ -194,8 +194,39 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                      (long)apr_time_as_msec(req->timeout));
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (req->tls && !req->tls->verify) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    else {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+    if (req->tls) {
+        /* blobs are copied by libcurl (CURL_BLOB_COPY) */
+        struct curl_blob blob;
+
+        if (req->tls->ca) {
+            blob.data = (void *)req->tls->ca;
+            blob.len = req->tls->ca_len;
+            blob.flags = CURL_BLOB_COPY;
+            curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+        }
+        if (req->tls->cert) {
+            blob.data = (void *)req->tls->cert;
+            blob.len = req->tls->cert_len;
+            blob.flags = CURL_BLOB_COPY;
+            curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &blob);
+            curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+        }
+        if (req->tls->key) {
+            blob.data = (void *)req->tls->key;
+            blob.len = req->tls->key_len;
+            blob.flags = CURL_BLOB_COPY;
+            curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &blob);
+            curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+        }
+    }
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &call);

@@ -13,6 +13,7 @@
 #include <apr_tables.h>
 #include "et_event.h"
 #include "et_retry.h"
+#include "et_http.h"
 
 typedef struct et_site_t {
     const char *name;                 /* key stored with each event */
@@ -23,6 +24,9 @@ typedef struct et_site_t {
     apr_interval_time_t connect_timeout;
     apr_interval_time_t timeout;      /* whole call */
     apr_size_t response_keep;         /* bytes of a refusal's body kept */
+    apr_array_header_t *secrets;      /* et_secret_t *; none: unsigned */
+    apr_array_header_t *headers;      /* const char * "Name: value", extra */
+    et_tls_t tls;
 } et_site_t;
 
 #define ET_USER_AGENT_DEFAULT "Mashery Event Trigger 1.0"
