@@ -199,9 +199,14 @@ sub stop_proc {
     }
 }
 
+# Only the test's own process stops its helpers (a forked child, such as
+# the one Apache::TestServer::start uses, must not).
+my $PARENT = $$;
 END {
     local $?;
-    stop_proc($_) for keys %PROCS;
+    if ($$ == $PARENT) {
+        stop_proc($_) for keys %PROCS;
+    }
 }
 
 # -- waiting -----------------------------------------------------------------
