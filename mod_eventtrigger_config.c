@@ -30,6 +30,9 @@
 #define ET_LEASE_DEFAULT          apr_time_from_sec(60)
 #define ET_CONNECT_TIMEOUT_DEFAULT apr_time_from_sec(5)
 #define ET_TIMEOUT_DEFAULT        apr_time_from_sec(15)
+#define ET_CB_THRESHOLD_DEFAULT   5
+#define ET_CB_MIN_PAUSE_DEFAULT   apr_time_from_sec(10)
+#define ET_CB_MAX_PAUSE_DEFAULT   apr_time_from_sec(600)
 
 et_srv_conf_t *et_srv_conf(server_rec *s)
 {
@@ -66,6 +69,7 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     ET_INHERIT(secrets_set, secrets);
     ET_INHERIT(headers_set, headers);
     ET_INHERIT(tls_verify_set, tls.verify);
+    ET_INHERIT(circuit_set, circuit);
 #undef ET_INHERIT
     if (!add->ca_set) {
         c->site.tls.ca = base->site.tls.ca;
@@ -538,6 +542,50 @@ static const char *set_client_cert(cmd_parms *cmd, void *dc, const char *cert,
     return err;
 }
 
+static const char *set_circuit(cmd_parms *cmd, void *dc, const char *args)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    et_circuit_conf_t cb;
+    const char *w, *err;
+    char *end;
+    apr_int64_t n;
+
+    cb.min_pause = ET_CB_MIN_PAUSE_DEFAULT;
+    cb.max_pause = ET_CB_MAX_PAUSE_DEFAULT;
+    w = ap_getword_conf(cmd->temp_pool, &args);
+    if (!strcasecmp(w, "off")) {
+        cb.threshold = 0;
+    }
+    else {
+        n = apr_strtoi64(w, &end, 10);
+        if (!*w || *end || n < 1 || n > 10000) {
+            return apr_psprintf(cmd->pool, "%s: use off, or FAILURES "
+                                "[MIN-PAUSE [MAX-PAUSE]] (e.g. 5 10s 10m)",
+                                cmd->cmd->name);
+        }
+        cb.threshold = (int)n;
+        if (*(w = ap_getword_conf(cmd->temp_pool, &args))
+            && (err = parse_duration(cmd, w, apr_time_from_msec(100),
+                                     &cb.min_pause))) {
+            return err;
+        }
+        if (*(w = ap_getword_conf(cmd->temp_pool, &args))
+            && (err = parse_duration(cmd, w, cb.min_pause, &cb.max_pause))) {
+            return err;
+        }
+        if (cb.max_pause < cb.min_pause) {
+            cb.max_pause = cb.min_pause;
+        }
+    }
+    if (*args) {
+        return apr_psprintf(cmd->pool, "%s: too many arguments",
+                            cmd->cmd->name);
+    }
+    c->site.circuit = cb;
+    c->circuit_set = 1;
+    return NULL;
+}
+
 const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerEndpoint", set_endpoint, NULL, RSRC_CONF,
                   "The root URL of the site's Event Trigger API"),
@@ -580,6 +628,9 @@ const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerCAFile", set_ca_file, NULL, RSRC_CONF,
                   "PEM bundle of the CAs the receiver's certificate must "
                   "chain to (default: the system's)"),
+    AP_INIT_RAW_ARGS("EventTriggerCircuitBreaker", set_circuit, NULL,
+                     RSRC_CONF, "Pause an endpoint after this many "
+                     "consecutive failures: N [MIN-PAUSE [MAX-PAUSE]] or off"),
     AP_INIT_TAKE12("EventTriggerClientCert", set_client_cert, NULL, RSRC_CONF,
                    "PEM certificate [and key file] for mutual TLS"),
     { NULL }
@@ -645,6 +696,11 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         }
         if (!c->timeout_set) {
             c->site.timeout = ET_TIMEOUT_DEFAULT;
+        }
+        if (!c->circuit_set) {
+            c->site.circuit.threshold = ET_CB_THRESHOLD_DEFAULT;
+            c->site.circuit.min_pause = ET_CB_MIN_PAUSE_DEFAULT;
+            c->site.circuit.max_pause = ET_CB_MAX_PAUSE_DEFAULT;
         }
         if (!c->user_agent_set) {
             c->site.user_agent = ET_USER_AGENT_DEFAULT;

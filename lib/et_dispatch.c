@@ -11,11 +11,14 @@
  *    mutex, so the claiming thread may create them while workers destroy
  *    theirs;
  *  - d->inflight is only touched with apr_atomic_*;
+ *  - the circuits (endpoint health, by site) and their hash are guarded by
+ *    d->cb_lock; their pool is the dispatcher's, used only under that lock;
  *  - the et_site_t found by conf->lookup is read-only configuration.
  */
 
 #include <apr_atomic.h>
 #include <apr_date.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_poll.h>
 #include <apr_strings.h>
@@ -28,6 +31,7 @@
 #include "et_dispatch.h"
 #include "et_outbox.h"
 #include "et_sign.h"
+#include "et_circuit.h"
 
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
 #define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
@@ -43,6 +47,9 @@ typedef struct dispatcher_t {
     const char *owner;
     volatile apr_uint32_t inflight;
     apr_file_t *done_r, *done_w;      /* workers nudge the claimer */
+    apr_thread_mutex_t *cb_lock;
+    apr_hash_t *circuits;             /* site name -> et_circuit_t */
+    apr_pool_t *cb_pool;
 } dispatcher_t;
 
 typedef struct job_t {
@@ -166,6 +173,108 @@ static void nudge(dispatcher_t *d)
     apr_file_write(d->done_w, &c, &n);
 }
 
+/* The circuit of @a site; call with d->cb_lock held. */
+static et_circuit_t *circuit_of(dispatcher_t *d, const char *site)
+{
+    et_circuit_t *c = apr_hash_get(d->circuits, site, APR_HASH_KEY_STRING);
+
+    if (!c) {
+        c = apr_pcalloc(d->cb_pool, sizeof(*c));
+        apr_hash_set(d->circuits, apr_pstrdup(d->cb_pool, site),
+                     APR_HASH_KEY_STRING, c);
+    }
+    return c;
+}
+
+/* Write a circuit's state where claims (and the status page) see it. */
+static void circuit_store(dispatcher_t *d, apr_pool_t *p, const char *site,
+                          const et_circuit_t *c, apr_time_t open_until,
+                          const char *error)
+{
+    et_circuit_row_t row;
+
+    row.site = site;
+    row.state = c->state;
+    row.failures = c->failures;
+    row.open_until = open_until;
+    row.changed = apr_time_now();
+    row.last_error = error;
+    apr_thread_mutex_lock(d->ob_lock);
+    if (et_outbox_circuit_set(d->ob, &row) != APR_SUCCESS) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01013: cannot record the health of site %s: "
+                          "%s", site, et_outbox_error(d->ob)));
+    }
+    apr_thread_mutex_unlock(d->ob_lock);
+}
+
+/* After an attempt: count it against the endpoint, log a change once. */
+static void circuit_after(dispatcher_t *d, apr_pool_t *p, const et_site_t *site,
+                          const et_event_t *ev, const et_http_response_t *resp,
+                          const char *error)
+{
+    int st = resp->status;
+    int healthy = st != 0 && st != 408 && st != 429 && st < 500;
+    et_circuit_t *c, snap;
+    int before;
+
+    apr_thread_mutex_lock(d->cb_lock);
+    c = circuit_of(d, ev->site);
+    before = et_circuit_record(c, &site->circuit, healthy, apr_time_now());
+    snap = *c;
+    apr_thread_mutex_unlock(d->cb_lock);
+
+    if (before < 0) {
+        return;
+    }
+    circuit_store(d, p, ev->site, &snap,
+                  snap.state == ET_CB_OPEN ? snap.open_until : 0,
+                  healthy ? NULL : error);
+    if (snap.state == ET_CB_CLOSED) {
+        dlog(d->conf, ET_LOG_NOTICE,
+             apr_psprintf(p, "ET01012: endpoint of site %s answers again; "
+                          "deliveries resume", ev->site));
+    }
+    else if (before == ET_CB_CLOSED) {
+        dlog(d->conf, ET_LOG_WARNING,
+             apr_psprintf(p, "ET01010: endpoint of site %s paused for %"
+                          APR_TIME_T_FMT "s after %d consecutive failures "
+                          "(last: %s); one call will probe it", ev->site,
+                          apr_time_sec(snap.pause), snap.failures,
+                          error ? error : "error"));
+    }
+    else {
+        dlog(d->conf, ET_LOG_INFO,
+             apr_psprintf(p, "ET01011: probe of site %s failed; paused for %"
+                          APR_TIME_T_FMT "s", ev->site,
+                          apr_time_sec(snap.pause)));
+    }
+}
+
+/* Before a call: may it go? A probe keeps other claims off the site. */
+static int circuit_admit(dispatcher_t *d, apr_pool_t *p, const et_event_t *ev)
+{
+    const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
+    et_circuit_t *c, snap;
+    et_cb_state_e before;
+    int ok;
+
+    apr_thread_mutex_lock(d->cb_lock);
+    c = circuit_of(d, ev->site);
+    before = c->state;
+    ok = et_circuit_admit(c, &site->circuit, apr_time_now());
+    snap = *c;
+    apr_thread_mutex_unlock(d->cb_lock);
+
+    if (ok && before != snap.state) {
+        /* while the probe runs, the claim skips the site */
+        circuit_store(d, p, ev->site, &snap,
+                      apr_time_now() + site->timeout + apr_time_from_sec(1),
+                      NULL);
+    }
+    return ok;
+}
+
 static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
 {
     job_t *job = data;
@@ -231,6 +340,7 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     apr_thread_mutex_lock(d->ob_lock);
     rv = et_outbox_finish(d->ob, ev, d->owner, &out);
     apr_thread_mutex_unlock(d->ob_lock);
+    circuit_after(d, p, site, ev, &resp, out.error);
 
     switch (out.state) {
     case ET_ST_DELIVERED:
@@ -308,6 +418,31 @@ static void drain(apr_file_t *f)
     } while (apr_file_read(f, buf, &n) == APR_SUCCESS && n == sizeof(buf));
 }
 
+/* A paused endpoint stays paused across a restart of the dispatcher. */
+static void load_circuits(dispatcher_t *d, apr_pool_t *p)
+{
+    apr_array_header_t *rows;
+    apr_time_t now = apr_time_now();
+    int i;
+
+    if (et_outbox_circuits(d->ob, p, &rows) != APR_SUCCESS) {
+        return;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        et_circuit_row_t *row = APR_ARRAY_IDX(rows, i, et_circuit_row_t *);
+        et_circuit_t *c;
+
+        if (row->state == ET_CB_CLOSED) {
+            continue;
+        }
+        c = circuit_of(d, row->site);
+        c->state = ET_CB_OPEN;        /* a probe in flight died with us */
+        c->failures = row->failures;
+        c->open_until = row->open_until > now ? row->open_until : now;
+        c->pause = row->open_until - row->changed;
+    }
+}
+
 static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
                           const et_dispatch_conf_t *conf)
 {
@@ -345,6 +480,14 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     apr_thread_mutex_create(&amutex, APR_THREAD_MUTEX_DEFAULT, d->jobs_pool);
     apr_allocator_mutex_set(alloc, amutex);
     apr_allocator_max_free_set(alloc, 1024 * 1024);
+
+    if ((rv = apr_thread_mutex_create(&d->cb_lock, APR_THREAD_MUTEX_DEFAULT,
+                                      p)) != APR_SUCCESS) {
+        return rv;
+    }
+    apr_pool_create(&d->cb_pool, p);
+    d->circuits = apr_hash_make(d->cb_pool);
+    load_circuits(d, p);
 
     rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
     return rv;
@@ -407,7 +550,17 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
             apr_thread_mutex_unlock(d.ob_lock);
 
             for (i = 0; evs && i < evs->nelts; i++) {
-                job_t *job = make_job(&d, APR_ARRAY_IDX(evs, i, et_event_t *));
+                et_event_t *ev = APR_ARRAY_IDX(evs, i, et_event_t *);
+                job_t *job;
+
+                if (!circuit_admit(&d, iter, ev)) {
+                    /* its endpoint is paused: back in line, untried */
+                    apr_thread_mutex_lock(d.ob_lock);
+                    et_outbox_unclaim(d.ob, ev, d.owner);
+                    apr_thread_mutex_unlock(d.ob_lock);
+                    continue;
+                }
+                job = make_job(&d, ev);
                 apr_atomic_inc32(&d.inflight);
                 rv = apr_thread_pool_push(d.tp, deliver, job, 0, &d);
                 if (rv != APR_SUCCESS) {

@@ -69,6 +69,21 @@ const char *et_event_name(et_event_e e)
     }
 }
 
+int et_event_parse(const char *s, et_event_e *e)
+{
+    static const et_event_e all[] = { ET_EV_CREATE, ET_EV_UPDATE,
+                                      ET_EV_DELETE };
+    apr_size_t i;
+
+    for (i = 0; s && i < sizeof(all) / sizeof(all[0]); i++) {
+        if (!strcmp(s, et_event_name(all[i]))) {
+            *e = all[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const char *et_event_method(et_event_e e)
 {
     switch (e) {

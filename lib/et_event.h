@@ -45,6 +45,8 @@ const char *et_object_name(et_object_e o);
 int et_object_parse(const char *s, et_object_e *o);
 /** "post-create", "post-update", "post-delete". */
 const char *et_event_name(et_event_e e);
+/** Parse "post-create", "post-update" or "post-delete"; non-zero if known. */
+int et_event_parse(const char *s, et_event_e *e);
 /** "PUT" or "DELETE". */
 const char *et_event_method(et_event_e e);
 /** "application/json" or "application/x-www-form-urlencoded". */
@@ -66,6 +68,10 @@ typedef struct et_event_t {
     et_state_e state;
     int attempts;             /* attempts made so far */
     const char *error;        /* why it failed, for ET_ST_FAILED/DEAD */
+    /* as read back from the outbox (listing, status) */
+    int last_status;          /* HTTP status of the last attempt, 0: none */
+    apr_time_t due;           /* next attempt of a pending event */
+    apr_time_t done_at;       /* delivered or dead at */
 } et_event_t;
 
 #endif /* ET_EVENT_H */

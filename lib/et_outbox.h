@@ -70,4 +70,50 @@ typedef struct et_outbox_counts_t {
 
 apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c);
 
+/** Give a claimed event back untried: lease released, attempt not counted. */
+apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,
+                               const char *owner);
+
+/** An endpoint's health as the dispatcher last recorded it. */
+typedef struct et_circuit_row_t {
+    const char *site;
+    int state;                        /* et_cb_state_e */
+    int failures;                     /* consecutive */
+    apr_time_t open_until;            /* claims skip the site until then */
+    apr_time_t changed;
+    const char *last_error;
+} et_circuit_row_t;
+
+apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c);
+/** All recorded endpoints (et_circuit_row_t *), by site. */
+apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
+                                apr_array_header_t **out);
+
+/**
+ * Put dead letters back in line (attempts reset, txn kept): the one with
+ * @a txn, or with txn NULL every one captured at or after @a since.
+ */
+apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
+                              apr_time_t since, int *count);
+
+/** The newest @a limit events (et_event_t *) in @a state, or all if -1. */
+apr_status_t et_outbox_list(et_outbox_t *ob, apr_pool_t *p, int state,
+                            int limit, apr_array_header_t **events);
+/** One event by txn; APR_NOTFOUND if there is none. */
+apr_status_t et_outbox_show(et_outbox_t *ob, apr_pool_t *p, const char *txn,
+                            et_event_t **ev);
+/** The latest events whose last attempt (or capture) failed. */
+apr_status_t et_outbox_recent_errors(et_outbox_t *ob, apr_pool_t *p,
+                                     int limit, apr_array_header_t **events);
+
+typedef struct et_site_counts_t {
+    const char *site;
+    et_outbox_counts_t counts;
+    apr_int64_t retrying;             /* pending after a failed attempt */
+} et_site_counts_t;
+
+/** Counts per site (et_site_counts_t *), by site name. */
+apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
+                                   apr_array_header_t **out);
+
 #endif /* ET_OUTBOX_H */

@@ -7,6 +7,7 @@
  * Times are stored as integer microseconds (apr_time_t).
  */
 
+#include <stdarg.h>
 #include <stdlib.h>
 
 #include <apr_dbd.h>
@@ -15,12 +16,17 @@
 
 #include "et_outbox.h"
 
-#define ET_STMTS 7
-
 enum {
     ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
-    ST_LEASED
+    ST_LEASED, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
+    ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
+    ET_STMTS
 };
+
+/* The columns every event read back carries, in row_to_event's order. */
+#define EV_COLS "id, txn, site, object, event, oid, url, content_type, body," \
+                " attempts, created, state, last_status, last_error, error," \
+                " due, done_at"
 
 struct et_outbox_t {
     apr_pool_t *pool;
@@ -58,6 +64,14 @@ static const char *const schema_sqlite[] = {
     "CREATE INDEX IF NOT EXISTS et_event_object"
     " ON et_event (site, object, oid, state, id)",
     "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
+    /* paused endpoints: the claim skips their sites until open_until */
+    "CREATE TABLE IF NOT EXISTS et_circuit ("
+    " site TEXT PRIMARY KEY,"
+    " state INTEGER NOT NULL,"
+    " failures INTEGER NOT NULL,"
+    " open_until INTEGER NOT NULL,"
+    " changed INTEGER NOT NULL,"
+    " last_error TEXT)",
     NULL
 };
 
@@ -86,6 +100,13 @@ static const char *const schema_pgsql[] = {
     "CREATE INDEX IF NOT EXISTS et_event_object"
     " ON et_event (site, object, oid, state, id)",
     "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
+    "CREATE TABLE IF NOT EXISTS et_circuit ("
+    " site TEXT PRIMARY KEY,"
+    " state INTEGER NOT NULL,"
+    " failures INTEGER NOT NULL,"
+    " open_until BIGINT NOT NULL,"
+    " changed BIGINT NOT NULL,"
+    " last_error TEXT)",
     NULL
 };
 
@@ -105,9 +126,10 @@ static const char *const stmt_sql[ET_STMTS] = {
     "  AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site"
     "   AND p.object = e.object AND p.oid = e.oid AND p.state = 0"
     "   AND p.id < e.id)"
+    "  AND NOT EXISTS (SELECT 1 FROM et_circuit c WHERE c.site = e.site"
+    "   AND c.open_until > %lld)"
     "  ORDER BY e.id LIMIT %d)"
-    " RETURNING id, txn, site, object, event, oid, url, content_type, body,"
-    " attempts, created",
+    " RETURNING " EV_COLS,
     /* ST_FINISH: only the lease holder may write the outcome */
     "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
     " due = %lld, lease_until = 0, lease_owner = NULL, done_at = %lld,"
@@ -123,7 +145,41 @@ static const char *const stmt_sql[ET_STMTS] = {
     /* ST_COUNTS */
     "SELECT state, COUNT(*), MIN(created) FROM et_event GROUP BY state",
     /* ST_LEASED */
-    "SELECT COUNT(*) FROM et_event WHERE state = 0 AND lease_until > %lld"
+    "SELECT COUNT(*) FROM et_event WHERE state = 0 AND lease_until > %lld",
+    /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
+    "UPDATE et_event SET lease_until = 0, lease_owner = NULL,"
+    " attempts = attempts - 1 WHERE id = %lld AND lease_owner = %s",
+    /* ST_CIRCUIT_SET */
+    "INSERT INTO et_circuit (site, state, failures, open_until, changed,"
+    " last_error) VALUES (%s, %d, %d, %lld, %lld, %s)"
+    " ON CONFLICT (site) DO UPDATE SET state = excluded.state,"
+    " failures = excluded.failures, open_until = excluded.open_until,"
+    " changed = excluded.changed, last_error = excluded.last_error",
+    /* ST_CIRCUITS */
+    "SELECT site, state, failures, open_until, changed, last_error"
+    " FROM et_circuit ORDER BY site",
+    /* ST_REPLAY_TXN: a dead letter goes back in line, txn kept */
+    "UPDATE et_event SET state = 0, attempts = 0, due = %lld,"
+    " lease_until = 0, lease_owner = NULL, done_at = NULL"
+    " WHERE txn = %s AND state = 2",
+    /* ST_REPLAY_SINCE */
+    "UPDATE et_event SET state = 0, attempts = 0, due = %lld,"
+    " lease_until = 0, lease_owner = NULL, done_at = NULL"
+    " WHERE state = 2 AND created >= %lld",
+    /* ST_LIST: newest first; state -1 lists all */
+    "SELECT " EV_COLS " FROM et_event WHERE (%d = -1 OR state = %d)"
+    " ORDER BY id DESC LIMIT %d",
+    /* ST_SHOW */
+    "SELECT " EV_COLS " FROM et_event WHERE txn = %s",
+    /* ST_SITE_COUNTS */
+    "SELECT site, state, COUNT(*), MIN(created),"
+    " SUM(CASE WHEN state = 0 AND lease_until > %lld THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN state = 0 AND attempts > 0 THEN 1 ELSE 0 END)"
+    " FROM et_event GROUP BY site, state ORDER BY site",
+    /* ST_RECENT_ERRORS: the last attempts that did not deliver */
+    "SELECT " EV_COLS " FROM et_event WHERE last_error IS NOT NULL"
+    " OR error IS NOT NULL ORDER BY COALESCE(done_at, due, created) DESC,"
+    " id DESC LIMIT %d"
 };
 
 static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
@@ -342,46 +398,85 @@ static int cmp_rowid(const void *a, const void *b)
     return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
 
+/* One row of EV_COLS. */
+static et_event_t *row_to_event(et_outbox_t *ob, apr_pool_t *p,
+                                apr_dbd_row_t *row)
+{
+    et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
+
+    ev->rowid = entry_i64(ob, row, 0);
+    ev->txn = apr_dbd_get_entry(ob->drv, row, 1);
+    ev->site = apr_dbd_get_entry(ob->drv, row, 2);
+    et_object_parse(apr_dbd_get_entry(ob->drv, row, 3), &ev->object);
+    et_event_parse(apr_dbd_get_entry(ob->drv, row, 4), &ev->event);
+    ev->oid = apr_dbd_get_entry(ob->drv, row, 5);
+    ev->url = apr_dbd_get_entry(ob->drv, row, 6);
+    ev->content_type = apr_dbd_get_entry(ob->drv, row, 7);
+    ev->body = apr_dbd_get_entry(ob->drv, row, 8);
+    ev->body_len = ev->body ? strlen(ev->body) : 0;
+    ev->attempts = (int)entry_i64(ob, row, 9);
+    ev->created = entry_i64(ob, row, 10);
+    ev->state = (et_state_e)entry_i64(ob, row, 11);
+    ev->last_status = (int)entry_i64(ob, row, 12);
+    ev->error = apr_dbd_get_entry(ob->drv, row, 13);
+    if (!ev->error) {
+        ev->error = apr_dbd_get_entry(ob->drv, row, 14);
+    }
+    ev->due = entry_i64(ob, row, 15);
+    ev->done_at = entry_i64(ob, row, 16);
+    return ev;
+}
+
+static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
+                                  const char *what, apr_array_header_t **out,
+                                  ...)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    apr_array_header_t *a = apr_array_make(p, 16, sizeof(et_event_t *));
+    const char **args;
+    va_list ap;
+    int i, rv, n = 0;
+
+    /* collect the const char * arguments up to the NULL sentinel */
+    va_start(ap, out);
+    while (va_arg(ap, const char *)) {
+        ++n;
+    }
+    va_end(ap);
+    args = apr_palloc(p, (n + 1) * sizeof(*args));
+    va_start(ap, out);
+    for (i = 0; i < n; i++) {
+        args[i] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+
+    *out = a;
+    rv = apr_dbd_pselect(ob->drv, p, ob->db, &res, ob->st[st], 1, n, args);
+    if (rv) {
+        return set_error(ob, rv, what);
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        APR_ARRAY_PUSH(a, et_event_t *) = row_to_event(ob, p, row);
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
                              apr_interval_time_t lease, int max,
                              apr_array_header_t **events)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
     apr_time_t now = apr_time_now();
-    apr_array_header_t *a = apr_array_make(p, max > 0 ? max : 1,
-                                           sizeof(et_event_t *));
-    int rv;
+    apr_array_header_t *a;
+    apr_status_t rv;
 
-    *events = a;
-    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_CLAIM], 1,
-                          owner, i64(p, now + lease), i64(p, now), i64(p, now),
-                          itoa_p(p, max));
-    if (rv) {
-        return set_error(ob, rv, "claiming events");
+    rv = select_events(ob, p, ST_CLAIM, "claiming events", events, owner,
+                       i64(p, now + lease), i64(p, now), i64(p, now),
+                       i64(p, now), itoa_p(p, max), NULL);
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
-        const char *v;
-
-        ev->rowid = entry_i64(ob, row, 0);
-        ev->txn = apr_dbd_get_entry(ob->drv, row, 1);
-        ev->site = apr_dbd_get_entry(ob->drv, row, 2);
-        et_object_parse(apr_dbd_get_entry(ob->drv, row, 3), &ev->object);
-        v = apr_dbd_get_entry(ob->drv, row, 4);
-        ev->event = (v && strcmp(v, "post-delete") == 0) ? ET_EV_DELETE
-                    : (v && strcmp(v, "post-update") == 0) ? ET_EV_UPDATE
-                    : ET_EV_CREATE;
-        ev->oid = apr_dbd_get_entry(ob->drv, row, 5);
-        ev->url = apr_dbd_get_entry(ob->drv, row, 6);
-        ev->content_type = apr_dbd_get_entry(ob->drv, row, 7);
-        ev->body = apr_dbd_get_entry(ob->drv, row, 8);
-        ev->body_len = ev->body ? strlen(ev->body) : 0;
-        ev->attempts = (int)entry_i64(ob, row, 9);
-        ev->created = entry_i64(ob, row, 10);
-        ev->state = ET_ST_PENDING;
-        APR_ARRAY_PUSH(a, et_event_t *) = ev;
-    }
+    a = *events;
     /* RETURNING gives no order; delivery order is the capture order */
     if (a->nelts > 1) {
         qsort(a->elts, a->nelts, sizeof(et_event_t *), cmp_rowid);
@@ -496,4 +591,172 @@ apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c)
 done:
     apr_pool_destroy(p);
     return st;
+}
+
+apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,
+                               const char *owner)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_UNCLAIM],
+                         i64(p, ev->rowid), owner);
+    apr_pool_destroy(p);
+    return rv ? set_error(ob, rv, "giving an event back") : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_CIRCUIT_SET],
+                         c->site, itoa_p(p, c->state), itoa_p(p, c->failures),
+                         i64(p, c->open_until), i64(p, c->changed),
+                         c->last_error);
+    apr_pool_destroy(p);
+    return rv ? set_error(ob, rv, "recording an endpoint's health")
+              : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
+                                apr_array_header_t **out)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    int rv;
+
+    *out = apr_array_make(p, 4, sizeof(et_circuit_row_t *));
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_CIRCUITS], 1);
+    if (rv) {
+        return set_error(ob, rv, "reading endpoint health");
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        et_circuit_row_t *c = apr_pcalloc(p, sizeof(*c));
+
+        c->site = apr_dbd_get_entry(ob->drv, row, 0);
+        c->state = (int)entry_i64(ob, row, 1);
+        c->failures = (int)entry_i64(ob, row, 2);
+        c->open_until = entry_i64(ob, row, 3);
+        c->changed = entry_i64(ob, row, 4);
+        c->last_error = apr_dbd_get_entry(ob->drv, row, 5);
+        APR_ARRAY_PUSH(*out, et_circuit_row_t *) = c;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
+                              apr_time_t since, int *count)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    if (txn) {
+        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows,
+                             ob->st[ST_REPLAY_TXN], i64(p, apr_time_now()),
+                             txn);
+    }
+    else {
+        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows,
+                             ob->st[ST_REPLAY_SINCE], i64(p, apr_time_now()),
+                             i64(p, since));
+    }
+    apr_pool_destroy(p);
+    *count = nrows;
+    return rv ? set_error(ob, rv, "replaying dead letters") : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_list(et_outbox_t *ob, apr_pool_t *p, int state,
+                            int limit, apr_array_header_t **events)
+{
+    return select_events(ob, p, ST_LIST, "listing events", events,
+                         itoa_p(p, state), itoa_p(p, state),
+                         itoa_p(p, limit), NULL);
+}
+
+apr_status_t et_outbox_show(et_outbox_t *ob, apr_pool_t *p, const char *txn,
+                            et_event_t **ev)
+{
+    apr_array_header_t *a;
+    apr_status_t rv;
+
+    *ev = NULL;
+    rv = select_events(ob, p, ST_SHOW, "reading an event", &a, txn, NULL);
+    if (rv == APR_SUCCESS) {
+        if (a->nelts == 0) {
+            return APR_NOTFOUND;
+        }
+        *ev = APR_ARRAY_IDX(a, 0, et_event_t *);
+    }
+    return rv;
+}
+
+apr_status_t et_outbox_recent_errors(et_outbox_t *ob, apr_pool_t *p,
+                                     int limit, apr_array_header_t **events)
+{
+    return select_events(ob, p, ST_RECENT_ERRORS, "reading recent failures",
+                         events, itoa_p(p, limit), NULL);
+}
+
+static et_site_counts_t *site_entry(apr_array_header_t *a, apr_pool_t *p,
+                                    const char *site)
+{
+    et_site_counts_t *c;
+
+    if (a->nelts) {
+        c = APR_ARRAY_IDX(a, a->nelts - 1, et_site_counts_t *);
+        if (!strcmp(c->site, site)) {
+            return c;
+        }
+    }
+    c = apr_pcalloc(p, sizeof(*c));
+    c->site = site;
+    APR_ARRAY_PUSH(a, et_site_counts_t *) = c;
+    return c;
+}
+
+apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
+                                   apr_array_header_t **out)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    int rv;
+
+    *out = apr_array_make(p, 4, sizeof(et_site_counts_t *));
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_SITE_COUNTS], 1,
+                          i64(p, apr_time_now()));
+    if (rv) {
+        return set_error(ob, rv, "counting events per site");
+    }
+    /* rows come ordered by site: one entry per run of a site */
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        const char *site = apr_dbd_get_entry(ob->drv, row, 0);
+        et_site_counts_t *c = site_entry(*out, p, site ? site : "");
+        apr_int64_t n = entry_i64(ob, row, 2);
+
+        switch ((int)entry_i64(ob, row, 1)) {
+        case ET_ST_PENDING:
+            c->counts.pending = n;
+            c->counts.oldest_pending = entry_i64(ob, row, 3);
+            c->counts.leased = entry_i64(ob, row, 4);
+            c->retrying = entry_i64(ob, row, 5) - c->counts.leased;
+            if (c->retrying < 0) {
+                c->retrying = 0;
+            }
+            break;
+        case ET_ST_DELIVERED:
+            c->counts.delivered = n;
+            break;
+        case ET_ST_DEAD:
+            c->counts.dead = n;
+            break;
+        case ET_ST_FAILED:
+            c->counts.failed = n;
+            break;
+        }
+    }
+    return APR_SUCCESS;
 }

@@ -14,6 +14,7 @@
 #include "et_event.h"
 #include "et_retry.h"
 #include "et_http.h"
+#include "et_circuit.h"
 
 typedef struct et_site_t {
     const char *name;                 /* key stored with each event */
@@ -27,6 +28,7 @@ typedef struct et_site_t {
     apr_array_header_t *secrets;      /* et_secret_t *; none: unsigned */
     apr_array_header_t *headers;      /* const char * "Name: value", extra */
     et_tls_t tls;
+    et_circuit_conf_t circuit;        /* when to pause the endpoint */
 } et_site_t;
 
 #define ET_USER_AGENT_DEFAULT "Mashery Event Trigger 1.0"

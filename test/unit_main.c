@@ -46,6 +46,7 @@ int main(void)
     srunner_add_suite(sr, capture_suite());
     srunner_add_suite(sr, outbox_suite());
     srunner_add_suite(sr, sign_suite());
+    srunner_add_suite(sr, circuit_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -259,6 +259,115 @@ START_TEST(bad_specs_are_refused_with_a_reason)
 }
 END_TEST
 
+START_TEST(a_paused_site_is_skipped_until_its_pause_ends)
+{
+    et_circuit_row_t row;
+    apr_array_header_t *a, *rows;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s2", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    memset(&row, 0, sizeof(row));
+    row.site = "s1";
+    row.state = 1;
+    row.failures = 5;
+    row.open_until = apr_time_now() + apr_time_from_sec(60);
+    row.changed = apr_time_now();
+    row.last_error = "no answer";
+    ck_assert_int_eq(et_outbox_circuit_set(ob, &row), APR_SUCCESS);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->site, "s2");
+    /* the same row again is an update, not a second row */
+    row.open_until = 0;
+    row.state = 0;
+    ck_assert_int_eq(et_outbox_circuit_set(ob, &row), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_circuits(ob, ut_pool, &rows), APR_SUCCESS);
+    ck_assert_int_eq(rows->nelts, 1);
+    ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, et_circuit_row_t *)->failures, 5);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->site, "s1");
+}
+END_TEST
+
+START_TEST(unclaim_gives_back_without_an_attempt)
+{
+    apr_array_header_t *a;
+
+    mk("s1", ET_OBJ_KEY, "k1", ET_EV_UPDATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    ck_assert_int_eq(et_outbox_unclaim(ob, EV(a, 0), "d1"), APR_SUCCESS);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_int_eq(EV(a, 0)->attempts, 1);
+}
+END_TEST
+
+START_TEST(replay_puts_dead_letters_back_with_their_txn)
+{
+    et_event_t *d1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE,
+                        ET_ST_PENDING);
+    et_event_t *shown = NULL;
+    apr_array_header_t *a;
+    int n = -1;
+
+    a = claim("d1", 1);
+    finish(EV(a, 0), "d1", ET_ST_DEAD, 0);
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, d1->txn, &shown),
+                     APR_SUCCESS);
+    ck_assert_int_eq(shown->state, ET_ST_DEAD);
+    ck_assert_int_eq(shown->last_status, 500);
+    ck_assert_str_eq(shown->error, "server error: HTTP 500");
+    ck_assert_int_eq(et_outbox_list(ob, ut_pool, ET_ST_DEAD, 10, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 1);
+
+    ck_assert_int_eq(et_outbox_replay(ob, "0000", 0, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(et_outbox_replay(ob, d1->txn, 0, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, d1->txn);
+    ck_assert_int_eq(EV(a, 0)->attempts, 1);
+    finish(EV(a, 0), "d1", ET_ST_DEAD, 0);
+    /* by time: captured at or after since */
+    ck_assert_int_eq(et_outbox_replay(ob, NULL, apr_time_now()
+                                      + apr_time_from_sec(5), &n),
+                     APR_SUCCESS);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(et_outbox_replay(ob, NULL, 0, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, "nope", &shown),
+                     APR_NOTFOUND);
+}
+END_TEST
+
+START_TEST(site_counts_and_recent_errors)
+{
+    apr_array_header_t *a, *sites;
+    et_site_counts_t *c;
+
+    mk("a", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    mk("a", ET_OBJ_MEMBER, "m2", ET_EV_CREATE, ET_ST_PENDING);
+    mk("b", ET_OBJ_MEMBER, "m3", ET_EV_CREATE, ET_ST_FAILED);
+    a = claim("d1", 1);
+    finish(EV(a, 0), "d1", ET_ST_PENDING, apr_time_now() + apr_time_from_sec(9));
+    ck_assert_int_eq(et_outbox_site_counts(ob, ut_pool, &sites), APR_SUCCESS);
+    ck_assert_int_eq(sites->nelts, 2);
+    c = APR_ARRAY_IDX(sites, 0, et_site_counts_t *);
+    ck_assert_str_eq(c->site, "a");
+    ck_assert_int_eq(c->counts.pending, 2);
+    ck_assert_int_eq(c->retrying, 1);
+    c = APR_ARRAY_IDX(sites, 1, et_site_counts_t *);
+    ck_assert_str_eq(c->site, "b");
+    ck_assert_int_eq(c->counts.failed, 1);
+    ck_assert_int_eq(et_outbox_recent_errors(ob, ut_pool, 10, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 2);
+}
+END_TEST
+
 /* --- et_dispatch_judge ------------------------------------------------ */
 
 static et_site_t jsite;
@@ -381,6 +490,10 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, counts_follow_the_states);
     tcase_add_test(tc, a_txn_is_stored_once);
     tcase_add_test(tc, bad_specs_are_refused_with_a_reason);
+    tcase_add_test(tc, a_paused_site_is_skipped_until_its_pause_ends);
+    tcase_add_test(tc, unclaim_gives_back_without_an_attempt);
+    tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
+    tcase_add_test(tc, site_counts_and_recent_errors);
     suite_add_tcase(s, tc);
 
     tcase_add_checked_fixture(tj, judge_setup, ut_teardown);
