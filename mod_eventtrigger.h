@@ -94,6 +94,7 @@ int et_daemon_start(apr_pool_t *pconf, server_rec *s);
 
 /* mod_eventtrigger_status.c */
 int et_status_handler(request_rec *r);
+void et_status_register_hooks(void);
 
 /* mod_eventtrigger.c */
 /** One outbox connection of this child's pool of them (apr_reslist). */

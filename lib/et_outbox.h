@@ -116,4 +116,15 @@ typedef struct et_site_counts_t {
 apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
                                    apr_array_header_t **out);
 
+/** One delivered event's timing, for percentiles. */
+typedef struct et_latency_t {
+    const char *site;
+    apr_interval_time_t total;        /* capture to delivery */
+    apr_interval_time_t call;         /* the successful call alone */
+} et_latency_t;
+
+/** The latest @a limit deliveries (et_latency_t), newest first. */
+apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
+                                 apr_array_header_t **out);
+
 #endif /* ET_OUTBOX_H */

@@ -20,7 +20,7 @@ enum {
     ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
     ST_LEASED, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
-    ET_STMTS
+    ST_LATENCIES, ET_STMTS
 };
 
 /* The columns every event read back carries, in row_to_event's order. */
@@ -179,7 +179,10 @@ static const char *const stmt_sql[ET_STMTS] = {
     /* ST_RECENT_ERRORS: the last attempts that did not deliver */
     "SELECT " EV_COLS " FROM et_event WHERE last_error IS NOT NULL"
     " OR error IS NOT NULL ORDER BY COALESCE(done_at, due, created) DESC,"
-    " id DESC LIMIT %d"
+    " id DESC LIMIT %d",
+    /* ST_LATENCIES */
+    "SELECT site, done_at - created, latency FROM et_event WHERE state = 1"
+    " ORDER BY id DESC LIMIT %d"
 };
 
 static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
@@ -757,6 +760,29 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
             c->counts.failed = n;
             break;
         }
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
+                                 apr_array_header_t **out)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    int rv;
+
+    *out = apr_array_make(p, limit > 0 ? limit : 1, sizeof(et_latency_t));
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_LATENCIES], 1,
+                          itoa_p(p, limit));
+    if (rv) {
+        return set_error(ob, rv, "reading delivery times");
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        et_latency_t *l = apr_array_push(*out);
+
+        l->site = apr_dbd_get_entry(ob->drv, row, 0);
+        l->total = entry_i64(ob, row, 1);
+        l->call = entry_i64(ob, row, 2);
     }
     return APR_SUCCESS;
 }

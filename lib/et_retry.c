@@ -4,6 +4,7 @@
  * keeps a receiver that comes back after an outage from being hit by every
  * queued retry in the same second.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <apr_lib.h>
@@ -116,4 +117,35 @@ apr_interval_time_t et_retry_next(const et_retry_t *r, int attempts,
                                 * (double)span) - span;
     d += off;
     return d < 0 ? 0 : d;
+}
+
+apr_status_t et_time_parse(const char *s, apr_time_t now, apr_time_t *out)
+{
+    apr_time_exp_t tm;
+    apr_interval_time_t age;
+    char *end;
+    int n = 0;
+
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) == 6
+        && s[n] == '\0') {
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        return apr_time_exp_gmt_get(out, &tm) == APR_SUCCESS ? APR_SUCCESS
+                                                             : APR_EINVAL;
+    }
+    if (apr_isdigit(*s) && !strpbrk(s, "smhd")) {
+        apr_int64_t secs = apr_strtoi64(s, &end, 10);
+        if (*end == '\0' && secs >= 0) {
+            *out = apr_time_from_sec(secs);
+            return APR_SUCCESS;
+        }
+        return APR_EINVAL;
+    }
+    if (et_duration_parse(s, &age) == APR_SUCCESS) {
+        *out = now - age;
+        return APR_SUCCESS;
+    }
+    return APR_EINVAL;
 }

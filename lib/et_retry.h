@@ -28,6 +28,12 @@ typedef struct et_retry_t {
  */
 apr_status_t et_duration_parse(const char *s, apr_interval_time_t *out);
 
+/**
+ * Parse a point in time: epoch seconds, "YYYY-MM-DDTHH:MM:SSZ", or an age
+ * before @a now ("2h"). APR_EINVAL on anything else.
+ */
+apr_status_t et_time_parse(const char *s, apr_time_t now, apr_time_t *out);
+
 /** Parse a whitespace separated schedule (ET_RETRY_DEFAULT's syntax). */
 apr_status_t et_retry_parse(apr_pool_t *p, const char *spec,
                             et_retry_t **out, const char **err);

@@ -69,36 +69,6 @@ static const char *when(apr_pool_t *p, apr_time_t t)
                         tm.tm_sec);
 }
 
-/* Seconds since the epoch, "YYYY-MM-DDTHH:MM:SSZ", or an age ("2h"). */
-static int parse_time(const char *s, apr_time_t *out)
-{
-    apr_time_exp_t tm;
-    apr_interval_time_t age;
-    char *end;
-    int n = 0;
-
-    memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) == 6
-        && s[n] == '\0') {
-        tm.tm_year -= 1900;
-        tm.tm_mon -= 1;
-        return apr_time_exp_gmt_get(out, &tm) == APR_SUCCESS;
-    }
-    if (apr_isdigit(*s)) {
-        apr_int64_t secs = apr_strtoi64(s, &end, 10);
-        if (*end == '\0' && secs >= 0) {
-            *out = apr_time_from_sec(secs);
-            return 1;
-        }
-    }
-    if (et_duration_parse(s, &age) == APR_SUCCESS) {
-        *out = apr_time_now() - age;
-        return 1;
-    }
-    return 0;
-}
-
 /* Printable, one line: ids and errors may hold anything. */
 static const char *clean(apr_pool_t *p, const char *s)
 {
@@ -308,7 +278,8 @@ int main(int argc, const char *const *argv)
         if (since_arg) {
             apr_time_t since;
 
-            if (!parse_time(since_arg, &since) || os->ind < argc) {
+            if (et_time_parse(since_arg, apr_time_now(), &since) != APR_SUCCESS
+                || os->ind < argc) {
                 usage();
                 return 2;
             }
