@@ -30,7 +30,7 @@ my @cases = (
      qq({"id":"big-$u","pad":") . ('x' x (1024 * 1024 + 10)) . '"}'],
 );
 
-plan tests => @cases * 2 + 4;
+plan tests => @cases * 2 + 2 + 4;
 
 start_console();
 start_receiver(truncate => 1);
@@ -58,6 +58,23 @@ for my $c (@cases) {
     note("$name: $row->{error}") if $row && $row->{error};
 }
 
+# A console that gzips whatever the client accepts: the module cannot read
+# the object (content-encoded), records why, passes the answer on.
+{
+    my $id = "gz-$u";
+    my $res = request('et_json', POST => '/proxy/member', json => { id => $id },
+                      headers => { 'X-Console-Gzip' => 'force' });
+    ok($res->code == 201 && ($res->header('Content-Encoding') // '') eq 'gzip'
+       && ($res->decoded_content // '') =~ /\Q$id\E/,
+       'forced gzip: the client got the gzipped answer');
+    my $rows = outbox("SELECT id, state, attempts, oid, error FROM et_event "
+                      . "WHERE id > $last_row ORDER BY id");
+    $last_row = $rows->[-1]{id} if @$rows;
+    ok(@$rows == 1 && $rows->[0]{state} == 3 && ($rows->[0]{error} // '') =~ /encod/,
+       'forced gzip: a failed event that says the answer was content-encoded')
+        or diag(explain $rows);
+}
+
 ok(marker(), 'httpd still serves and sends (marker call arrived)');
 
 my @others = grep { $_->{path} !~ m{/marker-} } calls();
@@ -66,5 +83,5 @@ is(scalar @others, 0, 'no call for any of the bad answers')
 
 my $after = status_json();
 ok($before && $after, 'the status page answers JSON') or diag(explain $after);
-is(($after->{failed} // 0) - ($before->{failed} // 0), scalar @cases,
+is(($after->{failed} // 0) - ($before->{failed} // 0), @cases + 1,
    'the status page counts the failed events');

@@ -26,11 +26,16 @@ Test controls, as request headers:
   X-Console-Chunked: 1    answer with Transfer-Encoding: chunked (in pieces)
   X-Console-Raw: 1        answer the request body verbatim, as
                           application/json, whatever it is (bad-input tests)
+  X-Console-Gzip: 1       gzip the answer (Content-Encoding: gzip) if the
+                          request's Accept-Encoding allows it; "force": always
+                          (only this console: httpd's own handlers leave
+                          compression to mod_deflate)
 
 Usage: console.py --port N [--bind 127.0.0.1] [--quiet]
 """
 
 import argparse
+import gzip
 import itertools
 import json
 import sys
@@ -75,6 +80,14 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    def _gzip_wanted(self):
+        how = self.headers.get("X-Console-Gzip")
+        if how == "force":
+            return True
+        accept = self.headers.get("Accept-Encoding", "")
+        return how == "1" and any(
+            c.split(";")[0].strip().lower() == "gzip" for c in accept.split(","))
+
     def _send(self, status, body, ctype="application/json"):
         chunked = self.headers.get("X-Console-Chunked") == "1"
         self.send_response(status)
@@ -84,6 +97,10 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_header("Content-Type", ctype)
+        if self._gzip_wanted():
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
