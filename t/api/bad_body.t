@@ -24,6 +24,8 @@ my @cases = (
     ['a boolean id', 'et_form', POST => '/inproc/member', qq({"id":true})],
     ['an empty id', 'et_json', POST => '/proxy/package_key', qq({"id":""})],
     ['not UTF-8', 'et_json', POST => '/proxy/member', qq({"id":"u-$u","n":"\xff\xfe"})],
+    ['an id of 100000 characters', 'et_json', POST => '/inproc/member',
+     '{"id":"' . ('i' x 100_000) . '"}'],
     ['too deep', 'et_json', POST => '/inproc/member',
      qq({"id":"d-$u","a":) . ('[' x 5000) . (']' x 5000) . '}'],
     ['over EventTriggerCaptureLimit (1 MiB)', 'et_json', POST => '/proxy/member',

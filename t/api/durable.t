@@ -1,7 +1,9 @@
 # Durability: events made while the receiver is down wait in the outbox
 # through a full stop and start of httpd (Apache::TestServer, as t/TEST
 # does it), a restart (SIGHUP) and a graceful restart (SIGUSR1); once the
-# receiver is back each arrives exactly once.
+# receiver is back each arrives exactly once. Then httpd stops while calls
+# are under way (a slow receiver): each event is still delivered, a repeated
+# call carrying the same txn.
 use strict;
 use warnings FATAL => 'all';
 
@@ -11,7 +13,7 @@ use ETTest qw(:all);
 my $N = 5;                                  # events per phase
 my @phases = ('stop and start', 'HUP', 'USR1');
 
-plan tests => @phases * (4 + $N + 2);
+plan tests => @phases * (4 + $N + 2) + 5;
 
 start_console();
 my $receiver;                               # pid; down at first
@@ -89,4 +91,39 @@ for my $phase (@phases) {
        "$phase: all delivered in the outbox") or diag(explain $rows);
 
     stop_proc($receiver);                     # down again for the next phase
+}
+
+# -- httpd stops while calls are under way ----------------------------------------
+{
+    $receiver = start_receiver(delay => 3);       # records, then answers 3s later
+    my @cases = make_events('inflight');
+    my $ids = join ' ', map { $_->{id} } @cases;
+    my $arrived = wait_for(sub { !grep { !calls_for_event($_->{id}, $_->{event}) } @cases },
+                           20);
+    ok($arrived, 'in flight: the calls reached the slow receiver');
+
+    my $t0 = time;
+    my $stopped = httpd_stop();
+    stop_proc($receiver);
+    ok($stopped > 0, 'in flight: httpd stopped (in ' . (time - $t0) . 's)');
+    $receiver = start_receiver();
+    ok(httpd_start(), 'in flight: httpd runs again');
+
+    my $rows;
+    wait_for(sub { $rows = rows_of(@cases);
+                   @$rows == $N && !grep { $_->{state} != 1 } @$rows }, 60);
+    ok(@$rows == $N && !grep({ $_->{state} != 1 } @$rows),
+       'in flight: every event delivered after the restart') or diag(explain $rows);
+
+    my @bad;
+    for my $c (@cases) {
+        my @calls = calls_for_event($c->{id}, $c->{event});
+        my %txn = map { my %q = parse_query($_->{query}); ($q{txn} => 1) } @calls;
+        push @bad, "$c->{id}: " . scalar(@calls) . ' calls, ' . keys(%txn) . ' txns'
+            if keys %txn != 1 || @calls > 2;
+        note("$c->{id}: " . scalar(@calls) . ' call(s)');
+    }
+    is(scalar @bad, 0, 'in flight: at most one repeat per event, with the same txn')
+        or diag(join "\n", @bad);
+    stop_proc($receiver);
 }

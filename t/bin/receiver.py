@@ -10,10 +10,12 @@ Records every request it gets as one JSON line, appended and flushed to the
    "headers": {"content-type": "application/json", ...},   (names lowercased)
    "body": "...", "peer": "127.0.0.1:50312"}
 
-and answers --status (default 200) with {"ok":true}. With --print it also
-prints one readable line per call on stdout (for a demo).
+and answers --status (default 200) with {"ok":true}, --delay seconds after
+recording the call (a slow endpoint). With --print it also prints one
+readable line per call on stdout (for a demo).
 
-Usage: receiver.py --port N --log FILE [--print] [--status NNN] [--bind ADDR]
+Usage: receiver.py --port N --log FILE [--print] [--status NNN] [--delay S]
+                   [--bind ADDR]
 """
 
 import argparse
@@ -32,6 +34,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     log_file = None
     log_lock = threading.Lock()
     status = 200
+    delay = 0.0
     print_calls = False
 
     def _read_body(self):
@@ -69,11 +72,14 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self.log_file.write(line)
             self.log_file.flush()
         if self.print_calls:
-            print("%s %s %s?%s  %s  %s" % (
-                time.strftime("%H:%M:%S"), self.command, path, query,
+            print("%s %s %s%s  %s  %s" % (
+                time.strftime("%H:%M:%S"), self.command, path,
+                "?" + query if query else "",
                 self.headers.get("Content-Type", "-"),
                 rec["body"] if len(rec["body"]) <= 300 else rec["body"][:300] + "..."),
                 flush=True)
+        if self.delay > 0:
+            time.sleep(self.delay)
         out = b'{"ok":true}'
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
@@ -96,9 +102,12 @@ def main():
     ap.add_argument("--print", dest="print_calls", action="store_true",
                     help="print one line per call on stdout")
     ap.add_argument("--status", type=int, default=200, help="status to answer")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="seconds to wait before answering")
     args = ap.parse_args()
     ReceiverHandler.log_file = open(args.log, "a", encoding="utf-8")
     ReceiverHandler.status = args.status
+    ReceiverHandler.delay = args.delay
     ReceiverHandler.print_calls = args.print_calls
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True

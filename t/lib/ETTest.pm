@@ -171,7 +171,7 @@ sub receiver_log {
     return t_path('t_logs', "receiver-" . test_name() . "$which.jsonl");
 }
 
-# start_receiver(port => PORT (ET_RECEIVER_PORT), status => 200,
+# start_receiver(port => PORT (ET_RECEIVER_PORT), status => 200, delay => 0,
 #                log => FILE (receiver_log()), truncate => 0) -> pid
 sub start_receiver {
     my(%a) = @_;
@@ -185,7 +185,8 @@ sub start_receiver {
                  out => t_path('t_logs', 'receiver.out'),
                  argv => [python(), t_path('t_dir', 'bin', 'receiver.py'),
                           '--port', $port, '--log', $log,
-                          '--status', $a{status} // 200]);
+                          '--status', $a{status} // 200,
+                          '--delay', $a{delay} // 0]);
 }
 
 sub stop_proc {
