@@ -326,7 +326,7 @@ sub form_decode {
              . 'echo json_encode($o, JSON_INVALID_UTF8_SUBSTITUTE);';
     open my $php, '-|', 'php', '-d', 'max_input_vars=100000',
         '-d', 'max_input_nesting_level=128', '-r', $code, '--', $tmp->filename
-        or die "php: $!";
+        or die "cannot run php ($!): install php-cli\n";
     local $/;
     my $out = <$php>;
     close $php;
@@ -466,7 +466,7 @@ sub sql_quote { my $s = shift; $s =~ s/'/''/g; "'$s'" }
 sub outbox {
     my $sql = shift;
     open my $fh, '-|', 'sqlite3', '-json', '-cmd', '.timeout 5000',
-        outbox_file(), $sql or die "sqlite3: $!";
+        outbox_file(), $sql or die "cannot run sqlite3 ($!): install sqlite3\n";
     local $/;
     my $out = <$fh>;
     close $fh;
@@ -539,7 +539,7 @@ sub curl_h2 {
                 site_url($site, $path));
     push @argv, '-H', 'Content-Type: application/json',
         '--data-binary', $JSON->encode($data) if defined $data;
-    open my $fh, '-|', @argv or die "curl: $!";
+    open my $fh, '-|', @argv or die "cannot run curl ($!): install curl\n";
     my $w = do { local $/; <$fh> } // '';
     close $fh;
     my $body = do { local $/; open my $b, '<:raw', $out->filename; <$b> } // '';
@@ -558,7 +558,7 @@ sub nghttp_streams {
     open my $fh, '-|', 'nghttp', '-n', '-s', '-H', ":method: $method",
         '-H', 'content-type: application/json', '-d', $tmp->filename,
         map({ site_url($site, $_) } @paths)
-        or die "nghttp: $!";
+        or die "cannot run nghttp ($!): install nghttp2-client\n";
     my %status;
     while (<$fh>) {
         # id  responseEnd requestStart  process code size request path
