@@ -17,6 +17,8 @@
 #include <apr_strings.h>
 #include <apr_lib.h>
 
+#include <unistd.h>
+
 #include "mod_eventtrigger.h"
 #include "et_url.h"
 #include "et_retry.h"
@@ -661,12 +663,94 @@ static const char *default_site_name(apr_pool_t *p, server_rec *s)
                         (unsigned)port);
 }
 
+/*
+ * <Location>/<Directory> sections that map events in a site that has no
+ * endpoint send nothing: say so at startup (and in configtest). A virtual
+ * host's section arrays start with the main server's, which are checked
+ * with the main server only when there is nothing else.
+ */
+static void check_unsent_sections(server_rec *s, server_rec *vs,
+                                  apr_pool_t *ptemp)
+{
+    core_server_config *main_core = ap_get_core_module_config(s->module_config);
+    core_server_config *core = ap_get_core_module_config(vs->module_config);
+    apr_array_header_t *arrs[2];
+    int a, i;
+
+    arrs[0] = core->sec_url;
+    arrs[1] = core->sec_dir;
+    for (a = 0; a < 2; a++) {
+        apr_array_header_t *secs = arrs[a];
+        int first = 0;
+
+        if (!secs) {
+            continue;
+        }
+        if (vs != s) {
+            first = a == 0 ? main_core->sec_url->nelts
+                           : main_core->sec_dir->nelts;
+        }
+        else if (s->next) {
+            continue;
+        }
+        for (i = first; i < secs->nelts; i++) {
+            ap_conf_vector_t *sec = APR_ARRAY_IDX(secs, i, ap_conf_vector_t *);
+            et_dir_conf_t *dc = ap_get_module_config(sec, &eventtrigger_module);
+            core_dir_config *cd = ap_get_core_module_config(sec);
+
+            if (dc && dc->object_set && dc->object != ET_OBJ_NONE) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                             "ET00014: %s:%d: <%s %s> maps %s events, but "
+                             "this site has no EventTriggerEndpoint: "
+                             "nothing is sent for it",
+                             vs->defn_name ? vs->defn_name : "(main)",
+                             vs->defn_line_number,
+                             a == 0 ? "Location" : "Directory",
+                             cd && cd->d ? cd->d : "?",
+                             et_object_name(dc->object));
+            }
+        }
+    }
+}
+
+/* The outbox's directory must be there or creatable, and writable. */
+static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store)
+{
+    char *dir;
+    apr_finfo_t fi;
+
+    if (strncmp(store, "sqlite3:", 8)) {
+        return OK;
+    }
+    dir = ap_make_dirstr_parent(ptemp, store + 8);
+    /* the first ancestor that exists decides */
+    while (apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp) != APR_SUCCESS) {
+        char *up = ap_make_dirstr_parent(ptemp,
+                                         apr_pstrndup(ptemp, dir,
+                                                      strlen(dir) - 1));
+        if (!*up || !strcmp(up, dir)) {
+            break;
+        }
+        dir = up;
+    }
+    if (apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp) != APR_SUCCESS
+        || fi.filetype != APR_DIR || access(dir, W_OK | X_OK) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "ET00015: EventTriggerStore %s: the directory %s is "
+                     "not writable (or not a directory); the outbox cannot "
+                     "be created there", store + 8, dir);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
 int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     et_srv_conf_t *mc = et_srv_conf(s);
     const et_retry_t *retry = default_retry(pconf);
     apr_hash_t *names = apr_hash_make(ptemp);
     server_rec *vs;
+    int sends = 0;
 
     /* main-server-only settings */
     if (!mc->store) {
@@ -688,6 +772,9 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     for (vs = s; vs; vs = vs->next) {
         et_srv_conf_t *c = et_srv_conf(vs);
 
+        if (!c->site.endpoint) {
+            check_unsent_sections(s, vs, ptemp);
+        }
         if (!c->retry_set) {
             c->site.retry = retry;
         }
@@ -745,6 +832,7 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
             apr_hash_set(names, c->site.name, APR_HASH_KEY_STRING, vs);
+            sends = 1;
         }
         if (mc->lease <= c->site.timeout) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
@@ -756,7 +844,7 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return OK;
+    return sends ? check_store_dir(ptemp, s, mc->store) : OK;
 }
 
 const et_site_t *et_site_lookup(void *baton, const char *name)
