@@ -272,5 +272,10 @@ say "the outbox ($DEMO/state/outbox.db; state 1 = delivered)"
 sqlite3 -header -column "$DEMO/state/outbox.db" \
     "SELECT id, site, object, event, oid, state, attempts, last_status AS http FROM et_event ORDER BY id"
 
+if [ -x "$REPO/etctl" ]; then
+    say "etctl stats (the outbox from the command line)"
+    "$REPO/etctl" -s "sqlite3:$DEMO/state/outbox.db" stats
+fi
+
 say "status page: $SITE/et-status?json"
-status_json
+status_json | python3 -m json.tool
