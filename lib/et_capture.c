@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <apr_escape.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "et_capture.h"
@@ -69,9 +70,44 @@ static const char *check_id(apr_pool_t *p, const et_capture_t *c,
     return NULL;
 }
 
+/*
+ * A validated JSON object's text with "object_type" added when @a type is
+ * set. Surrounding whitespace goes; the last byte is then the object's '}'.
+ */
+static const char *verbatim_with_type(apr_pool_t *p, const char *body,
+                                      apr_size_t len, int empty,
+                                      const char *type, apr_size_t *out_len)
+{
+    const char *start = body, *end = body + len;
+    const char *member;
+    char *out;
+    apr_size_t n, mlen;
+
+    while (start < end && apr_isspace(*start)) {
+        ++start;
+    }
+    while (end > start && apr_isspace(end[-1])) {
+        --end;
+    }
+    n = end - start;
+    if (!type) {
+        *out_len = n;
+        return apr_pstrmemdup(p, start, n);
+    }
+    member = apr_pstrcat(p, empty ? "" : ",", "\"" OBJECT_TYPE "\":\"", type,
+                         "\"}", NULL);
+    mlen = strlen(member);
+    out = apr_palloc(p, n - 1 + mlen + 1);
+    memcpy(out, start, n - 1);            /* all but the closing brace */
+    memcpy(out + n - 1, member, mlen + 1);
+    *out_len = n - 1 + mlen;
+    return out;
+}
+
 apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                                  et_event_t **out)
 {
+    int has_type;
     const char *oname = et_object_name(c->object);
     const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
     const char *txn, *id, *err;
@@ -177,11 +213,21 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
     ev->url = et_url_build(p, c->site->endpoint, c->object, id, c->event,
                            txn);
 
-    if (json_object_get(obj, OBJECT_TYPE) == NULL
+    has_type = json_object_get(obj, OBJECT_TYPE) != NULL;
+    if (c->site->format == ET_FMT_JSON && c->body_len) {
+        /* The console's own bytes: numbers, key order and escapes exactly
+         * as it wrote them; object_type, if missing, goes in before the
+         * closing brace of the (validated) object. */
+        ev->body = verbatim_with_type(p, c->body, c->body_len,
+                                      json_object_size(obj) == 0,
+                                      has_type ? NULL : oname,
+                                      &ev->body_len);
+        return APR_SUCCESS;
+    }
+    if (!has_type
         && json_object_set_new(obj, OBJECT_TYPE, json_string(oname)) != 0) {
         return fail(ev, "cannot add object_type to the object");
     }
-
     if (c->site->format == ET_FMT_FORM) {
         rv = et_form_encode(p, obj, &ev->body, &ev->body_len);
         if (rv != APR_SUCCESS) {

@@ -349,8 +349,8 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
         break;
     case ET_ST_PENDING:
         level = ET_LOG_WARNING;
-        detail = apr_psprintf(p, "will retry in %" APR_TIME_T_FMT "s",
-                              apr_time_sec(out.due - apr_time_now()));
+        detail = apr_psprintf(p, "will retry in %" APR_TIME_T_FMT "ms",
+                              apr_time_as_msec(out.due - apr_time_now()));
         break;
     default:
         level = ET_LOG_ERR;

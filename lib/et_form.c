@@ -8,6 +8,7 @@
  * plus its value, written once.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_escape.h>
@@ -153,13 +154,27 @@ static apr_status_t encode_value(form_ctx_t *ctx, const json_t *v,
                      json_integer_value(v));
         return add_pair(ctx, num, n);
     case JSON_REAL: {
-        /* jansson's own text, the same as in a JSON body ("2.5", "1e+100") */
-        apr_size_t len = json_dumpb(v, num, sizeof(num) - 1, JSON_ENCODE_ANY);
+        /* The shortest text that reads back as the same double (what the
+         * console most likely wrote: 9.99, not 9.9900000000000002); an
+         * integral value keeps its ".0" as in JSON. */
+        double d = json_real_value(v);
+        int prec;
 
-        if (len == 0 || len >= sizeof(num)) {
+        for (prec = 1; prec <= 17; prec++) {
+            n = snprintf(num, sizeof(num), "%.*g", prec, d);
+            if (strtod(num, NULL) == d) {
+                break;
+            }
+        }
+        if (n <= 0 || (apr_size_t)n >= sizeof(num) - 2) {
             return APR_EINVAL;
         }
-        return add_pair(ctx, num, len);
+        if (!strpbrk(num, ".eEn")) {
+            num[n++] = '.';
+            num[n++] = '0';
+            num[n] = '\0';
+        }
+        return add_pair(ctx, num, n);
     }
     case JSON_TRUE:
         return add_pair(ctx, "true", 4);

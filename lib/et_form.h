@@ -8,7 +8,9 @@
  *  - nested object:  member[username]=dev1
  *  - array:          limits[0][period]=second   (indices always written)
  *  - string:         as is, percent-encoded (space as '+')
- *  - integer, real:  their JSON text (2, 2.5)
+ *  - integer:       its JSON text (2)
+ *  - real:          shortest text that reads back the same (2.5, 0.1,
+ *                   1e+100), integral ones with ".0" (2.0)
  *  - true, false:    "true", "false"
  *  - null:           the key with an empty value (fax=)
  *  - empty object or array: omitted (no decoder can represent it)

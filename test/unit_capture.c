@@ -180,13 +180,19 @@ END_TEST
 
 START_TEST(test_capture_unicode_kept)
 {
-    /* UTF-8 stays UTF-8 (no \u escapes), '/' unescaped, order kept */
+    /* JSON: the console's bytes as they were (escapes, order, numbers),
+     * whitespace around the object dropped, object_type appended */
     cap.object = ET_OBJ_APPLICATION;
-    cap_body("{\"z\":1,\"id\":\"a/b c\",\"name\":\"caf\\u00e9\","
-             "\"a\":[1,{\"b\":null}],\"r\":2.5,\"t\":true}");
+    cap_body(" {\"z\":1,\"id\":\"a/b c\",\"name\":\"caf\\u00e9\","
+             "\"a\":[1,{\"b\":null}],\"r\":9.99,\"t\":true}\n");
     ck_assert_str_eq(pending()->body,
-                     "{\"z\":1,\"id\":\"a/b c\",\"name\":\"caf\xc3\xa9\","
-                     "\"a\":[1,{\"b\":null}],\"r\":2.5,\"t\":true,"
+                     "{\"z\":1,\"id\":\"a/b c\",\"name\":\"caf\\u00e9\","
+                     "\"a\":[1,{\"b\":null}],\"r\":9.99,\"t\":true,"
+                     "\"object_type\":\"application\"}");
+    /* raw UTF-8 stays raw UTF-8 */
+    cap_body("{\"id\":\"x\",\"name\":\"caf\xc3\xa9\"}");
+    ck_assert_str_eq(pending()->body,
+                     "{\"id\":\"x\",\"name\":\"caf\xc3\xa9\","
                      "\"object_type\":\"application\"}");
 }
 END_TEST
