@@ -129,6 +129,9 @@ static const char *const stmt_sql[ET_STMTS] = {
     "  AND NOT EXISTS (SELECT 1 FROM et_circuit c WHERE c.site = e.site"
     "   AND c.open_until > %lld)"
     "  ORDER BY e.id LIMIT %d)"
+    /* again on the row itself: PostgreSQL re-checks these (not the
+     * subquery) when another dispatcher claimed the row meanwhile */
+    " AND state = 0 AND lease_until < %lld"
     " RETURNING " EV_COLS,
     /* ST_FINISH: only the lease holder may write the outcome */
     "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
@@ -475,7 +478,7 @@ apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
 
     rv = select_events(ob, p, ST_CLAIM, "claiming events", events, owner,
                        i64(p, now + lease), i64(p, now), i64(p, now),
-                       i64(p, now), itoa_p(p, max), NULL);
+                       i64(p, now), itoa_p(p, max), i64(p, now), NULL);
     if (rv != APR_SUCCESS) {
         return rv;
     }
