@@ -49,6 +49,8 @@ typedef struct et_srv_conf_t {
     int workers;                      /* -1: unset */
     apr_interval_time_t poll;         /* -1: unset */
     apr_interval_time_t lease;        /* -1: unset */
+    apr_interval_time_t keep_delivered;   /* -1: unset; 0: forever */
+    apr_interval_time_t keep_dead;        /* -1: unset; 0: forever */
     server_rec *s;                    /* for messages */
 } et_srv_conf_t;
 

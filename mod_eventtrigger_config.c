@@ -32,6 +32,8 @@
 #define ET_LEASE_DEFAULT          apr_time_from_sec(60)
 #define ET_CONNECT_TIMEOUT_DEFAULT apr_time_from_sec(5)
 #define ET_TIMEOUT_DEFAULT        apr_time_from_sec(15)
+#define ET_KEEP_DELIVERED_DEFAULT apr_time_from_sec(7 * 86400)
+#define ET_KEEP_DEAD_DEFAULT      apr_time_from_sec(30 * 86400)
 #define ET_CB_THRESHOLD_DEFAULT   5
 #define ET_CB_MIN_PAUSE_DEFAULT   apr_time_from_sec(10)
 #define ET_CB_MAX_PAUSE_DEFAULT   apr_time_from_sec(600)
@@ -50,6 +52,8 @@ void *et_create_srv_conf(apr_pool_t *p, server_rec *s)
     c->workers = -1;
     c->poll = -1;
     c->lease = -1;
+    c->keep_delivered = -1;
+    c->keep_dead = -1;
     c->s = s;
     c->site.tls.verify = 1;
     return c;
@@ -544,6 +548,29 @@ static const char *set_client_cert(cmd_parms *cmd, void *dc, const char *cert,
     return err;
 }
 
+static const char *set_retention(cmd_parms *cmd, void *dc, const char *a1,
+                                 const char *a2)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+
+    if (err) {
+        return err;
+    }
+    if (et_duration_parse(a1, &c->keep_delivered) != APR_SUCCESS
+        || (a2 && et_duration_parse(a2, &c->keep_dead) != APR_SUCCESS)) {
+        return apr_psprintf(cmd->pool, "%s: DELIVERED-AGE [DEAD-AGE] as "
+                            "durations (e.g. 7d 30d; 0 keeps them forever)",
+                            cmd->cmd->name);
+    }
+    if (!a2) {
+        c->keep_dead = c->keep_delivered
+                       && c->keep_delivered < ET_KEEP_DEAD_DEFAULT
+                       ? ET_KEEP_DEAD_DEFAULT : c->keep_delivered;
+    }
+    return NULL;
+}
+
 static const char *set_circuit(cmd_parms *cmd, void *dc, const char *args)
 {
     et_srv_conf_t *c = et_srv_conf(cmd->server);
@@ -633,6 +660,8 @@ const command_rec et_cmds[] = {
     AP_INIT_RAW_ARGS("EventTriggerCircuitBreaker", set_circuit, NULL,
                      RSRC_CONF, "Pause an endpoint after this many "
                      "consecutive failures: N [MIN-PAUSE [MAX-PAUSE]] or off"),
+    AP_INIT_TAKE12("EventTriggerRetention", set_retention, NULL, RSRC_CONF,
+                   "How long delivered [and dead] events are kept (7d 30d)"),
     AP_INIT_TAKE12("EventTriggerClientCert", set_client_cert, NULL, RSRC_CONF,
                    "PEM certificate [and key file] for mutual TLS"),
     { NULL }
@@ -767,6 +796,12 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     }
     if (mc->lease < 0) {
         mc->lease = ET_LEASE_DEFAULT;
+    }
+    if (mc->keep_delivered < 0) {
+        mc->keep_delivered = ET_KEEP_DELIVERED_DEFAULT;
+    }
+    if (mc->keep_dead < 0) {
+        mc->keep_dead = ET_KEEP_DEAD_DEFAULT;
     }
 
     for (vs = s; vs; vs = vs->next) {

@@ -108,6 +108,8 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
     conf.log = daemon_log;
     conf.log_baton = s;
     conf.wakeup = et_g.wake_r;
+    conf.keep_delivered = mc->keep_delivered;
+    conf.keep_dead = mc->keep_dead;
     conf.stop = &daemon_should_exit;
 
     rv = et_dispatch_run(p, &conf);

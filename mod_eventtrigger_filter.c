@@ -151,6 +151,7 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
     cap.event = ctx->event;
     cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
     cap.uri_path = r->uri;
+    cap.location = apr_table_get(r->headers_out, "Location");
     cap.body = ctx->buf ? ctx->buf : "";
     cap.body_len = ctx->len;
     cap.body_total = ctx->total;

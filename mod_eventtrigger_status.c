@@ -88,7 +88,7 @@ static site_view_t *view_of(status_t *st, apr_pool_t *p, server_rec *s,
     }
     v = apr_pcalloc(p, sizeof(*v));
     v->name = name;
-    v->endpoint = endpoint_of(s, name);
+    v->endpoint = endpoint_of(et_g.main_server ? et_g.main_server : s, name);
     v->totals = apr_array_make(p, 64, sizeof(apr_interval_time_t));
     APR_ARRAY_PUSH(st->sites, site_view_t *) = v;
     return v;

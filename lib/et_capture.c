@@ -12,6 +12,7 @@
 #include <apr_escape.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_uri.h>
 
 #include "et_capture.h"
 #include "et_form.h"
@@ -33,6 +34,20 @@ static apr_status_t fail(et_event_t *ev, const char *why)
 }
 
 /* The last non-empty segment of @a path, "" if there is none. */
+/* The decoded path of a Location (absolute URL or path); query and
+ * fragment dropped. */
+static const char *location_path(apr_pool_t *p, const char *location)
+{
+    apr_uri_t u;
+    const char *path;
+
+    if (apr_uri_parse(p, location, &u) != APR_SUCCESS || !u.path) {
+        return "";
+    }
+    path = apr_punescape_url(p, u.path, NULL, NULL, 0);
+    return path ? path : "";
+}
+
 static const char *last_segment(apr_pool_t *p, const char *path)
 {
     const char *end, *start;
@@ -131,6 +146,10 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
     ev->body = "";
     ev->url = "";
     ev->created = apr_time_now();
+    /* EventTriggerRetry's first value delays the first attempt */
+    ev->due = ev->created
+              + (c->site && c->site->retry && c->site->retry->n > 0
+                 ? c->site->retry->delays[0] : 0);
     ev->state = ET_ST_PENDING;
     *out = ev;
 
@@ -174,8 +193,18 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
     }
 
     if (c->body_len == 0 || c->body == NULL) {
-        /* e.g. 204 to a DELETE: the request path names the object */
-        id = last_segment(p, c->uri_path);
+        /* e.g. 204 to a DELETE: the request path names the object; a
+         * create (POST to the collection) is named by its Location */
+        if (c->event == ET_EV_CREATE) {
+            if (!c->location) {
+                return fail(ev, "create answered without a body or a "
+                                "Location header: no id");
+            }
+            id = last_segment(p, location_path(p, c->location));
+        }
+        else {
+            id = last_segment(p, c->uri_path);
+        }
         if (*id == '\0') {
             return fail(ev, "no response body and no id in the request path");
         }

@@ -16,6 +16,7 @@ typedef struct et_capture_t {
     et_event_e event;
     const char *id_field;     /* field of the saved object holding its id */
     const char *uri_path;     /* decoded request path, for the id fallback */
+    const char *location;     /* response's Location, for a bodiless create */
     const char *body;         /* the response body as captured */
     apr_size_t body_len;      /* bytes captured (<= limit) */
     apr_off_t body_total;     /* bytes seen; > body_len when over the limit */

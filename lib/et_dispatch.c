@@ -33,6 +33,11 @@
 #include "et_sign.h"
 #include "et_circuit.h"
 
+/* Retention runs this often, deleting at most a batch per statement so
+ * that writers are not held up. */
+#define ET_PRUNE_EVERY apr_time_from_sec(60)
+#define ET_PRUNE_BATCH 1000
+
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
 #define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
 
@@ -322,11 +327,26 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                                 req.body_len), NULL);
     }
     req.tls = &site->tls;
+    req.abort = d->conf->stop;
     req.connect_timeout = site->connect_timeout;
     req.timeout = site->timeout;
     req.response_keep = site->response_keep;
 
     d->http->perform(d->http, p, &req, &resp);
+    if (resp.aborted) {
+        /* the dispatcher stops: back in line untried (the receiver may
+         * have seen it; the same txn lets it drop the repeat) */
+        apr_thread_mutex_lock(d->ob_lock);
+        et_outbox_unclaim(d->ob, ev, d->owner);
+        apr_thread_mutex_unlock(d->ob_lock);
+        dlog(d->conf, ET_LOG_INFO,
+             apr_psprintf(p, "ET01009: call of txn=%s interrupted by the "
+                          "dispatcher's stop; it is back in line", ev->txn));
+        apr_pool_destroy(p);
+        apr_atomic_dec32(&d->inflight);
+        nudge(d);
+        return NULL;
+    }
     et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(), &out);
     if (out.state != ET_ST_DELIVERED) {
         const char *excerpt = answer_excerpt(p, resp.body, resp.body_len);
@@ -383,6 +403,39 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     apr_atomic_dec32(&d->inflight);
     nudge(d);
     return NULL;
+}
+
+/* Old delivered and dead events go, a batch at a time, so that the
+ * outbox does not grow without end. */
+static void prune(dispatcher_t *d, apr_pool_t *p)
+{
+    const et_dispatch_conf_t *conf = d->conf;
+    apr_time_t now = apr_time_now();
+    int n = 0, total = 0;
+
+    if (!conf->keep_delivered && !conf->keep_dead) {
+        return;
+    }
+    do {
+        apr_thread_mutex_lock(d->ob_lock);
+        if (et_outbox_prune(d->ob,
+                            conf->keep_delivered ? now - conf->keep_delivered
+                                                 : 0,
+                            conf->keep_dead ? now - conf->keep_dead : 0,
+                            ET_PRUNE_BATCH, &n) != APR_SUCCESS) {
+            dlog(conf, ET_LOG_ERR,
+                 apr_psprintf(p, "ET01014: cannot delete old events: %s",
+                              et_outbox_error(d->ob)));
+            n = 0;
+        }
+        apr_thread_mutex_unlock(d->ob_lock);
+        total += n;
+    } while (n == ET_PRUNE_BATCH && !*conf->stop);
+    if (total) {
+        dlog(conf, ET_LOG_INFO,
+             apr_psprintf(p, "ET01015: deleted %d old events from the outbox",
+                          total));
+    }
 }
 
 /* Copy a claimed event into its job's own pool. */
@@ -499,6 +552,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     apr_pool_t *iter;
     apr_pollfd_t fds[2];
     apr_status_t rv;
+    apr_time_t next_prune;
     int nfds = 0;
 
     memset(&d, 0, sizeof(d));
@@ -522,6 +576,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     }
 
     apr_pool_create(&iter, p);
+    next_prune = apr_time_now() + ET_PRUNE_EVERY;
     while (!*conf->stop) {
         int room = conf->workers - (int)apr_atomic_read32(&d.inflight);
         apr_interval_time_t wait = conf->poll;
@@ -531,6 +586,10 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         int i;
 
         apr_pool_clear(iter);
+        if (apr_time_now() >= next_prune) {
+            prune(&d, iter);
+            next_prune = apr_time_now() + ET_PRUNE_EVERY;
+        }
         if (room > 0) {
             apr_thread_mutex_lock(d.ob_lock);
             rv = et_outbox_claim(d.ob, iter, d.owner, conf->lease, room, &evs);

@@ -31,6 +31,8 @@ typedef struct et_dispatch_conf_t {
     et_log_fn *log;
     void *log_baton;
     apr_file_t *wakeup;               /* read end: a byte means "new event" */
+    apr_interval_time_t keep_delivered;   /* then deleted; 0: kept forever */
+    apr_interval_time_t keep_dead;        /* dead and failed events */
     volatile int *stop;               /* set non-zero to end et_dispatch_run */
 } et_dispatch_conf_t;
 

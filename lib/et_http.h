@@ -37,6 +37,7 @@ typedef struct et_http_request_t {
     apr_interval_time_t timeout;
     apr_size_t response_keep;         /* bytes of the answer's body kept */
     const et_tls_t *tls;              /* NULL: verify with the system store */
+    volatile int *abort;              /* non-zero: give up at once */
 } et_http_request_t;
 
 typedef struct et_http_response_t {
@@ -46,6 +47,7 @@ typedef struct et_http_response_t {
     const char *body;                 /* at most response_keep bytes */
     apr_size_t body_len;
     apr_interval_time_t elapsed;
+    int aborted;                      /* stopped because *abort was set */
 } et_http_response_t;
 
 typedef struct et_http_t et_http_t;

@@ -70,6 +70,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
     return len;
 }
 
+/* libcurl's progress callback: how a stopping dispatcher ends its calls
+ * at once instead of being killed in the middle of them. */
+static int on_progress(void *baton, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    volatile int *abort = baton;
+
+    return abort && *abort;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *baton)
 {
     call_t *c = baton;
@@ -211,6 +221,8 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
             blob.len = req->tls->ca_len;
             blob.flags = CURL_BLOB_COPY;
             curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+            /* only these CAs: not also the system's directory */
+            curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
         }
         if (req->tls->cert) {
             blob.data = (void *)req->tls->cert;
@@ -230,6 +242,11 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &call);
+    if (req->abort) {
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)req->abort);
+    }
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &call);
 
@@ -243,6 +260,7 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
     }
     else {
         resp->status = 0;
+        resp->aborted = cr == CURLE_ABORTED_BY_CALLBACK;
         resp->error = apr_psprintf(p, "%s%s%s", curl_easy_strerror(cr),
                                    errbuf[0] ? ": " : "", errbuf);
     }

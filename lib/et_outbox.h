@@ -116,6 +116,13 @@ typedef struct et_site_counts_t {
 apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
                                    apr_array_header_t **out);
 
+/**
+ * Delete at most @a max events: delivered before @a delivered_before, dead
+ * or failed and captured before @a dead_before (0: keep those).
+ */
+apr_status_t et_outbox_prune(et_outbox_t *ob, apr_time_t delivered_before,
+                             apr_time_t dead_before, int max, int *deleted);
+
 /** One delivered event's timing, for percentiles. */
 typedef struct et_latency_t {
     const char *site;

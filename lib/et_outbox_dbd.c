@@ -20,7 +20,7 @@ enum {
     ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
     ST_LEASED, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
-    ST_LATENCIES, ET_STMTS
+    ST_LATENCIES, ST_PRUNE, ET_STMTS
 };
 
 /* The columns every event read back carries, in row_to_event's order. */
@@ -170,14 +170,15 @@ static const char *const stmt_sql[ET_STMTS] = {
     " lease_until = 0, lease_owner = NULL, done_at = NULL"
     " WHERE state = 2 AND created >= %lld",
     /* ST_LIST: newest first; state -1 lists all */
-    "SELECT " EV_COLS " FROM et_event WHERE (%d = -1 OR state = %d)"
+    "SELECT " EV_COLS " FROM et_event WHERE (CAST(%d AS INTEGER) = -1 OR state = %d)"
     " ORDER BY id DESC LIMIT %d",
     /* ST_SHOW */
     "SELECT " EV_COLS " FROM et_event WHERE txn = %s",
     /* ST_SITE_COUNTS */
     "SELECT site, state, COUNT(*), MIN(created),"
     " SUM(CASE WHEN state = 0 AND lease_until > %lld THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN state = 0 AND attempts > 0 THEN 1 ELSE 0 END)"
+    " SUM(CASE WHEN state = 0 AND attempts > 0 AND lease_until <= %lld"
+    "  THEN 1 ELSE 0 END)"
     " FROM et_event GROUP BY site, state ORDER BY site",
     /* ST_RECENT_ERRORS: the last attempts that did not deliver */
     "SELECT " EV_COLS " FROM et_event WHERE last_error IS NOT NULL"
@@ -185,7 +186,11 @@ static const char *const stmt_sql[ET_STMTS] = {
     " id DESC LIMIT %d",
     /* ST_LATENCIES */
     "SELECT site, done_at - created, latency FROM et_event WHERE state = 1"
-    " ORDER BY id DESC LIMIT %d"
+    " ORDER BY id DESC LIMIT %d",
+    /* ST_PRUNE */
+    "DELETE FROM et_event WHERE id IN (SELECT id FROM et_event"
+    " WHERE (state = 1 AND done_at < %lld)"
+    " OR (state IN (2, 3) AND created < %lld) ORDER BY id LIMIT %d)"
 };
 
 static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
@@ -230,7 +235,7 @@ void et_outbox_close(et_outbox_t *ob)
 static apr_status_t run_pragma(et_outbox_t *ob, apr_pool_t *p, const char *sql)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     int rv;
 
     rv = apr_dbd_select(ob->drv, p, ob->db, &res, sql, 1);
@@ -380,7 +385,8 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
                          et_event_name(ev->event),
                          ev->oid ? ev->oid : "",
                          ev->url, ev->content_type, ev->body,
-                         itoa_p(p, ev->state), i64(p, created), i64(p, created),
+                         itoa_p(p, ev->state), i64(p, created),
+                         i64(p, ev->due ? ev->due : created),
                          ev->error);
     apr_pool_destroy(p);
     if (rv || nrows != 1) {
@@ -438,7 +444,7 @@ static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
                                   ...)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     apr_array_header_t *a = apr_array_make(p, 16, sizeof(et_event_t *));
     const char **args;
     va_list ap;
@@ -527,7 +533,7 @@ apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
 {
     apr_pool_t *p;
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     apr_status_t st = APR_NOTFOUND;
     int rv;
 
@@ -553,7 +559,7 @@ apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c)
 {
     apr_pool_t *p;
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     apr_status_t st = APR_SUCCESS;
     int rv;
 
@@ -631,7 +637,7 @@ apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
                                 apr_array_header_t **out)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     int rv;
 
     *out = apr_array_make(p, 4, sizeof(et_circuit_row_t *));
@@ -728,12 +734,12 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
                                    apr_array_header_t **out)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     int rv;
 
     *out = apr_array_make(p, 4, sizeof(et_site_counts_t *));
     rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_SITE_COUNTS], 1,
-                          i64(p, apr_time_now()));
+                          i64(p, apr_time_now()), i64(p, apr_time_now()));
     if (rv) {
         return set_error(ob, rv, "counting events per site");
     }
@@ -748,10 +754,7 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
             c->counts.pending = n;
             c->counts.oldest_pending = entry_i64(ob, row, 3);
             c->counts.leased = entry_i64(ob, row, 4);
-            c->retrying = entry_i64(ob, row, 5) - c->counts.leased;
-            if (c->retrying < 0) {
-                c->retrying = 0;
-            }
+            c->retrying = entry_i64(ob, row, 5);
             break;
         case ET_ST_DELIVERED:
             c->counts.delivered = n;
@@ -771,7 +774,7 @@ apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
                                  apr_array_header_t **out)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
     int rv;
 
     *out = apr_array_make(p, limit > 0 ? limit : 1, sizeof(et_latency_t));
@@ -788,4 +791,19 @@ apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
         l->call = entry_i64(ob, row, 2);
     }
     return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_prune(et_outbox_t *ob, apr_time_t delivered_before,
+                             apr_time_t dead_before, int max, int *deleted)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_PRUNE],
+                         i64(p, delivered_before), i64(p, dead_before),
+                         itoa_p(p, max));
+    apr_pool_destroy(p);
+    *deleted = nrows;
+    return rv ? set_error(ob, rv, "deleting old events") : APR_SUCCESS;
 }

@@ -281,6 +281,7 @@ START_TEST(test_capture_no_body_no_id)
     apr_size_t i;
     et_event_t *ev;
 
+    cap.event = ET_EV_DELETE;
     for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         cap.uri_path = paths[i];
         ev = failed("no response body and no id in the request path");
@@ -291,8 +292,25 @@ START_TEST(test_capture_no_body_no_id)
 }
 END_TEST
 
+START_TEST(test_capture_create_without_body)
+{
+    et_event_t *ev;
+
+    /* a POST to the collection: its path is no id */
+    cap.uri_path = "/console/members";
+    failed("without a body or a Location header");
+    cap.location = "https://console.example.com/console/members/m%2042?x=1";
+    ev = pending();
+    ck_assert_str_eq(ev->oid, "m 42");
+    ck_assert_str_eq(ev->body, "{\"id\":\"m 42\",\"object_type\":\"member\"}");
+    cap.location = "/console/members/77";
+    ck_assert_str_eq(pending()->oid, "77");
+}
+END_TEST
+
 START_TEST(test_capture_no_body_bad_path_id)
 {
+    cap.event = ET_EV_UPDATE;
     cap.uri_path = "/m/a\x01" "b";
     ck_assert_str_eq(failed("control characters")->oid, "");
     cap.uri_path = "/m/\xff\xfe";
@@ -613,6 +631,7 @@ Suite *capture_suite(void)
     tcase_add_test(tc, test_capture_no_body_path_id);
     tcase_add_test(tc, test_capture_no_body_no_id);
     tcase_add_test(tc, test_capture_no_body_bad_path_id);
+    tcase_add_test(tc, test_capture_create_without_body);
     tcase_add_test(tc, test_capture_incomplete);
     tcase_add_test(tc, test_capture_content_encoding);
     tcase_add_test(tc, test_capture_over_limit);

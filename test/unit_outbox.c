@@ -368,6 +368,39 @@ START_TEST(site_counts_and_recent_errors)
 }
 END_TEST
 
+START_TEST(prune_deletes_only_old_finished_events)
+{
+    apr_array_header_t *a;
+    apr_time_t later = apr_time_now() + apr_time_from_sec(10);
+    et_outbox_counts_t c;
+    int n = -1;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s1", ET_OBJ_MEMBER, "m3", ET_EV_CREATE, ET_ST_PENDING);
+    mk("s1", ET_OBJ_MEMBER, "m4", ET_EV_CREATE, ET_ST_FAILED);
+    a = claim("d1", 2);
+    finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
+    finish(EV(a, 1), "d1", ET_ST_DEAD, 0);
+    /* nothing is old yet */
+    ck_assert_int_eq(et_outbox_prune(ob, apr_time_now() - apr_time_from_sec(60),
+                                     apr_time_now() - apr_time_from_sec(60),
+                                     100, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 0);
+    /* delivered only (dead kept: 0) */
+    ck_assert_int_eq(et_outbox_prune(ob, later, 0, 100, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    /* dead and failed; a pending event is never deleted */
+    ck_assert_int_eq(et_outbox_prune(ob, later, later, 1, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(et_outbox_prune(ob, later, later, 100, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    ck_assert_int_eq(c.pending, 1);
+    ck_assert_int_eq(c.delivered + c.dead + c.failed, 0);
+}
+END_TEST
+
 /* --- et_dispatch_judge ------------------------------------------------ */
 
 static et_site_t jsite;
@@ -494,6 +527,7 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, unclaim_gives_back_without_an_attempt);
     tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
     tcase_add_test(tc, site_counts_and_recent_errors);
+    tcase_add_test(tc, prune_deletes_only_old_finished_events);
     suite_add_tcase(s, tc);
 
     tcase_add_checked_fixture(tj, judge_setup, ut_teardown);

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 
 #include <apr_general.h>
-#include <apr_getopt.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
 
@@ -168,21 +167,16 @@ static int cmd_stats(et_outbox_t *ob, apr_pool_t *p)
 
 int main(int argc, const char *const *argv)
 {
-    static const apr_getopt_option_t opts[] = {
-        { "store", 's', 1, "the outbox" },
-        { "limit", 'n', 1, "how many events to list" },
-        { "since", 'S', 1, "replay dead letters captured since" },
-        { "help", 'h', 0, "this text" },
-        { NULL, 0, 0, NULL }
-    };
     const char *store = getenv("EVENTTRIGGER_STORE");
-    const char *since_arg = NULL, *arg, *err = NULL;
-    apr_getopt_t *os;
+    const char *since_arg = NULL, *err = NULL;
+    apr_array_header_t *args;
     apr_pool_t *p;
     et_outbox_t *ob;
     apr_status_t rv;
-    int opt, limit = 50, rc = 0;
+    int i, limit = 50, rc = 0;
     const char *cmd;
+    const char **pos;
+    int npos;
 
     apr_app_initialize(&argc, &argv, NULL);
     atexit(apr_terminate);
@@ -190,33 +184,44 @@ int main(int argc, const char *const *argv)
     if (!store || !*store) {
         store = DEFAULT_STORE;
     }
-    apr_getopt_init(&os, p, argc, argv);
-    os->interleave = 1;
-    while ((rv = apr_getopt_long(os, opts, &opt, &arg)) == APR_SUCCESS) {
-        switch (opt) {
-        case 's':
-            store = arg;
-            break;
-        case 'n':
-            limit = atoi(arg);
+    /* options may come anywhere: "etctl list dead -n 5" */
+    args = apr_array_make(p, argc, sizeof(const char *));
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if ((!strcmp(a, "-s") || !strcmp(a, "--store")) && i + 1 < argc) {
+            store = argv[++i];
+        }
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--limit")) && i + 1 < argc) {
+            limit = atoi(argv[++i]);
             if (limit < 1) {
                 usage();
                 return 2;
             }
-            break;
-        case 'S':
-            since_arg = arg;
-            break;
-        default:
+        }
+        else if (!strcmp(a, "--since") && i + 1 < argc) {
+            since_arg = argv[++i];
+        }
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage();
-            return opt == 'h' ? 0 : 2;
+            return 0;
+        }
+        else if (a[0] == '-' && a[1]) {
+            usage();
+            return 2;
+        }
+        else {
+            APR_ARRAY_PUSH(args, const char *) = a;
         }
     }
-    if (rv != APR_EOF || os->ind >= argc) {
+    if (args->nelts < 1) {
         usage();
         return 2;
     }
-    cmd = argv[os->ind++];
+    pos = (const char **)args->elts;
+    npos = args->nelts;
+    cmd = pos[0];
+    i = 1;
     if (become_owner(store) < 0) {
         return 1;
     }
@@ -230,7 +235,7 @@ int main(int argc, const char *const *argv)
     }
     else if (!strcmp(cmd, "list")) {
         apr_array_header_t *evs;
-        int st = os->ind < argc ? state_parse(argv[os->ind]) : -1;
+        int st = i < npos ? state_parse(pos[i]) : -1;
         int i;
 
         if (st < -1) {
@@ -247,13 +252,13 @@ int main(int argc, const char *const *argv)
             print_event_line(p, APR_ARRAY_IDX(evs, i, et_event_t *));
         }
     }
-    else if (!strcmp(cmd, "show") && os->ind < argc) {
+    else if (!strcmp(cmd, "show") && i < npos) {
         et_event_t *ev;
 
-        rv = et_outbox_show(ob, p, argv[os->ind], &ev);
+        rv = et_outbox_show(ob, p, pos[i], &ev);
         if (rv == APR_NOTFOUND) {
             fprintf(stderr, "etctl: no event with txn %s\n",
-                    clean(p, argv[os->ind]));
+                    clean(p, pos[i]));
             return 1;
         }
         if (rv != APR_SUCCESS) {
@@ -279,7 +284,7 @@ int main(int argc, const char *const *argv)
             apr_time_t since;
 
             if (et_time_parse(since_arg, apr_time_now(), &since) != APR_SUCCESS
-                || os->ind < argc) {
+                || i < npos) {
                 usage();
                 return 2;
             }
@@ -288,18 +293,18 @@ int main(int argc, const char *const *argv)
                 return 1;
             }
         }
-        else if (os->ind >= argc) {
+        else if (i >= npos) {
             usage();
             return 2;
         }
-        for (; os->ind < argc; os->ind++) {
-            if (et_outbox_replay(ob, argv[os->ind], 0, &n) != APR_SUCCESS) {
+        for (; i < npos; i++) {
+            if (et_outbox_replay(ob, pos[i], 0, &n) != APR_SUCCESS) {
                 fprintf(stderr, "etctl: %s\n", et_outbox_error(ob));
                 return 1;
             }
             if (!n) {
                 fprintf(stderr, "etctl: %s is not a dead letter\n",
-                        clean(p, argv[os->ind]));
+                        clean(p, pos[i]));
                 rc = 1;
             }
             total += n;
