@@ -38,77 +38,48 @@ struct et_outbox_t {
     const char *last_error;
 };
 
-static const char *const schema_sqlite[] = {
-    "CREATE TABLE IF NOT EXISTS et_event ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " txn TEXT NOT NULL UNIQUE,"
-    " site TEXT NOT NULL,"
-    " object TEXT NOT NULL,"
-    " event TEXT NOT NULL,"
-    " oid TEXT NOT NULL,"
-    " url TEXT,"
-    " content_type TEXT,"
-    " body TEXT,"
-    " state INTEGER NOT NULL DEFAULT 0,"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " created INTEGER NOT NULL,"
-    " due INTEGER NOT NULL,"
-    " lease_until INTEGER NOT NULL DEFAULT 0,"
-    " lease_owner TEXT,"
-    " last_status INTEGER,"
-    " last_error TEXT,"
-    " error TEXT,"
-    " done_at INTEGER,"
-    " latency INTEGER)",
-    /* the per-object ordering check walks this one */
-    "CREATE INDEX IF NOT EXISTS et_event_object"
-    " ON et_event (site, object, oid, state, id)",
-    "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
-    /* paused endpoints: the claim skips their sites until open_until */
-    "CREATE TABLE IF NOT EXISTS et_circuit ("
-    " site TEXT PRIMARY KEY,"
-    " state INTEGER NOT NULL,"
-    " failures INTEGER NOT NULL,"
-    " open_until INTEGER NOT NULL,"
-    " changed INTEGER NOT NULL,"
-    " last_error TEXT)",
-    NULL
-};
+/* One schema for both drivers; only the key and time types differ. */
+#define ET_SCHEMA(PK, TIME) {                                           \
+    "CREATE TABLE IF NOT EXISTS et_event ("                             \
+    " id " PK ","                                                       \
+    " txn TEXT NOT NULL UNIQUE,"                                        \
+    " site TEXT NOT NULL,"                                              \
+    " object TEXT NOT NULL,"                                            \
+    " event TEXT NOT NULL,"                                             \
+    " oid TEXT NOT NULL,"                                               \
+    " url TEXT,"                                                        \
+    " content_type TEXT,"                                               \
+    " body TEXT,"                                                       \
+    " state INTEGER NOT NULL DEFAULT 0,"                                \
+    " attempts INTEGER NOT NULL DEFAULT 0,"                             \
+    " created " TIME " NOT NULL,"                                       \
+    " due " TIME " NOT NULL,"                                           \
+    " lease_until " TIME " NOT NULL DEFAULT 0,"                         \
+    " lease_owner TEXT,"                                                \
+    " last_status INTEGER,"                                             \
+    " last_error TEXT,"                                                 \
+    " error TEXT,"                                                      \
+    " done_at " TIME ","                                                \
+    " latency " TIME ")",                                               \
+    /* the per-object ordering check walks this one */                  \
+    "CREATE INDEX IF NOT EXISTS et_event_object"                        \
+    " ON et_event (site, object, oid, state, id)",                      \
+    "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)", \
+    /* paused endpoints: the claim skips their sites until open_until */ \
+    "CREATE TABLE IF NOT EXISTS et_circuit ("                           \
+    " site TEXT PRIMARY KEY,"                                           \
+    " state INTEGER NOT NULL,"                                          \
+    " failures INTEGER NOT NULL,"                                       \
+    " open_until " TIME " NOT NULL,"                                    \
+    " changed " TIME " NOT NULL,"                                       \
+    " last_error TEXT)",                                                \
+    NULL                                                                \
+}
 
-static const char *const schema_pgsql[] = {
-    "CREATE TABLE IF NOT EXISTS et_event ("
-    " id BIGSERIAL PRIMARY KEY,"
-    " txn TEXT NOT NULL UNIQUE,"
-    " site TEXT NOT NULL,"
-    " object TEXT NOT NULL,"
-    " event TEXT NOT NULL,"
-    " oid TEXT NOT NULL,"
-    " url TEXT,"
-    " content_type TEXT,"
-    " body TEXT,"
-    " state INTEGER NOT NULL DEFAULT 0,"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " created BIGINT NOT NULL,"
-    " due BIGINT NOT NULL,"
-    " lease_until BIGINT NOT NULL DEFAULT 0,"
-    " lease_owner TEXT,"
-    " last_status INTEGER,"
-    " last_error TEXT,"
-    " error TEXT,"
-    " done_at BIGINT,"
-    " latency BIGINT)",
-    "CREATE INDEX IF NOT EXISTS et_event_object"
-    " ON et_event (site, object, oid, state, id)",
-    "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)",
-    "CREATE TABLE IF NOT EXISTS et_circuit ("
-    " site TEXT PRIMARY KEY,"
-    " state INTEGER NOT NULL,"
-    " failures INTEGER NOT NULL,"
-    " open_until BIGINT NOT NULL,"
-    " changed BIGINT NOT NULL,"
-    " last_error TEXT)",
-    NULL
-};
+static const char *const schema_sqlite[] =
+    ET_SCHEMA("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER");
+static const char *const schema_pgsql[] =
+    ET_SCHEMA("BIGSERIAL PRIMARY KEY", "BIGINT");
 
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 static const char *const stmt_sql[ET_STMTS] = {
