@@ -18,6 +18,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "util_mutex.h"
 
 #include <apr_strings.h>
 #include <apr_file_info.h>
@@ -31,6 +32,14 @@
 #include "unixd.h"
 
 et_globals_t et_g;
+
+static int et_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    /* "Mutex <mechanism> eventtrigger-outbox" chooses its kind */
+    return ap_mutex_register(pconf, ET_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0)
+           == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
 
 static int et_check_config_hook(apr_pool_t *pconf, apr_pool_t *plog,
                                 apr_pool_t *ptemp, server_rec *s)
@@ -143,6 +152,15 @@ static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if ((status = prepare_outbox(pconf, ptemp, s)) != OK) {
         return status;
     }
+    /* SQLite lets one writer in at a time and makes the others sleep and
+     * retry; httpd's own cross-process lock hands over without sleeping. */
+    if (!strncmp(et_g.store, "sqlite3:", 8)) {
+        rv = ap_global_mutex_create(&et_g.lock, NULL, ET_MUTEX_TYPE, NULL, s,
+                                    pconf, 0);
+        if (rv != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;    /* logged by httpd */
+        }
+    }
     rv = apr_file_pipe_create_ex(&et_g.wake_r, &et_g.wake_w,
                                  APR_FULL_NONBLOCK, pconf);
     if (rv != APR_SUCCESS) {
@@ -225,8 +243,28 @@ static void et_child_init(apr_pool_t *pchild, server_rec *s)
     apr_pool_tag(p, "et_conns");
     et_g.child_pool = p;
 
-    /* Connections open on first use, at most one per thread; idle ones
-     * close after a minute. */
+    if (et_g.lock) {
+        rv = apr_global_mutex_child_init(&et_g.lock,
+                                         apr_global_mutex_lockfile(et_g.lock),
+                                         pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         "ET00009: cannot attach the outbox lock; this child "
+                         "records no events");
+            return;
+        }
+    }
+    rv = et_committer_create(&et_g.committer, p, et_g.store, et_g.lock,
+                             threads);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "ET00016: cannot set up the group commit; this child "
+                     "records no events");
+        return;
+    }
+
+    /* Connections for reading (status page) open on first use, at most
+     * one per thread; idle ones close after a minute. */
     rv = apr_reslist_create(&et_g.outboxes, 0, threads, threads,
                             apr_time_from_sec(60), conn_construct,
                             conn_destruct, NULL, p);
@@ -280,6 +318,7 @@ void et_wake_dispatcher(void)
 
 static void et_register_hooks(apr_pool_t *p)
 {
+    ap_hook_pre_config(et_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(et_check_config_hook, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(et_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(et_child_init, NULL, NULL, APR_HOOK_MIDDLE);

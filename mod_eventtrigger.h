@@ -10,10 +10,12 @@
 #include "http_log.h"
 
 #include <apr_reslist.h>
+#include <apr_global_mutex.h>
 
 #include "et_event.h"
 #include "et_site.h"
 #include "et_outbox.h"
+#include "et_committer.h"
 
 extern module AP_MODULE_DECLARE_DATA eventtrigger_module;
 /* mod_eventtrigger.c gets this from AP_DECLARE_MODULE */
@@ -24,6 +26,7 @@ APLOG_USE_MODULE(eventtrigger);
 #define ET_FILTER_NAME  "EVENTTRIGGER"
 #define ET_STATUS_HANDLER "eventtrigger-status"
 #define ET_DEFAULT_STORE_FILE "state/eventtrigger.db"
+#define ET_MUTEX_TYPE "eventtrigger-outbox"
 
 /*
  * Per server (site). Built at configuration time and read-only afterwards:
@@ -70,8 +73,10 @@ typedef struct et_globals_t {
     server_rec *main_server;
     const char *store;                /* resolved outbox spec */
     apr_file_t *wake_r, *wake_w;      /* wake the dispatcher */
-    apr_reslist_t *outboxes;          /* this child's connections */
+    apr_reslist_t *outboxes;          /* this child's connections (reads) */
     apr_pool_t *child_pool;
+    apr_global_mutex_t *lock;         /* one SQLite writer at a time */
+    et_committer_t *committer;        /* this child's group commit */
 } et_globals_t;
 
 extern et_globals_t et_g;

@@ -60,6 +60,7 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 {
     et_srv_conf_t *mc = et_srv_conf(s);
     et_dispatch_conf_t conf;
+    server_rec *vs;
     apr_pool_t *p;
     apr_status_t rv;
 
@@ -92,6 +93,14 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
                      "ET00040: dispatcher cannot switch to httpd's User");
         _exit(1);
     }
+    if (et_g.lock
+        && apr_global_mutex_child_init(&et_g.lock,
+                                       apr_global_mutex_lockfile(et_g.lock),
+                                       p) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
+                     "ET00046: dispatcher cannot attach the outbox lock");
+        _exit(1);
+    }
     if (et_http_curl_global_init() != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
                      "ET00041: dispatcher cannot initialise libcurl");
@@ -111,6 +120,14 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
     conf.keep_delivered = mc->keep_delivered;
     conf.keep_dead = mc->keep_dead;
     conf.stop = &daemon_should_exit;
+    conf.lock = et_g.lock;
+    conf.sites = apr_array_make(p, 8, sizeof(const char *));
+    for (vs = s; vs; vs = vs->next) {
+        et_srv_conf_t *c = et_srv_conf(vs);
+        if (c->site.endpoint) {
+            APR_ARRAY_PUSH(conf.sites, const char *) = c->site.name;
+        }
+    }
 
     rv = et_dispatch_run(p, &conf);
     if (rv != APR_SUCCESS) {

@@ -142,7 +142,7 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
 {
     et_capture_t cap;
     et_event_t *ev = NULL;
-    et_conn_t *conn = NULL;
+    const char *err = NULL;
     apr_status_t rv;
 
     memset(&cap, 0, sizeof(cap));
@@ -170,25 +170,20 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
         return;
     }
 
-    rv = et_conn_get(&conn, r);
-    if (rv == APR_SUCCESS) {
-        rv = et_outbox_insert(conn->ob, ev);
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "ET00032: cannot store txn=%s (site=%s object=%s "
-                          "event=%s id=%s) in the outbox: %s; it is NOT "
-                          "queued", ev->txn, ev->site,
-                          et_object_name(ev->object), et_event_name(ev->event),
-                          ev->oid, et_outbox_error(conn->ob));
-        }
-        et_conn_put(conn, rv != APR_SUCCESS);
+    if (!et_g.committer) {
+        rv = APR_EINIT;
+        err = "this child has no outbox (see its startup errors)";
     }
     else {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                      "ET00033: no outbox connection for txn=%s (site=%s "
-                      "object=%s event=%s id=%s); it is NOT queued",
-                      ev->txn, ev->site, et_object_name(ev->object),
-                      et_event_name(ev->event), ev->oid);
+        rv = et_committer_store(et_g.committer, ev, r->pool, &err);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "ET00032: cannot store txn=%s (site=%s object=%s "
+                      "event=%s id=%s) in the outbox: %s; it is NOT "
+                      "queued", ev->txn, ev->site,
+                      et_object_name(ev->object), et_event_name(ev->event),
+                      ev->oid, err ? err : "unknown error");
     }
     if (rv != APR_SUCCESS) {
         return;

@@ -6,7 +6,9 @@
  *
  * Threads and shared state:
  *  - the outbox connection is shared by the claiming thread and the workers
- *    and guarded by d->ob_lock (an et_outbox_t is not thread-safe);
+ *    and guarded by d->ob_lock (an et_outbox_t is not thread-safe), and
+ *    every use of it also takes conf->lock, the outbox's cross-process
+ *    writer lock (ob_enter/ob_leave);
  *  - job pools are children of d->jobs_pool, whose allocator carries a
  *    mutex, so the claiming thread may create them while workers destroy
  *    theirs;
@@ -55,6 +57,8 @@ typedef struct dispatcher_t {
     apr_thread_mutex_t *cb_lock;
     apr_hash_t *circuits;             /* site name -> et_circuit_t */
     apr_pool_t *cb_pool;
+    apr_array_header_t *sites;        /* names claimed for, in turn */
+    int next_site;                    /* claim loop's claiming thread only */
 } dispatcher_t;
 
 typedef struct job_t {
@@ -62,6 +66,24 @@ typedef struct job_t {
     apr_pool_t *pool;
     et_event_t *ev;
 } job_t;
+
+/* The connection is the dispatcher's (ob_lock); writing also needs the
+ * outbox's cross-process lock, held by one writer at a time. */
+static void ob_enter(dispatcher_t *d)
+{
+    apr_thread_mutex_lock(d->ob_lock);
+    if (d->conf->lock) {
+        apr_global_mutex_lock(d->conf->lock);
+    }
+}
+
+static void ob_leave(dispatcher_t *d)
+{
+    if (d->conf->lock) {
+        apr_global_mutex_unlock(d->conf->lock);
+    }
+    apr_thread_mutex_unlock(d->ob_lock);
+}
 
 static void dlog(const et_dispatch_conf_t *conf, int level, const char *msg)
 {
@@ -178,6 +200,9 @@ static void nudge(dispatcher_t *d)
     apr_file_write(d->done_w, &c, &n);
 }
 
+static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data);
+static job_t *make_job(dispatcher_t *d, const et_event_t *src);
+
 /* The circuit of @a site; call with d->cb_lock held. */
 static et_circuit_t *circuit_of(dispatcher_t *d, const char *site)
 {
@@ -204,13 +229,13 @@ static void circuit_store(dispatcher_t *d, apr_pool_t *p, const char *site,
     row.open_until = open_until;
     row.changed = apr_time_now();
     row.last_error = error;
-    apr_thread_mutex_lock(d->ob_lock);
+    ob_enter(d);
     if (et_outbox_circuit_set(d->ob, &row) != APR_SUCCESS) {
         dlog(d->conf, ET_LOG_ERR,
              apr_psprintf(p, "ET01013: cannot record the health of site %s: "
                           "%s", site, et_outbox_error(d->ob)));
     }
-    apr_thread_mutex_unlock(d->ob_lock);
+    ob_leave(d);
 }
 
 /* After an attempt: count it against the endpoint, log a change once. */
@@ -256,28 +281,87 @@ static void circuit_after(dispatcher_t *d, apr_pool_t *p, const et_site_t *site,
     }
 }
 
-/* Before a call: may it go? A probe keeps other claims off the site. */
-static int circuit_admit(dispatcher_t *d, apr_pool_t *p, const et_event_t *ev)
+/*
+ * Before claiming a site's events: 0 while its endpoint is paused (or a
+ * probe is out), 1 when it is healthy, 2 when one event may probe it.
+ */
+static int circuit_gate(dispatcher_t *d, const char *site)
 {
-    const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
-    et_circuit_t *c, snap;
-    et_cb_state_e before;
-    int ok;
+    et_circuit_t *c;
+    int gate;
 
     apr_thread_mutex_lock(d->cb_lock);
-    c = circuit_of(d, ev->site);
-    before = c->state;
-    ok = et_circuit_admit(c, &site->circuit, apr_time_now());
+    c = circuit_of(d, site);
+    gate = c->state == ET_CB_CLOSED ? 1
+           : (c->state == ET_CB_OPEN && apr_time_now() >= c->open_until) ? 2
+           : 0;
+    apr_thread_mutex_unlock(d->cb_lock);
+    return gate;
+}
+
+/* A probe was claimed: the circuit is probing until its outcome. */
+static void probe_started(dispatcher_t *d, apr_pool_t *p, const char *name)
+{
+    const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, name);
+    et_circuit_t *c, snap;
+
+    apr_thread_mutex_lock(d->cb_lock);
+    c = circuit_of(d, name);
+    et_circuit_admit(c, &site->circuit, apr_time_now());
     snap = *c;
     apr_thread_mutex_unlock(d->cb_lock);
+    circuit_store(d, p, name, &snap,
+                  apr_time_now() + site->timeout + apr_time_from_sec(1), NULL);
+}
 
-    if (ok && before != snap.state) {
-        /* while the probe runs, the claim skips the site */
-        circuit_store(d, p, ev->site, &snap,
-                      apr_time_now() + site->timeout + apr_time_from_sec(1),
-                      NULL);
+/*
+ * Claim for every site with room left, starting at a different site each
+ * time so that a busy site does not starve the others; paused sites are
+ * skipped without touching their events (no attempt is used up).
+ */
+static int claim_all(dispatcher_t *d, apr_pool_t *p, int room)
+{
+    int k, i, n = d->sites->nelts, claimed = 0;
+
+    for (k = 0; k < n && room > 0; k++) {
+        const char *site = APR_ARRAY_IDX(d->sites, (d->next_site + k) % n,
+                                         const char *);
+        int gate = circuit_gate(d, site);
+        apr_array_header_t *evs = NULL;
+        apr_status_t rv;
+
+        if (!gate) {
+            continue;
+        }
+        ob_enter(d);
+        rv = et_outbox_claim(d->ob, p, site, d->owner, d->conf->lease,
+                             gate == 2 ? 1 : room, &evs);
+        ob_leave(d);
+        if (rv != APR_SUCCESS) {
+            dlog(d->conf, ET_LOG_ERR,
+                 apr_psprintf(p, "ET01006: cannot claim events of site %s: %s",
+                              site, et_outbox_error(d->ob)));
+            continue;
+        }
+        if (gate == 2 && evs->nelts) {
+            probe_started(d, p, site);
+        }
+        for (i = 0; i < evs->nelts; i++) {
+            job_t *job = make_job(d, APR_ARRAY_IDX(evs, i, et_event_t *));
+
+            apr_atomic_inc32(&d->inflight);
+            if (apr_thread_pool_push(d->tp, deliver, job, 0, d)
+                != APR_SUCCESS) {
+                /* its lease expires and it is claimed again */
+                apr_atomic_dec32(&d->inflight);
+                apr_pool_destroy(job->pool);
+            }
+        }
+        room -= evs->nelts;
+        claimed += evs->nelts;
     }
-    return ok;
+    d->next_site = n ? (d->next_site + 1) % n : 0;
+    return claimed;
 }
 
 static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
@@ -336,9 +420,9 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     if (resp.aborted) {
         /* the dispatcher stops: back in line untried (the receiver may
          * have seen it; the same txn lets it drop the repeat) */
-        apr_thread_mutex_lock(d->ob_lock);
+        ob_enter(d);
         et_outbox_unclaim(d->ob, ev, d->owner);
-        apr_thread_mutex_unlock(d->ob_lock);
+        ob_leave(d);
         dlog(d->conf, ET_LOG_INFO,
              apr_psprintf(p, "ET01009: call of txn=%s interrupted by the "
                           "dispatcher's stop; it is back in line", ev->txn));
@@ -357,9 +441,9 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                            resp.error ? resp.error : "transport error");
     }
 
-    apr_thread_mutex_lock(d->ob_lock);
+    ob_enter(d);
     rv = et_outbox_finish(d->ob, ev, d->owner, &out);
-    apr_thread_mutex_unlock(d->ob_lock);
+    ob_leave(d);
     circuit_after(d, p, site, ev, &resp, out.error);
 
     switch (out.state) {
@@ -417,7 +501,7 @@ static void prune(dispatcher_t *d, apr_pool_t *p)
         return;
     }
     do {
-        apr_thread_mutex_lock(d->ob_lock);
+        ob_enter(d);
         if (et_outbox_prune(d->ob,
                             conf->keep_delivered ? now - conf->keep_delivered
                                                  : 0,
@@ -428,7 +512,7 @@ static void prune(dispatcher_t *d, apr_pool_t *p)
                               et_outbox_error(d->ob)));
             n = 0;
         }
-        apr_thread_mutex_unlock(d->ob_lock);
+        ob_leave(d);
         total += n;
     } while (n == ET_PRUNE_BATCH && !*conf->stop);
     if (total) {
@@ -496,6 +580,40 @@ static void load_circuits(dispatcher_t *d, apr_pool_t *p)
     }
 }
 
+/* The configured sites, and any other that still has pending events (a
+ * site removed from the configuration keeps its events delivered). */
+static void load_sites(dispatcher_t *d, apr_pool_t *p)
+{
+    apr_array_header_t *pending = NULL;
+    int i, j;
+
+    d->sites = apr_array_make(p, 8, sizeof(const char *));
+    for (i = 0; d->conf->sites && i < d->conf->sites->nelts; i++) {
+        APR_ARRAY_PUSH(d->sites, const char *) =
+            APR_ARRAY_IDX(d->conf->sites, i, const char *);
+    }
+    if (et_outbox_pending_sites(d->ob, p, &pending) != APR_SUCCESS) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01016: %s", et_outbox_error(d->ob)));
+        return;
+    }
+    for (i = 0; i < pending->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(pending, i, const char *);
+        for (j = 0; j < d->sites->nelts; j++) {
+            if (!strcmp(name, APR_ARRAY_IDX(d->sites, j, const char *))) {
+                break;
+            }
+        }
+        if (j == d->sites->nelts) {
+            APR_ARRAY_PUSH(d->sites, const char *) = apr_pstrdup(p, name);
+            dlog(d->conf, ET_LOG_WARNING,
+                 apr_psprintf(p, "ET01017: site %s is no longer configured; "
+                              "its pending events still go to the URLs "
+                              "they were captured with", name));
+        }
+    }
+}
+
 static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
                           const et_dispatch_conf_t *conf)
 {
@@ -541,6 +659,7 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     apr_pool_create(&d->cb_pool, p);
     d->circuits = apr_hash_make(d->cb_pool);
     load_circuits(d, p);
+    load_sites(d, p);
 
     rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
     return rv;
@@ -580,10 +699,8 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     while (!*conf->stop) {
         int room = conf->workers - (int)apr_atomic_read32(&d.inflight);
         apr_interval_time_t wait = conf->poll;
-        apr_array_header_t *evs = NULL;
         apr_int32_t nready;
         apr_time_t due;
-        int i;
 
         apr_pool_clear(iter);
         if (apr_time_now() >= next_prune) {
@@ -591,15 +708,12 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
             next_prune = apr_time_now() + ET_PRUNE_EVERY;
         }
         if (room > 0) {
+            int claimed = claim_all(&d, iter, room);
+
+            /* a read: the connection's lock only, writers go on */
             apr_thread_mutex_lock(d.ob_lock);
-            rv = et_outbox_claim(d.ob, iter, d.owner, conf->lease, room, &evs);
-            if (rv != APR_SUCCESS) {
-                dlog(conf, ET_LOG_ERR,
-                     apr_psprintf(iter, "ET01006: cannot claim events: %s",
-                                  et_outbox_error(d.ob)));
-            }
-            else if (evs->nelts < room
-                     && et_outbox_next_due(d.ob, &due) == APR_SUCCESS) {
+            if (claimed < room
+                && et_outbox_next_due(d.ob, &due) == APR_SUCCESS) {
                 apr_time_t now = apr_time_now();
                 /* the soonest retry or lease expiry bounds the sleep */
                 if (due - now < wait) {
@@ -607,34 +721,15 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
                 }
             }
             apr_thread_mutex_unlock(d.ob_lock);
-
-            for (i = 0; evs && i < evs->nelts; i++) {
-                et_event_t *ev = APR_ARRAY_IDX(evs, i, et_event_t *);
-                job_t *job;
-
-                if (!circuit_admit(&d, iter, ev)) {
-                    /* its endpoint is paused: back in line, untried */
-                    apr_thread_mutex_lock(d.ob_lock);
-                    et_outbox_unclaim(d.ob, ev, d.owner);
-                    apr_thread_mutex_unlock(d.ob_lock);
-                    continue;
-                }
-                job = make_job(&d, ev);
-                apr_atomic_inc32(&d.inflight);
-                rv = apr_thread_pool_push(d.tp, deliver, job, 0, &d);
-                if (rv != APR_SUCCESS) {
-                    /* its lease expires and it is claimed again */
-                    apr_atomic_dec32(&d.inflight);
-                    apr_pool_destroy(job->pool);
-                }
-            }
-            if (evs && evs->nelts == room) {
-                /* a full batch: more may be due; wait for a free worker */
+            if (claimed == room) {
+                /* all workers busy: more may be due; a finishing worker
+                 * nudges us */
                 wait = conf->poll;
             }
-            else if (wait <= 0 && (!evs || evs->nelts == 0)) {
-                /* due but not claimable: behind an earlier event of the same
-                 * object that is in flight. Its worker nudges us when done. */
+            else if (wait <= 0 && claimed == 0) {
+                /* due but not claimable: behind an earlier event of the
+                 * same object that is in flight, or its endpoint paused.
+                 * A finishing worker nudges us. */
                 wait = conf->poll;
             }
         }
@@ -654,13 +749,13 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
      * until we release it below. */
     apr_thread_pool_tasks_cancel(d.tp, &d);
     apr_thread_pool_destroy(d.tp);
-    apr_thread_mutex_lock(d.ob_lock);
+    ob_enter(&d);
     if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
         dlog(conf, ET_LOG_WARNING,
              apr_psprintf(p, "ET01007: cannot release leases at stop: %s",
                           et_outbox_error(d.ob)));
     }
-    apr_thread_mutex_unlock(d.ob_lock);
+    ob_leave(&d);
     dlog(conf, ET_LOG_INFO,
          apr_psprintf(p, "ET01008: dispatcher %s stopped", d.owner));
     return APR_SUCCESS;

@@ -8,6 +8,7 @@
 #define ET_DISPATCH_H
 
 #include <apr_file_io.h>
+#include <apr_global_mutex.h>
 #include "et_site.h"
 #include "et_http.h"
 #include "et_outbox.h"
@@ -34,6 +35,8 @@ typedef struct et_dispatch_conf_t {
     apr_interval_time_t keep_delivered;   /* then deleted; 0: kept forever */
     apr_interval_time_t keep_dead;        /* dead and failed events */
     volatile int *stop;               /* set non-zero to end et_dispatch_run */
+    apr_global_mutex_t *lock;         /* outbox writers' lock, or NULL */
+    apr_array_header_t *sites;        /* names of the configured sites */
 } et_dispatch_conf_t;
 
 /* Levels for et_log_fn, numerically httpd's APLOG_* ones. */

@@ -33,13 +33,26 @@ const char *et_outbox_file(const et_outbox_t *ob);
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
 
 /**
- * Lease up to @a max due events to @a owner until now + @a lease: pending,
- * due, not leased, and with no earlier pending event of the same object
- * (site, object type, id), oldest first. Events are allocated from @a p.
+ * Store @a n events in one transaction (each[i] says how each went; if the
+ * transaction fails, every event is tried again on its own). Returns an
+ * error only when no transaction could be started.
  */
-apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
-                             apr_interval_time_t lease, int max,
-                             apr_array_header_t **events);
+apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
+                                    apr_status_t *each);
+
+/**
+ * Lease up to @a max due events of @a site to @a owner until now + @a lease:
+ * pending, due, not leased, and with no earlier pending event of the same
+ * object (site, object type, id); soonest due first, returned in capture
+ * order. Events are allocated from @a p.
+ */
+apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
+                             const char *owner, apr_interval_time_t lease,
+                             int max, apr_array_header_t **events);
+
+/** The sites that have pending events (const char *). */
+apr_status_t et_outbox_pending_sites(et_outbox_t *ob, apr_pool_t *p,
+                                     apr_array_header_t **sites);
 
 /** The outcome of one attempt. */
 typedef struct et_outcome_t {

@@ -20,7 +20,7 @@ enum {
     ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
     ST_LEASED, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
-    ST_LATENCIES, ST_PRUNE, ET_STMTS
+    ST_LATENCIES, ST_PRUNE, ST_PENDING_SITES, ET_STMTS
 };
 
 /* The columns every event read back carries, in row_to_event's order. */
@@ -35,7 +35,7 @@ struct et_outbox_t {
     const char *file;                 /* sqlite3 only */
     int is_pgsql;
     apr_dbd_prepared_t *st[ET_STMTS];
-    const char *last_error;
+    char last_error[256];             /* fixed: errors must not grow a pool */
 };
 
 /* One schema for both drivers; only the key and time types differ. */
@@ -65,6 +65,9 @@ struct et_outbox_t {
     "CREATE INDEX IF NOT EXISTS et_event_object"                        \
     " ON et_event (site, object, oid, state, id)",                      \
     "CREATE INDEX IF NOT EXISTS et_event_due ON et_event (state, due)", \
+    /* the claim: one site's due events */                              \
+    "CREATE INDEX IF NOT EXISTS et_event_claim"                         \
+    " ON et_event (site, state, due)",                                  \
     /* paused endpoints: the claim skips their sites until open_until */ \
     "CREATE TABLE IF NOT EXISTS et_circuit ("                           \
     " site TEXT PRIMARY KEY,"                                           \
@@ -87,19 +90,21 @@ static const char *const stmt_sql[ET_STMTS] = {
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
     " body, state, created, due, error)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)",
-    /* ST_CLAIM: due, unleased, and first in line for its object. Attempts
-     * are counted at claim time so that a dispatcher dying mid-call still
-     * uses one up (a crash loop cannot retry forever). */
-    "UPDATE et_event SET lease_owner = %s, lease_until = %lld,"
+    /* ST_CLAIM: one site's due, unleased events that are first in line
+     * for their object, soonest due first (capture order within an object
+     * comes from the NOT EXISTS). Attempts are counted at claim time so
+     * that a dispatcher dying mid-call still uses one up (a crash loop
+     * cannot retry forever); due moves to the lease's end, so a claimed
+     * event leaves the due range the claim scans. */
+    "UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
     " attempts = attempts + 1"
     " WHERE id IN (SELECT e.id FROM et_event e"
-    "  WHERE e.state = 0 AND e.due <= %lld AND e.lease_until < %lld"
+    "  WHERE e.site = %s AND e.state = 0 AND e.due <= %lld"
+    "  AND e.lease_until < %lld"
     "  AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site"
     "   AND p.object = e.object AND p.oid = e.oid AND p.state = 0"
     "   AND p.id < e.id)"
-    "  AND NOT EXISTS (SELECT 1 FROM et_circuit c WHERE c.site = e.site"
-    "   AND c.open_until > %lld)"
-    "  ORDER BY e.id LIMIT %d)"
+    "  ORDER BY e.due LIMIT %d)"
     /* again on the row itself: PostgreSQL re-checks these (not the
      * subquery) when another dispatcher claimed the row meanwhile */
     " AND state = 0 AND lease_until < %lld"
@@ -110,18 +115,17 @@ static const char *const stmt_sql[ET_STMTS] = {
     " latency = %lld"
     " WHERE id = %lld AND lease_owner = %s",
     /* ST_RELEASE */
-    "UPDATE et_event SET lease_until = 0, lease_owner = NULL,"
+    "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
     " WHERE lease_owner = %s AND state = 0",
     /* ST_NEXT_DUE */
-    "SELECT MIN(CASE WHEN lease_until > due THEN lease_until ELSE due END)"
-    " FROM et_event WHERE state = 0",
+    "SELECT MIN(due) FROM et_event WHERE state = 0",
     /* ST_COUNTS */
     "SELECT state, COUNT(*), MIN(created) FROM et_event GROUP BY state",
     /* ST_LEASED */
     "SELECT COUNT(*) FROM et_event WHERE state = 0 AND lease_until > %lld",
     /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
-    "UPDATE et_event SET lease_until = 0, lease_owner = NULL,"
+    "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1 WHERE id = %lld AND lease_owner = %s",
     /* ST_CIRCUIT_SET */
     "INSERT INTO et_circuit (site, state, failures, open_until, changed,"
@@ -161,21 +165,23 @@ static const char *const stmt_sql[ET_STMTS] = {
     /* ST_PRUNE */
     "DELETE FROM et_event WHERE id IN (SELECT id FROM et_event"
     " WHERE (state = 1 AND done_at < %lld)"
-    " OR (state IN (2, 3) AND created < %lld) ORDER BY id LIMIT %d)"
+    " OR (state IN (2, 3) AND created < %lld) ORDER BY id LIMIT %d)",
+    /* ST_PENDING_SITES */
+    "SELECT DISTINCT site FROM et_event WHERE state = 0"
 };
 
 static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
 {
-    const char *msg = rv ? apr_dbd_error(ob->drv, ob->db, rv) : NULL;
+    const char *msg = rv && ob->db ? apr_dbd_error(ob->drv, ob->db, rv) : NULL;
 
-    ob->last_error = apr_psprintf(ob->pool, "%s: %s", what,
-                                  msg ? msg : "database error");
+    apr_snprintf(ob->last_error, sizeof(ob->last_error), "%s: %s", what,
+                 msg ? msg : "database error");
     return APR_EGENERAL;
 }
 
 const char *et_outbox_error(et_outbox_t *ob)
 {
-    return ob->last_error ? ob->last_error : "no error";
+    return ob->last_error[0] ? ob->last_error : "no error";
 }
 
 const char *et_outbox_file(const et_outbox_t *ob)
@@ -326,7 +332,7 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
     return APR_SUCCESS;
 
 fail:
-    *err = ob->last_error;
+    *err = apr_pstrdup(p, ob->last_error);
     apr_pool_destroy(ptemp);
     et_outbox_close(ob);
     return rv ? rv : APR_EGENERAL;
@@ -362,6 +368,46 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
     apr_pool_destroy(p);
     if (rv || nrows != 1) {
         return set_error(ob, rv, "storing an event");
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
+                                    apr_status_t *each)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    apr_pool_t *p;
+    apr_status_t rv = APR_SUCCESS;
+    int i, failed = 0, dbrv;
+
+    if (n == 1) {
+        return each[0] = et_outbox_insert(ob, evs[0]);
+    }
+    apr_pool_create(&p, ob->pool);
+    dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &trans);
+    if (dbrv) {
+        rv = set_error(ob, dbrv, "starting a transaction");
+        apr_pool_destroy(p);
+        return rv;
+    }
+    for (i = 0; i < n && !failed; i++) {
+        failed = et_outbox_insert(ob, evs[i]) != APR_SUCCESS;
+    }
+    if (failed) {
+        apr_dbd_transaction_mode_set(ob->drv, trans,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
+    apr_pool_destroy(p);
+    if (!failed && !dbrv) {
+        for (i = 0; i < n; i++) {
+            each[i] = APR_SUCCESS;
+        }
+        return APR_SUCCESS;
+    }
+    /* one bad event must not sink the others: one by one, each alone */
+    for (i = 0; i < n; i++) {
+        each[i] = et_outbox_insert(ob, evs[i]);
     }
     return APR_SUCCESS;
 }
@@ -445,17 +491,18 @@ static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
     return APR_SUCCESS;
 }
 
-apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *owner,
-                             apr_interval_time_t lease, int max,
-                             apr_array_header_t **events)
+apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
+                             const char *owner, apr_interval_time_t lease,
+                             int max, apr_array_header_t **events)
 {
     apr_time_t now = apr_time_now();
     apr_array_header_t *a;
     apr_status_t rv;
 
     rv = select_events(ob, p, ST_CLAIM, "claiming events", events, owner,
-                       i64(p, now + lease), i64(p, now), i64(p, now),
-                       i64(p, now), itoa_p(p, max), i64(p, now), NULL);
+                       i64(p, now + lease), i64(p, now + lease), site,
+                       i64(p, now), i64(p, now), itoa_p(p, max), i64(p, now),
+                       NULL);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -495,7 +542,8 @@ apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner)
     int nrows = 0, rv;
 
     apr_pool_create(&p, ob->pool);
-    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_RELEASE], owner);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_RELEASE],
+                         i64(p, apr_time_now()), owner);
     apr_pool_destroy(p);
     return rv ? set_error(ob, rv, "releasing leases") : APR_SUCCESS;
 }
@@ -584,7 +632,7 @@ apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,
 
     apr_pool_create(&p, ob->pool);
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_UNCLAIM],
-                         i64(p, ev->rowid), owner);
+                         i64(p, apr_time_now()), i64(p, ev->rowid), owner);
     apr_pool_destroy(p);
     return rv ? set_error(ob, rv, "giving an event back") : APR_SUCCESS;
 }
@@ -777,4 +825,26 @@ apr_status_t et_outbox_prune(et_outbox_t *ob, apr_time_t delivered_before,
     apr_pool_destroy(p);
     *deleted = nrows;
     return rv ? set_error(ob, rv, "deleting old events") : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_pending_sites(et_outbox_t *ob, apr_pool_t *p,
+                                     apr_array_header_t **sites)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
+    int rv;
+
+    *sites = apr_array_make(p, 4, sizeof(const char *));
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res,
+                          ob->st[ST_PENDING_SITES], 1);
+    if (rv) {
+        return set_error(ob, rv, "listing sites with pending events");
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        const char *site = apr_dbd_get_entry(ob->drv, row, 0);
+        if (site) {
+            APR_ARRAY_PUSH(*sites, const char *) = site;
+        }
+    }
+    return APR_SUCCESS;
 }

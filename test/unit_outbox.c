@@ -10,6 +10,7 @@
 
 #include <apr_strings.h>
 #include <apr_file_io.h>
+#include <apr_time.h>
 
 #include "et_outbox.h"
 #include "et_dispatch.h"
@@ -17,6 +18,14 @@
 #include "unit_tests.h"
 
 static et_outbox_t *ob;
+
+static int by_rowid(const void *x, const void *y)
+{
+    const et_event_t *a = *(et_event_t *const *)x;
+    const et_event_t *b = *(et_event_t *const *)y;
+
+    return a->rowid < b->rowid ? -1 : a->rowid > b->rowid;
+}
 static char dbdir[64];
 
 static void ob_setup(void)
@@ -71,14 +80,28 @@ static et_event_t *mk(const char *site, et_object_e o, const char *oid,
     return ev;
 }
 
+/* Claim for every site the tests use, oldest first, as the dispatcher's
+ * per-site claims together would. */
 static apr_array_header_t *claim(const char *owner, int max)
 {
-    apr_array_header_t *a = NULL;
+    static const char *const sites[] = { "a", "b", "s1", "s2", NULL };
+    apr_array_header_t *all = apr_array_make(ut_pool, 8, sizeof(et_event_t *));
+    int i, j;
 
-    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, owner,
-                                     apr_time_from_sec(30), max, &a),
-                     APR_SUCCESS);
-    return a;
+    for (i = 0; sites[i] && all->nelts < max; i++) {
+        apr_array_header_t *a = NULL;
+
+        ck_assert_int_eq(et_outbox_claim(ob, ut_pool, sites[i], owner,
+                                         apr_time_from_sec(30),
+                                         max - all->nelts, &a),
+                         APR_SUCCESS);
+        for (j = 0; j < a->nelts; j++) {
+            APR_ARRAY_PUSH(all, et_event_t *) = APR_ARRAY_IDX(a, j,
+                                                              et_event_t *);
+        }
+    }
+    qsort(all->elts, all->nelts, sizeof(et_event_t *), by_rowid);
+    return all;
 }
 
 #define EV(a, i) APR_ARRAY_IDX((a), (i), et_event_t *)
@@ -259,13 +282,22 @@ START_TEST(bad_specs_are_refused_with_a_reason)
 }
 END_TEST
 
-START_TEST(a_paused_site_is_skipped_until_its_pause_ends)
+START_TEST(claims_are_per_site_and_health_rows_are_kept)
 {
     et_circuit_row_t row;
-    apr_array_header_t *a, *rows;
+    apr_array_header_t *a, *rows, *sites;
 
     mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
     mk("s2", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    ck_assert_int_eq(et_outbox_pending_sites(ob, ut_pool, &sites),
+                     APR_SUCCESS);
+    ck_assert_int_eq(sites->nelts, 2);
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s2", "d1",
+                                     apr_time_from_sec(30), 10, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->site, "s2");
+
     memset(&row, 0, sizeof(row));
     row.site = "s1";
     row.state = 1;
@@ -274,19 +306,40 @@ START_TEST(a_paused_site_is_skipped_until_its_pause_ends)
     row.changed = apr_time_now();
     row.last_error = "no answer";
     ck_assert_int_eq(et_outbox_circuit_set(ob, &row), APR_SUCCESS);
-    a = claim("d1", 10);
-    ck_assert_int_eq(a->nelts, 1);
-    ck_assert_str_eq(EV(a, 0)->site, "s2");
-    /* the same row again is an update, not a second row */
+    /* the same site again is an update, not a second row */
     row.open_until = 0;
     row.state = 0;
     ck_assert_int_eq(et_outbox_circuit_set(ob, &row), APR_SUCCESS);
     ck_assert_int_eq(et_outbox_circuits(ob, ut_pool, &rows), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, et_circuit_row_t *)->failures, 5);
-    a = claim("d1", 10);
+    ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, et_circuit_row_t *)->state, 0);
+}
+END_TEST
+
+START_TEST(an_expired_lease_is_claimed_again)
+{
+    et_event_t *e = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    apr_array_header_t *a = NULL;
+
+    /* a dispatcher that died mid-call: its short lease runs out */
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s1", "dead",
+                                     apr_time_from_msec(1), 1, &a),
+                     APR_SUCCESS);
     ck_assert_int_eq(a->nelts, 1);
-    ck_assert_str_eq(EV(a, 0)->site, "s1");
+    apr_sleep(apr_time_from_msec(5));
+    a = claim("d2", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, e->txn);
+    ck_assert_int_eq(EV(a, 0)->attempts, 2);
+    /* and the old holder can no longer record an outcome */
+    {
+        et_outcome_t out;
+        memset(&out, 0, sizeof(out));
+        out.state = ET_ST_DELIVERED;
+        ck_assert_int_eq(et_outbox_finish(ob, EV(a, 0), "dead", &out),
+                         APR_EBUSY);
+    }
 }
 END_TEST
 
@@ -523,8 +576,9 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, counts_follow_the_states);
     tcase_add_test(tc, a_txn_is_stored_once);
     tcase_add_test(tc, bad_specs_are_refused_with_a_reason);
-    tcase_add_test(tc, a_paused_site_is_skipped_until_its_pause_ends);
+    tcase_add_test(tc, claims_are_per_site_and_health_rows_are_kept);
     tcase_add_test(tc, unclaim_gives_back_without_an_attempt);
+    tcase_add_test(tc, an_expired_lease_is_claimed_again);
     tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
     tcase_add_test(tc, site_counts_and_recent_errors);
     tcase_add_test(tc, prune_deletes_only_old_finished_events);

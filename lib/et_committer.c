@@ -1,0 +1,164 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * Group commit (leader/follower), see et_committer.h.
+ */
+
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_cond.h>
+
+#include "et_committer.h"
+#include "et_outbox.h"
+
+typedef struct item_t {
+    et_event_t *ev;
+    struct item_t *next;
+    apr_status_t rv;
+    char err[200];                    /* filled by the leader */
+    int done;
+} item_t;
+
+struct et_committer_t {
+    apr_pool_t *pool;                 /* the connection and error texts */
+    const char *store;
+    apr_global_mutex_t *lock;
+    int max;
+    apr_thread_mutex_t *mutex;        /* guards everything below */
+    apr_thread_cond_t *cond;          /* a batch was committed */
+    item_t *head, *tail;              /* queued, oldest first */
+    int leading;                      /* a leader is committing */
+    et_outbox_t *ob;                  /* the leader's; opened on first use */
+    apr_pool_t *ob_pool;
+};
+
+apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
+                                 const char *store, apr_global_mutex_t *lock,
+                                 int max)
+{
+    et_committer_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_status_t rv;
+
+    c->pool = p;
+    c->store = store;
+    c->lock = lock;
+    c->max = max > 0 ? max : 1;
+    if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT, p))
+        != APR_SUCCESS
+        || (rv = apr_thread_cond_create(&c->cond, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    *pc = c;
+    return APR_SUCCESS;
+}
+
+/* The leader's work, without c->mutex: open if needed, then commit. */
+static apr_status_t commit_batch(et_committer_t *c, et_event_t **evs, int n,
+                                 apr_status_t *each, char *err,
+                                 apr_size_t errlen)
+{
+    const char *oerr = NULL;
+    apr_status_t rv;
+
+    *err = '\0';
+    if (!c->ob) {
+        /* the connection is the committer's: a subpool it can drop */
+        apr_pool_create(&c->ob_pool, c->pool);
+        rv = et_outbox_open(&c->ob, c->ob_pool, c->store, 0, &oerr);
+        if (rv != APR_SUCCESS) {
+            apr_cpystrn(err, oerr ? oerr : "cannot open the outbox", errlen);
+            apr_pool_destroy(c->ob_pool);
+            c->ob = NULL;
+            return rv;
+        }
+    }
+    if (c->lock && (rv = apr_global_mutex_lock(c->lock)) != APR_SUCCESS) {
+        apr_cpystrn(err, "cannot take the outbox lock", errlen);
+        return rv;
+    }
+    rv = et_outbox_insert_batch(c->ob, evs, n, each);
+    if (c->lock) {
+        apr_global_mutex_unlock(c->lock);
+    }
+    if (rv == APR_SUCCESS) {
+        int i;
+        for (i = 0; i < n; i++) {
+            if (each[i] != APR_SUCCESS) {
+                apr_cpystrn(err, et_outbox_error(c->ob), errlen);
+                break;
+            }
+        }
+    }
+    else {
+        apr_cpystrn(err, et_outbox_error(c->ob), errlen);
+        /* a broken connection is reopened by the next leader */
+        et_outbox_close(c->ob);
+        apr_pool_destroy(c->ob_pool);
+        c->ob = NULL;
+    }
+    return rv;
+}
+
+apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
+                                apr_pool_t *ev_pool, const char **err)
+{
+    item_t me;
+
+    memset(&me, 0, sizeof(me));
+    me.ev = ev;
+
+    apr_thread_mutex_lock(c->mutex);
+    if (c->tail) {
+        c->tail->next = &me;
+    }
+    else {
+        c->head = &me;
+    }
+    c->tail = &me;
+
+    while (!me.done) {
+        if (!c->leading) {
+            et_event_t *evs[256];
+            apr_status_t each[256];
+            item_t *batch[256];
+            char berr[200];
+            apr_status_t rv;
+            int n = 0, i, max = c->max < 256 ? c->max : 256;
+
+            /* lead: take the queue's head (our own item is among them) */
+            c->leading = 1;
+            while (c->head && n < max) {
+                batch[n] = c->head;
+                evs[n] = c->head->ev;
+                c->head = c->head->next;
+                n++;
+            }
+            if (!c->head) {
+                c->tail = NULL;
+            }
+            apr_thread_mutex_unlock(c->mutex);
+
+            rv = commit_batch(c, evs, n, each, berr, sizeof(berr));
+
+            apr_thread_mutex_lock(c->mutex);
+            for (i = 0; i < n; i++) {
+                batch[i]->rv = rv != APR_SUCCESS ? rv : each[i];
+                if (batch[i]->rv != APR_SUCCESS) {
+                    apr_cpystrn(batch[i]->err,
+                                berr[0] ? berr : "the outbox refused it",
+                                sizeof(batch[i]->err));
+                }
+                batch[i]->done = 1;
+            }
+            c->leading = 0;
+            apr_thread_cond_broadcast(c->cond);
+        }
+        else {
+            apr_thread_cond_wait(c->cond, c->mutex);
+        }
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    if (me.rv != APR_SUCCESS) {
+        *err = apr_pstrdup(ev_pool, me.err);
+    }
+    return me.rv;
+}

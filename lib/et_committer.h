@@ -1,0 +1,45 @@
+/* Licensed under the Apache License, Version 2.0. */
+/**
+ * @file et_committer.h
+ * @brief Group commit of captured events: many request threads, one
+ *        transaction.
+ *
+ * A thread that stores an event queues it and waits; the first waiting
+ * thread that finds no commit under way becomes the leader, takes every
+ * queued event and commits them in one transaction (under the outbox's
+ * cross-process lock), then wakes the others. No thread of its own, and
+ * nobody returns before its event is durable.
+ *
+ * Thread safety: et_committer_store() may be called from any number of
+ * threads at once; the committer's state is guarded by its own mutex, its
+ * outbox connection is only used by the current leader.
+ */
+#ifndef ET_COMMITTER_H
+#define ET_COMMITTER_H
+
+#include <apr_pools.h>
+#include <apr_global_mutex.h>
+
+#include "et_event.h"
+
+typedef struct et_committer_t et_committer_t;
+
+/**
+ * @param store   the outbox spec, opened by the first leader
+ * @param lock    serialises writers across processes (NULL: none); taken
+ *                around each transaction
+ * @param max     events per transaction at most
+ */
+apr_status_t et_committer_create(et_committer_t **c, apr_pool_t *p,
+                                 const char *store, apr_global_mutex_t *lock,
+                                 int max);
+
+/**
+ * Store @a ev durably (it is in a committed transaction on return).
+ * On failure *err (from @a ev_pool) says why: a database message, never
+ * the event's body.
+ */
+apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
+                                apr_pool_t *ev_pool, const char **err);
+
+#endif /* ET_COMMITTER_H */
