@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# bench/backlog.sh: figure 4, the cost of a backlog.
+#
+# (a) Memory: the sum of VmRSS over every process of the httpd instance
+#     (parent, MPM children, dispatcher), receiver down (nginx stopped), with
+#     ET_BENCH_BIG (default 1,000,000) pending events against an empty
+#     outbox. Each instance: start, 5 s, wrk -c16 for 3 s on the console
+#     (so every thread has used its outbox connection), 5 s, measure.
+#     Target: at most 20 MB more.
+# (b) Delivery rate into nginx with ET_BENCH_BIG pending against
+#     ET_BENCH_SMALL (default 10,000) pending: the time to deliver the first
+#     ET_BENCH_SMALL events (at most ET_BENCH_WINDOW seconds, default 60;
+#     the rate is then what was delivered in the window). Target: >= 0.9.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap cleanup_all EXIT
+need wrk wrk
+BIG=${ET_BENCH_BIG:-1000000}
+SMALL=${ET_BENCH_SMALL:-10000}
+WINDOW=${ET_BENCH_WINDOW:-60}
+URL=http://127.0.0.1:$P_HTTPD/console/member/
+
+DB_BIG=$(backlog_db "$BIG")
+DB_SMALL=$(backlog_db "$SMALL")
+
+proc_cpu() {                          # pid -> utime+stime in seconds
+    awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"
+}
+mem_of() {                            # name db|- -> sets MEM_KB, prints details
+    local name=$1 db=$2
+    httpd_conf "mem-$name" on "$P_NGINX"
+    [ "$db" = - ] || install_outbox "$db"
+    httpd_run
+    sleep 5
+    wrk_put "$URL" 16 3 >/dev/null 2>&1
+    sleep 5
+    MEM_KB=$(rss_kb)
+    local d; d=$(dispatcher_pid)
+    local c0; c0=$(proc_cpu "$d"); sleep 5; local c1; c1=$(proc_cpu "$d")
+    say "$name: RSS total $MEM_KB kB; per process: $(for p in $(httpd_pids); do printf '%s=%s ' "$p" "$(awk '/^VmRSS:/ {print $2}' /proc/$p/status)"; done)(dispatcher $d)"
+    say "$name: dispatcher CPU while the receiver is down: $(calc "round(($c1 - $c0) / 5 * 100)")%"
+    httpd_stop
+}
+
+nginx_stop
+say "(a) memory, receiver down"
+mem_of idle -; M_IDLE=$MEM_KB
+mem_of "backlog-$BIG" "$DB_BIG"; M_BIG=$MEM_KB
+ADDED_MB=$(calc "round(($M_BIG - $M_IDLE) / 1024, 1)")
+result "4 backlog: RSS with ${BIG} pending (MB)" "$(calc "round($M_BIG/1024,1)")" "$(calc "round($M_IDLE/1024,1)")" "$(ratio "$M_BIG" "$M_IDLE")" "added <= 20 MB (+$ADDED_MB)" "$(verdict_le "$ADDED_MB" 20)" ""
+
+say "(b) delivery rate, nginx up"
+nginx_start
+rate_of() {                           # name db -> sets RATE
+    httpd_conf "rate-$1" on "$P_NGINX"
+    install_outbox "$2"
+    local t0; t0=$(date +%s.%N)
+    httpd_run
+    ET_BENCH_DRAIN_MAX=$WINDOW drain_until "$SMALL" "$t0"
+    RATE=$(calc "$DRAIN_DONE / $DRAIN_SECS")
+    say "$1: $DRAIN_DONE delivered in $(printf %.1f "$DRAIN_SECS") s: $(printf %.1f "$RATE")/s"
+    httpd_stop
+}
+rate_of "backlog-$SMALL" "$DB_SMALL"; R_SMALL=$RATE
+rate_of "backlog-$BIG" "$DB_BIG"; R_BIG=$RATE
+RT=$(ratio "$R_BIG" "$R_SMALL")
+result "4 backlog: rate ${BIG} vs ${SMALL} (ev/s)" "$(printf %.1f "$R_BIG")" "$(printf %.1f "$R_SMALL")" "$RT" ">= 0.9" "$(verdict_ge "$RT" 0.9)" ""

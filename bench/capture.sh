@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench/capture.sh: figure 1, capture overhead.
+#
+# wrk (16 connections, PUT with a JSON body, a new object id per request)
+# against the in-process console (t/c-modules/et_console) in httpd:
+#   baseline: httpd + console, mod_eventtrigger not loaded
+#   module:   the same httpd + console, the module loaded and the location
+#             mapped (EventTrigger member): every answer is captured and
+#             committed to the SQLite outbox; delivery to nginx (200 to all)
+# Rounds alternate baseline/module (ET_BENCH_ROUNDS, default 3; each
+# ET_BENCH_SECONDS, default 10, after a 2 s warm-up); the medians are compared.
+# Targets: throughput ratio >= 0.95, p99 added <= 0.5 ms.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap cleanup_all EXIT
+need wrk wrk
+ROUNDS=${ET_BENCH_ROUNDS:-3}
+SECS=${ET_BENCH_SECONDS:-10}
+CONNS=16
+URL=http://127.0.0.1:$P_HTTPD/console/member/
+
+nginx_start
+declare -a rps_off rps_on p99_off p99_on
+for r in $(seq "$ROUNDS"); do
+    for mode in off on; do
+        if [ "$mode" = off ]; then
+            httpd_start capture-off nomodule "$P_NGINX"
+        else
+            httpd_start capture-on on "$P_NGINX"
+        fi
+        wrk_put "$URL" "$CONNS" 2 >/dev/null 2>&1          # warm-up
+        say "round $r, module $mode: wrk -c$CONNS -d${SECS}s"
+        wrk_put "$URL" "$CONNS" "$SECS"
+        if [ "$mode" = off ]; then
+            rps_off+=("$WRK_RPS"); p99_off+=("$WRK_P99")
+        else
+            rps_on+=("$WRK_RPS"); p99_on+=("$WRK_P99")
+            sleep 1
+            say "outbox after the run: $(ob_count 1) delivered, $(ob_count 0) pending"
+            grep -E 'ET000(3[123])' "$HT_DIR/logs/error.log" | head -3 >&2 || true
+        fi
+        httpd_stop
+    done
+done
+
+R_OFF=$(median "${rps_off[@]}"); R_ON=$(median "${rps_on[@]}")
+Q_OFF=$(calc "$(median "${p99_off[@]}")/1000"); Q_ON=$(calc "$(median "${p99_on[@]}")/1000")
+say "rps  off: ${rps_off[*]}  on: ${rps_on[*]}"
+say "p99  off: ${p99_off[*]}  on: ${p99_on[*]} (µs)"
+
+RT=$(ratio "$R_ON" "$R_OFF")
+result "1 capture: throughput (req/s)" "$(printf %.0f "$R_ON")" "$(printf %.0f "$R_OFF")" "$RT" ">= 0.95" "$(verdict_ge "$RT" 0.95)" ""
+ADDED=$(calc "round($Q_ON - $Q_OFF, 3)")
+result "1 capture: p99 latency (ms)" "$(printf %.3f "$Q_ON")" "$(printf %.3f "$Q_OFF")" "$(ratio "$Q_ON" "$Q_OFF")" "added <= 0.5 ms (+$ADDED)" "$(verdict_le "$ADDED" 0.5)" ""

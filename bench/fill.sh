@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bench/fill.sh OUTBOX N [ENDPOINT]: append N pending events to an existing
+# outbox (the schema of lib/et_outbox_dbd.c, made by httpd at startup), as
+# the capture filter would have written them: PUT (post-update) of member
+# "fN", JSON body, a fresh txn each. Direct insertion is only for making
+# backlogs; capture is measured by capture.sh.
+set -euo pipefail
+DB=$1 N=$2 EP=${3:-http://127.0.0.1:10010/cb}
+[ -f "$DB" ] || { echo "fill.sh: no outbox at $DB" >&2; exit 1; }
+NOW=$(python3 -c 'import time; print(int(time.time()*1e6))')
+sqlite3 "$DB" <<SQL
+PRAGMA busy_timeout = 10000;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA cache_size = -200000;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N),
+     r(i, txn, oid) AS (SELECT i, lower(hex(randomblob(16))),
+                               'f' || i || '-' || lower(hex(randomblob(3))) FROM n)
+INSERT INTO et_event (txn, site, object, event, oid, url, content_type, body,
+                      state, created, due, error)
+SELECT txn, 'bench', 'member', 'post-update', oid,
+       '$EP/v1/member/' || oid || '?event=post-update&txn=' || txn,
+       'application/json',
+       '{"username": "partner1_dev1", "email": "dev1@example.com", "phone": "+1 555 0100", "status": "active", "id": "' || oid || '","object_type":"member"}',
+       0, $NOW + i, $NOW + i, NULL
+  FROM r;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL

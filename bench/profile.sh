@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# bench/profile.sh: where the time goes (not part of run-all.sh; run it after
+# a build: bench/build.sh). Writes $ET_BENCH_DIR/profile/*.txt:
+#   capture-syscalls.txt   perf stat of the MPM children and the dispatcher
+#                          under wrk -c16 (sleeps, fsyncs, futexes)
+#   capture-perf.txt       perf report (dwarf call graphs) of the children
+#   delivery-perf.txt      perf report of the dispatcher draining a backlog
+#   claim-plan.txt         EXPLAIN QUERY PLAN and timings of the claim query
+#                          of lib/et_outbox_dbd.c at 100k and 1M pending, and
+#                          of candidate rewrites (on copies of the outbox)
+#   commit-cost.txt        SQLite commits: one row per transaction (FULL) vs
+#                          grouped, the ceiling of the capture path
+# Needs linux-perf.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap cleanup_all EXIT
+need perf linux-perf
+PROF=$W/profile; mkdir -p "$PROF"
+SECS=${ET_BENCH_SECONDS:-10}
+ONLY=${ET_BENCH_ONLY:-capture delivery claim commit}
+SYSC='syscalls:sys_enter_clock_nanosleep,syscalls:sys_enter_nanosleep,syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_futex,syscalls:sys_enter_pwrite64,syscalls:sys_enter_fcntl,task-clock,context-switches'
+
+children() {                          # MPM children (not the dispatcher)
+    local ppid d=none; ppid=$(cat "$HT_DIR/run/httpd.pid")
+    grep -q '^Define ET_MODULE' "$HT_DIR/conf/httpd.conf" && d=$(dispatcher_pid)
+    pgrep -P "$ppid" | grep -vx "$d" | paste -sd,
+}
+
+prof_capture() {
+    nginx_start
+    for mode in nomodule on; do
+        httpd_start "prof-$mode" "$mode" "$P_NGINX"
+        wrk_put "http://127.0.0.1:$P_HTTPD/console/member/" 16 2 >/dev/null 2>&1
+        local kids; kids=$(children)
+        {
+            echo "### module: $mode; MPM children $kids; wrk -c16 -d${SECS}s"
+            perf stat -e "$SYSC" -p "$kids" -- sleep "$SECS" 2>&1 &
+            local ps=$!
+            wrk_put "http://127.0.0.1:$P_HTTPD/console/member/" 16 "$SECS" 2>&1
+            wait $ps
+            if [ "$mode" = on ]; then
+                echo "### dispatcher $(dispatcher_pid), 5 s of the delivery that follows"
+                perf stat -e "$SYSC" -p "$(dispatcher_pid)" -- sleep 5 2>&1
+            fi
+        } >>"$PROF/capture-syscalls.txt.new" 2>&1
+        if [ "$mode" = on ]; then
+            kids=$(children)
+            perf record -q -F 499 --call-graph dwarf,16384 -o "$PROF/capture.data" -p "$kids" -- sleep 5 >/dev/null 2>&1 &
+            local pr=$!
+            wrk_put "http://127.0.0.1:$P_HTTPD/console/member/" 16 5 >/dev/null 2>&1
+            wait $pr || true
+            perf report -i "$PROF/capture.data" --no-children --percent-limit 1.5 --stdio \
+                -g caller,0.5,callee,function,percent >"$PROF/capture-perf.txt" 2>/dev/null || true
+            perf report -i "$PROF/capture.data" --no-children --sort dso,sym --stdio -g none \
+                --percent-limit 0.5 >"$PROF/capture-perf-flat.txt" 2>/dev/null || true
+        fi
+        httpd_stop
+    done
+    mv "$PROF/capture-syscalls.txt.new" "$PROF/capture-syscalls.txt"
+    nginx_stop
+}
+
+prof_delivery() {
+    local db; db=$(backlog_db 100000)
+    nginx_start
+    httpd_conf prof-delivery on "$P_NGINX"
+    install_outbox "$db"
+    httpd_run
+    sleep 2
+    local d; d=$(dispatcher_pid)
+    perf stat -e "$SYSC" -p "$d" -- sleep 5 >"$PROF/delivery-syscalls.txt" 2>&1
+    perf record -q -F 499 --call-graph dwarf,16384 -o "$PROF/delivery.data" -p "$d" -- sleep 10 >/dev/null 2>&1 || true
+    perf report -i "$PROF/delivery.data" --no-children --percent-limit 2 --stdio \
+        -g caller,0.5,callee,function,percent >"$PROF/delivery-perf.txt" 2>/dev/null || true
+    perf report -i "$PROF/delivery.data" --no-children --sort dso,sym --stdio -g none \
+        --percent-limit 0.5 >"$PROF/delivery-perf-flat.txt" 2>/dev/null || true
+    httpd_stop
+    nginx_stop
+}
+
+# The claim query of lib/et_outbox_dbd.c (ST_CLAIM's inner SELECT), with
+# now = a time after every row's due, no lease, no open circuit.
+CLAIM_SELECT="SELECT e.id FROM et_event e WHERE e.state = 0 AND e.due <= 9000000000000000 AND e.lease_until < 9000000000000000 AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site AND p.object = e.object AND p.oid = e.oid AND p.state = 0 AND p.id < e.id) AND NOT EXISTS (SELECT 1 FROM et_circuit c WHERE c.site = e.site AND c.open_until > 9000000000000000) ORDER BY e.id LIMIT 8"
+# Candidate: walk the pending rows in id order through a partial index and
+# stop at LIMIT (no sort of the whole backlog).
+CLAIM_PARTIAL="${CLAIM_SELECT/FROM et_event e WHERE/FROM et_event e INDEXED BY et_event_pending WHERE}"
+NEXT_DUE="SELECT MIN(CASE WHEN lease_until > due THEN lease_until ELSE due END) FROM et_event WHERE state = 0"
+
+sqltime() {                           # db sql... -> the Run Time lines
+    local db=$1; shift
+    { echo ".timer on"; for q in "$@"; do printf '%s;\n' "$q"; done; } \
+        | sqlite3 "$db" | grep 'Run Time' || true
+}
+
+prof_claim() {
+    local out=$PROF/claim-plan.txt
+    : >"$out"
+    for n in 100000 1000000; do
+        local src; src=$(backlog_db "$n")
+        local db=$W/claim-$n.db
+        cp "$src" "$db"
+        {
+            echo "######## $n pending events"
+            echo "--- EXPLAIN QUERY PLAN of the claim (ST_CLAIM) as it is"
+            sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_SELECT;"
+            echo "--- time of the claim's SELECT, 3 runs (sqlite3 .timer)"
+            sqltime "$db" "$CLAIM_SELECT" "$CLAIM_SELECT" "$CLAIM_SELECT"
+            echo "--- ST_NEXT_DUE (run when a claim returns fewer than it asked for)"
+            sqlite3 "$db" "EXPLAIN QUERY PLAN $NEXT_DUE;"; sqltime "$db" "$NEXT_DUE"
+            echo "--- with all of the backlog's site paused (receiver down: circuit open)"
+            sqlite3 "$db" "INSERT INTO et_circuit VALUES ('bench', 1, 5, 9100000000000000, 0, 'x');"
+            sqltime "$db" "${CLAIM_SELECT/c.open_until > 9000000000000000/c.open_until > 1}"
+            sqlite3 "$db" "DELETE FROM et_circuit;"
+            echo "--- candidate: partial index ON et_event(id) WHERE state = 0, claim walks it in id order"
+            sqlite3 "$db" "CREATE INDEX et_event_pending ON et_event (id) WHERE state = 0;"
+            sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_PARTIAL;"
+            sqltime "$db" "$CLAIM_PARTIAL" "$CLAIM_PARTIAL" "$CLAIM_PARTIAL"
+            echo "--- same candidate, site paused (it still walks every pending row)"
+            sqlite3 "$db" "INSERT INTO et_circuit VALUES ('bench', 1, 5, 9100000000000000, 0, 'x');"
+            sqltime "$db" "${CLAIM_PARTIAL/c.open_until > 9000000000000000/c.open_until > 1}"
+            sqlite3 "$db" "DELETE FROM et_circuit;"
+            echo "--- finishes (ST_FINISH on the 200 oldest pending rows: state changes, so 2 indexes are rewritten), synchronous=FULL"
+            python3 - "$db" <<'PY'
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA synchronous=FULL")
+ids = [r[0] for r in c.execute("SELECT id FROM et_event WHERE state = 0 ORDER BY id LIMIT 400")]
+SQL = ("UPDATE et_event SET state = 1, last_status = 200, last_error = NULL, due = 0,"
+       " lease_until = 0, lease_owner = NULL, done_at = 1, latency = 1 WHERE id = ? AND lease_owner IS NULL")
+t = time.perf_counter()
+for i in ids[:200]:
+    c.execute(SQL, (i,))
+d = time.perf_counter() - t
+print("%.3f ms per finish, each its own transaction (as et_outbox_finish)" % (d / 200 * 1000))
+t = time.perf_counter()
+c.execute("BEGIN")
+for i in ids[200:]:
+    c.execute(SQL, (i,))
+c.execute("COMMIT")
+d = time.perf_counter() - t
+print("%.3f ms per finish, 200 in one transaction (batched acks)" % (d / 200 * 1000))
+PY
+        } >>"$out" 2>&1
+        rm -f "$db" "$db-wal" "$db-shm"
+    done
+}
+
+prof_commit() {
+    local db=$W/commit.db
+    rm -f "$db"*; cp "$(schema_db)" "$db"
+    python3 - "$db" >"$PROF/commit-cost.txt" 2>&1 <<'PY'
+import sqlite3, sys, time, os
+db = sys.argv[1]
+c = sqlite3.connect(db, isolation_level=None)
+c.execute("PRAGMA journal_mode=WAL")
+SQL = ("INSERT INTO et_event (txn, site, object, event, oid, url, content_type, body, state, created, due, error)"
+       " VALUES (?, 'bench', 'member', 'post-update', ?, ?, 'application/json', ?, 0, 1, 1, NULL)")
+body = '{"username": "partner1_dev1", "email": "dev1@example.com", "phone": "+1 555 0100", "status": "active", "id": "x","object_type":"member"}'
+def rows(n, k):
+    return [(os.urandom(16).hex(), "c%d-%d" % (k, i), "http://127.0.0.1:10010/cb/v1/member/c%d?event=post-update" % i, body) for i in range(n)]
+print("SQLite %s, one connection, the capture's INSERT (ST_INSERT)" % sqlite3.sqlite_version)
+for sync in ("FULL", "NORMAL"):
+    c.execute("PRAGMA synchronous=%s" % sync)
+    for batch in (1, 4, 16, 64):
+        n = 4000
+        rs = rows(n, batch)
+        t = time.perf_counter()
+        for i in range(0, n, batch):
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany(SQL, rs[i:i + batch])
+            c.execute("COMMIT")
+        d = time.perf_counter() - t
+        print("synchronous=%-6s %3d rows per commit: %8.0f rows/s  (%.3f ms per commit)"
+              % (sync, batch, n / d, d / (n / batch) * 1000))
+PY
+    rm -f "$db"*
+}
+
+for what in $ONLY; do
+    say "profile: $what"
+    "prof_$what"
+done
+say "profiles in $PROF"
