@@ -10,13 +10,18 @@
 #                          of candidate rewrites (on copies of the outbox)
 #   commit-cost.txt        SQLite commits: one row per transaction (FULL) vs
 #                          grouped, the ceiling of the capture path
+#   latency-syscalls.txt   perf stat of children and dispatcher at figure
+#                          3's steady 200 PUT/s (ET_BENCH_ONLY=latency)
+#   whatif.txt             figure 2's drain with the outbox ANALYZEd (the
+#                          claim walks id order): the claim's share, and
+#                          the next bottleneck (ET_BENCH_ONLY=whatif)
 # Needs linux-perf.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup_all EXIT
 need perf linux-perf
 PROF=$W/profile; mkdir -p "$PROF"
 SECS=${ET_BENCH_SECONDS:-10}
-ONLY=${ET_BENCH_ONLY:-capture delivery claim commit}
+ONLY=${ET_BENCH_ONLY:-capture delivery claim commit whatif latency}
 SYSC='syscalls:sys_enter_clock_nanosleep,syscalls:sys_enter_nanosleep,syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_futex,syscalls:sys_enter_pwrite64,syscalls:sys_enter_fcntl,task-clock,context-switches'
 
 children() {                          # MPM children (not the dispatcher)
@@ -173,6 +178,62 @@ for sync in ("FULL", "NORMAL"):
               % (sync, batch, n / d, d / (n / batch) * 1000))
 PY
     rm -f "$db"*
+}
+
+# What-if, without touching the module: the same drain as figure 2, but the
+# outbox was ANALYZEd (and has a partial index of the pending rows), so
+# that SQLite's planner walks the claim in id order and stops at LIMIT
+# instead of sorting the whole backlog. Shows what the claim costs and what
+# the next bottleneck is (one fsync per finish under the outbox lock).
+prof_whatif() {
+    local src; src=$(backlog_db 100000)
+    local db=$W/whatif.db
+    cp "$src" "$db"
+    sqlite3 "$db" "CREATE INDEX et_event_pending ON et_event (id) WHERE state = 0; ANALYZE;"
+    local out=$PROF/whatif.txt
+    nginx_start
+    {
+        echo "### claim plan after ANALYZE"
+        sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_SELECT;"
+        for mode in as-is analyzed; do
+            httpd_conf "whatif-$mode" on "$P_NGINX"
+            if [ "$mode" = as-is ]; then install_outbox "$src"; else install_outbox "$db"; fi
+            local t0; t0=$(date +%s.%N)
+            httpd_run
+            sleep 10
+            local d; d=$(dispatcher_pid)
+            echo "### $mode: dispatcher, 10 s into the drain of a 100000 backlog"
+            perf stat -e "$SYSC" -p "$d" -- sleep 10 2>&1
+            ET_BENCH_DRAIN_MAX=30 drain_until 100000 "$t0"
+            echo "### $mode: $DRAIN_DONE delivered in $(printf %.1f "$DRAIN_SECS") s: $(calc "round($DRAIN_DONE / $DRAIN_SECS)")/s"
+            httpd_stop
+        done
+    } >"$out" 2>&1
+    nginx_stop
+    rm -f "$db"
+}
+
+# Figure 3's paced load (200 PUT/s for 20 s) with perf stat on the MPM
+# children and on the dispatcher: who sleeps in SQLite's busy handler.
+prof_latency() {
+    nginx_start
+    httpd_start prof-latency on "$P_NGINX_LOG"
+    local kids d; kids=$(children); d=$(dispatcher_pid)
+    {
+        echo "### 200 PUT/s for 20 s; MPM children $kids"
+        perf stat -e "$SYSC" -p "$kids" -- sleep 20 2>&1 &
+        local a=$!
+        echo "### dispatcher $d" >"$PROF/latency-dispatcher.tmp"
+        perf stat -e "$SYSC" -p "$d" -- sleep 20 >>"$PROF/latency-dispatcher.tmp" 2>&1 &
+        local b=$!
+        python3 "$BENCH/pace.py" --url "http://127.0.0.1:$P_HTTPD/console/member/" \
+            --rate 200 --seconds 20 --out "$PROF/latency-calls.txt"
+        wait $a $b
+        cat "$PROF/latency-dispatcher.tmp"; rm -f "$PROF/latency-dispatcher.tmp"
+        echo "### console round trip: $(python3 "$BENCH/e2e.py" --rtt "$PROF/latency-calls.txt")"
+    } >"$PROF/latency-syscalls.txt" 2>&1
+    httpd_stop
+    nginx_stop
 }
 
 for what in $ONLY; do
