@@ -135,9 +135,23 @@ apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
         buf = "";
         len = 0;
     }
+    /* jansson 2.14 skips a NUL byte that follows a number or a literal
+     * ({"id":12<NUL>}), which would then go out in a verbatim body: refuse
+     * every NUL byte here (JSON text has none outside its escapes). */
+    {
+        const char *nul = memchr(buf, '\0', len);
+
+        if (nul != NULL) {
+            *err = apr_psprintf(p, "malformed JSON: NUL character at byte %"
+                                APR_SIZE_T_FMT, (apr_size_t)(nul - buf));
+            return APR_EINVAL;
+        }
+    }
     /* JSON_DECODE_ANY only so that a scalar body gets a clear message; no
-     * JSON_ALLOW_NUL, so NUL and \u0000 are refused. */
-    j = json_loadb(buf, len, JSON_DECODE_ANY, &e);
+     * JSON_ALLOW_NUL, so NUL and \u0000 are refused. Duplicate names are
+     * refused: the body goes out as the console wrote it, and a receiver
+     * that keeps the first "id" would read another id than the URL's. */
+    j = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
     if (j == NULL) {
         *err = load_error(p, &e, max_depth);
         return APR_EINVAL;

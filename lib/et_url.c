@@ -51,6 +51,24 @@ apr_status_t et_url_check_root(apr_pool_t *p, const char *root,
         *err = "URL must not contain user info (user@ or user:password@)";
         return APR_EINVAL;
     }
+    /* A host name, or an IP literal: no percent-escapes, backslashes or
+     * non-ASCII bytes, which URL parsers (APR's here, libcurl's for the
+     * call) do not read alike. */
+    {
+        const char *auth = strstr(root, "://");
+        int literal = auth != NULL && auth[3] == '[';
+
+        for (c = u.hostname; *c; c++) {
+            if (literal ? !(apr_isxdigit(*c) || *c == ':' || *c == '.')
+                        : !(apr_isalnum(*c) || *c == '-' || *c == '.'
+                            || *c == '_')) {
+                *err = "host must be a name of letters, digits, '-', '.' "
+                       "and '_', or an IP address (an international name "
+                       "in its xn-- form)";
+                return APR_EINVAL;
+            }
+        }
+    }
     if (u.query != NULL) {
         *err = "URL must not have a query ('?')";
         return APR_EINVAL;

@@ -424,6 +424,12 @@ START_TEST(test_capture_malformed)
     failed("premature end of input");
     cap_body("{\"id\":99999999999999999999}");
     failed("number out of range");
+    /* the body goes out verbatim: a receiver keeping the first "id" would
+     * read another id than the URL's */
+    cap_body("{\"id\":\"a\",\"id\":\"b\"}");
+    failed("duplicate key");
+    cap_body("{\"id\":\"a\",\"m\":{\"x\":1,\"x\":2}}");
+    failed("duplicate key");
 }
 END_TEST
 
@@ -437,6 +443,11 @@ START_TEST(test_capture_nul_and_utf8)
     cap.body_len = 12;
     cap.body_total = 12;
     failed("malformed JSON");
+    /* after a number or a literal, jansson 2.14 skips a NUL byte */
+    cap.body = "{\"id\":12\0,\"a\":true\0}";
+    cap.body_len = 20;
+    cap.body_total = 20;
+    failed("NUL character at byte 8");
     cap_body("{\"id\":\"caf\xe9\"}");
     ev = failed("invalid UTF-8");
     ck_assert_ptr_null(strchr(ev->error, '\xe9'));

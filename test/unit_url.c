@@ -70,6 +70,9 @@ START_TEST(test_root_good)
         "http://[::1]:8080/cb",
         "http://127.0.0.1:1/",
         "http://h:65535/x;y=1",
+        "http://[::ffff:127.0.0.1]/cb",
+        "https://xn--bcher-kva.example/cb",
+        "http://hooks_1.internal-net/cb",
         NULL
     };
     const char *err;
@@ -109,6 +112,10 @@ START_TEST(test_root_bad)
         { "http://h/a b", "spaces" },
         { "http://h/a\tb", "control" },
         { "http://h/a\x7f", "control" },
+        { "http://h%2ecom/", "host must be" },
+        { "http://h\\evil.example/", "host must be" },
+        { "http://b\xc3\xbc" "cher.example/", "host must be" },
+        { "http://[::1%25eth0]/", "host must be" },
         { "", "empty" },
         { NULL, "empty" },
     };
