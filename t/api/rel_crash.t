@@ -1,5 +1,5 @@
 # Crashes and restarts lose nothing (site et_crash of
-# t/conf/reliability.conf.in; EventTriggerLease 8s, EventTriggerTimeout 3s):
+# t/conf/reliability.conf.in; EventTriggerLease 12s, EventTriggerTimeout 3s):
 #
 #  1. kill -9 of the dispatcher in the middle of a call (the receiver is
 #     slow, so the call is surely under way): httpd forks a new dispatcher
@@ -25,7 +25,12 @@ use ETTest qw(:all);
 use ETRel qw(:all);
 
 my $ROOT = '/hooks/crash';
-my $LEASE = 8;
+# EventTriggerLease of t/conf/reliability.conf.in
+my $LEASE = do {
+    open my $fh, '<', t_path('t_conf', 'reliability.conf') or die "reliability.conf: $!";
+    my($l) = map { /^\s*EventTriggerLease\s+(\d+)s\b/ ? $1 : () } <$fh>;
+    $l // die "no EventTriggerLease in t/conf/reliability.conf";
+};
 my $SLACK = 3;
 my $MPM_CONF = t_path('t_state', 'reliability-mpm.conf');
 
