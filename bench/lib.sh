@@ -246,8 +246,8 @@ schema_db() {                         # -> $W/schema.db (empty outbox)
 }
 backlog_db() {                        # N -> $W/backlog-N.db
     local n=$1 f=$W/backlog-$1.db
+    local s; s=$(schema_db)           # drops cached backlogs of another schema
     if [ ! -s "$f" ]; then
-        local s; s=$(schema_db)
         say "making a backlog of $n events ($f)"
         cp "$s" "$f.tmp"
         local t0=$SECONDS

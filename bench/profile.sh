@@ -5,9 +5,10 @@
 #                          under wrk -c16 (sleeps, fsyncs, futexes)
 #   capture-perf.txt       perf report (dwarf call graphs) of the children
 #   delivery-perf.txt      perf report of the dispatcher draining a backlog
-#   claim-plan.txt         EXPLAIN QUERY PLAN and timings of the claim query
-#                          of lib/et_outbox_dbd.c at 100k and 1M pending, and
-#                          of candidate rewrites (on copies of the outbox)
+#   claim-plan.txt         EXPLAIN QUERY PLAN and timings of the claim and
+#                          next-due statements of lib/et_outbox_dbd.c as
+#                          built (bench/stmt.py) at 100k and 1M pending, and
+#                          the cost of a finish alone vs batched
 #   commit-cost.txt        SQLite commits: one row per transaction (FULL) vs
 #                          grouped, the ceiling of the capture path
 #   latency-syscalls.txt   perf stat of children and dispatcher at figure
@@ -82,14 +83,10 @@ prof_delivery() {
     nginx_stop
 }
 
-# The claim query of lib/et_outbox_dbd.c (ST_CLAIM's inner SELECT), with
-# now = a time after every row's due, no lease, no open circuit.
-CLAIM_SELECT="SELECT e.id FROM et_event e WHERE e.state = 0 AND e.due <= 9000000000000000 AND e.lease_until < 9000000000000000 AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site AND p.object = e.object AND p.oid = e.oid AND p.state = 0 AND p.id < e.id) AND NOT EXISTS (SELECT 1 FROM et_circuit c WHERE c.site = e.site AND c.open_until > 9000000000000000) ORDER BY e.id LIMIT 8"
-# Candidate: walk the pending rows in id order through a partial index and
-# stop at LIMIT (no sort of the whole backlog).
-CLAIM_PARTIAL="${CLAIM_SELECT/FROM et_event e WHERE/FROM et_event e INDEXED BY et_event_pending WHERE}"
-NEXT_DUE="SELECT MIN(CASE WHEN lease_until > due THEN lease_until ELSE due END) FROM et_event WHERE state = 0"
-
+# The module's own statements, as built ($W/build/lib/et_outbox_dbd.c),
+# through bench/stmt.py: placeholders filled with site 'bench', a time after
+# every due and lease, LIMIT 8.
+SRC=$W/build/lib/et_outbox_dbd.c
 sqltime() {                           # db sql... -> the Run Time lines
     local db=$1; shift
     { echo ".timer on"; for q in "$@"; do printf '%s;\n' "$q"; done; } \
@@ -98,32 +95,28 @@ sqltime() {                           # db sql... -> the Run Time lines
 
 prof_claim() {
     local out=$PROF/claim-plan.txt
-    : >"$out"
+    local claim next; claim=$(python3 "$BENCH/stmt.py" "$SRC" ST_CLAIM)
+    next=$(python3 "$BENCH/stmt.py" "$SRC" ST_NEXT_DUE)
+    {
+        echo "module $(cat "$W/built-rev")"
+        echo "ST_CLAIM: $claim"
+        echo "ST_NEXT_DUE: $next"
+    } >"$out"
     for n in 100000 1000000; do
         local src; src=$(backlog_db "$n")
         local db=$W/claim-$n.db
         cp "$src" "$db"
         {
             echo "######## $n pending events"
-            echo "--- EXPLAIN QUERY PLAN of the claim (ST_CLAIM) as it is"
-            sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_SELECT;"
-            echo "--- time of the claim's SELECT, 3 runs (sqlite3 .timer)"
-            sqltime "$db" "$CLAIM_SELECT" "$CLAIM_SELECT" "$CLAIM_SELECT"
-            echo "--- ST_NEXT_DUE (run when a claim returns fewer than it asked for)"
-            sqlite3 "$db" "EXPLAIN QUERY PLAN $NEXT_DUE;"; sqltime "$db" "$NEXT_DUE"
-            echo "--- with all of the backlog's site paused (receiver down: circuit open)"
-            sqlite3 "$db" "INSERT INTO et_circuit VALUES ('bench', 1, 5, 9100000000000000, 0, 'x');"
-            sqltime "$db" "${CLAIM_SELECT/c.open_until > 9000000000000000/c.open_until > 1}"
-            sqlite3 "$db" "DELETE FROM et_circuit;"
-            echo "--- candidate: partial index ON et_event(id) WHERE state = 0, claim walks it in id order"
-            sqlite3 "$db" "CREATE INDEX et_event_pending ON et_event (id) WHERE state = 0;"
-            sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_PARTIAL;"
-            sqltime "$db" "$CLAIM_PARTIAL" "$CLAIM_PARTIAL" "$CLAIM_PARTIAL"
-            echo "--- same candidate, site paused (it still walks every pending row)"
-            sqlite3 "$db" "INSERT INTO et_circuit VALUES ('bench', 1, 5, 9100000000000000, 0, 'x');"
-            sqltime "$db" "${CLAIM_PARTIAL/c.open_until > 9000000000000000/c.open_until > 1}"
-            sqlite3 "$db" "DELETE FROM et_circuit;"
-            echo "--- finishes (ST_FINISH on the 200 oldest pending rows: state changes, so 2 indexes are rewritten), synchronous=FULL"
+            echo "--- EXPLAIN QUERY PLAN of ST_CLAIM"
+            sqlite3 "$db" "EXPLAIN QUERY PLAN $claim;"
+            echo "--- ST_CLAIM, 3 runs, each rolled back (sqlite3 .timer)"
+            sqltime "$db" "BEGIN" "$claim" "ROLLBACK" "BEGIN" "$claim" "ROLLBACK" "BEGIN" "$claim" "ROLLBACK" \
+                | awk 'NR % 3 == 2'
+            echo "--- ST_NEXT_DUE"
+            sqlite3 "$db" "EXPLAIN QUERY PLAN $next;"
+            sqltime "$db" "$next"
+            echo "--- finishes (ST_FINISH on the 200 oldest pending rows: state changes, so the indexes on state are rewritten), synchronous=FULL"
             python3 - "$db" <<'PY'
 import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -193,8 +186,8 @@ prof_whatif() {
     local out=$PROF/whatif.txt
     nginx_start
     {
-        echo "### claim plan after ANALYZE"
-        sqlite3 "$db" "EXPLAIN QUERY PLAN $CLAIM_SELECT;"
+        echo "### ST_CLAIM's plan after ANALYZE"
+        sqlite3 "$db" "EXPLAIN QUERY PLAN $(python3 "$BENCH/stmt.py" "$SRC" ST_CLAIM);"
         for mode in as-is analyzed; do
             httpd_conf "whatif-$mode" on "$P_NGINX"
             if [ "$mode" = as-is ]; then install_outbox "$src"; else install_outbox "$db"; fi
