@@ -13,6 +13,9 @@
  *    mutex, so the claiming thread may create them while workers destroy
  *    theirs;
  *  - d->inflight is only touched with apr_atomic_*;
+ *  - a worker hands its finished job (and the job's pool) to the claiming
+ *    thread through d->done (guarded by d->done_lock); that thread stores
+ *    all outcomes in one transaction and destroys the pools;
  *  - the circuits (endpoint health, by site) and their hash are guarded by
  *    d->cb_lock; their pool is the dispatcher's, used only under that lock;
  *  - the et_site_t found by conf->lookup is read-only configuration.
@@ -57,14 +60,18 @@ typedef struct dispatcher_t {
     apr_thread_mutex_t *cb_lock;
     apr_hash_t *circuits;             /* site name -> et_circuit_t */
     apr_pool_t *cb_pool;
+    apr_thread_mutex_t *done_lock;    /* guards done */
+    struct job_t *done;               /* calls made, outcome not yet stored */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
 } dispatcher_t;
 
 typedef struct job_t {
     dispatcher_t *d;
-    apr_pool_t *pool;
+    apr_pool_t *pool;                 /* owns the job; see flush_outcomes */
     et_event_t *ev;
+    et_outcome_t out;
+    struct job_t *next;               /* in d->done, once called */
 } job_t;
 
 /* The connection is the dispatcher's (ob_lock); writing also needs the
@@ -374,7 +381,6 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     et_http_request_t req;
     et_http_response_t resp;
     et_outcome_t out;
-    apr_status_t rv;
     const char *detail;
     int level, i;
 
@@ -441,9 +447,6 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                            resp.error ? resp.error : "transport error");
     }
 
-    ob_enter(d);
-    rv = et_outbox_finish(d->ob, ev, d->owner, &out);
-    ob_leave(d);
     circuit_after(d, p, site, ev, &resp, out.error);
 
     switch (out.state) {
@@ -469,24 +472,72 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                       ev->oid, ev->attempts, resp.status,
                       apr_time_as_msec(resp.elapsed),
                       out.error ? " error=" : "", out.error ? out.error : ""));
-    if (rv == APR_EBUSY) {
-        dlog(d->conf, ET_LOG_WARNING,
-             apr_psprintf(p, "ET01002: lease of txn=%s expired during the "
-                          "call; its outcome was left to the new holder "
-                          "(raise EventTriggerLease above the call timeout)",
-                          ev->txn));
-    }
-    else if (rv != APR_SUCCESS) {
-        dlog(d->conf, ET_LOG_ERR,
-             apr_psprintf(p, "ET01003: cannot record the outcome of txn=%s: "
-                          "%s; it will be retried when its lease expires",
-                          ev->txn, et_outbox_error(d->ob)));
-    }
 
-    apr_pool_destroy(p);
+    /* The outcome is stored by the claiming thread with the others that
+     * finished meanwhile, in one transaction; the job and its pool are
+     * its from here on. Until then the event stays leased, so neither it
+     * nor a later event of the same object can be claimed. */
+    job->out = out;
+    apr_thread_mutex_lock(d->done_lock);
+    job->next = d->done;
+    d->done = job;
+    apr_thread_mutex_unlock(d->done_lock);
     apr_atomic_dec32(&d->inflight);
     nudge(d);
     return NULL;
+}
+
+/*
+ * Store the outcomes of the calls that finished since the last look, in
+ * one transaction (one commit for many calls), then free their jobs.
+ * Runs on the claiming thread only.
+ */
+static void flush_outcomes(dispatcher_t *d, apr_pool_t *p)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    job_t *jobs, *job, *next;
+    int began;
+
+    apr_thread_mutex_lock(d->done_lock);
+    jobs = d->done;
+    d->done = NULL;
+    apr_thread_mutex_unlock(d->done_lock);
+    if (!jobs) {
+        return;
+    }
+
+    ob_enter(d);
+    began = et_outbox_begin(d->ob, p, &trans) == APR_SUCCESS;
+    for (job = jobs; job; job = job->next) {
+        apr_status_t rv = et_outbox_finish(d->ob, job->ev, d->owner,
+                                           &job->out);
+        if (rv == APR_EBUSY) {
+            dlog(d->conf, ET_LOG_WARNING,
+                 apr_psprintf(p, "ET01002: lease of txn=%s expired during "
+                              "the call; its outcome was left to the new "
+                              "holder (raise EventTriggerLease above the "
+                              "call timeout)", job->ev->txn));
+        }
+        else if (rv != APR_SUCCESS) {
+            dlog(d->conf, ET_LOG_ERR,
+                 apr_psprintf(p, "ET01003: cannot record the outcome of "
+                              "txn=%s: %s; it will be made again when its "
+                              "lease expires", job->ev->txn,
+                              et_outbox_error(d->ob)));
+        }
+    }
+    if (began && et_outbox_end(d->ob, trans) != APR_SUCCESS) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01018: cannot commit outcomes: %s; those "
+                          "calls will be made again when their leases expire",
+                          et_outbox_error(d->ob)));
+    }
+    ob_leave(d);
+
+    for (job = jobs; job; job = next) {
+        next = job->next;
+        apr_pool_destroy(job->pool);
+    }
 }
 
 /* Old delivered and dead events go, a batch at a time, so that the
@@ -653,7 +704,10 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     apr_allocator_max_free_set(alloc, 1024 * 1024);
 
     if ((rv = apr_thread_mutex_create(&d->cb_lock, APR_THREAD_MUTEX_DEFAULT,
-                                      p)) != APR_SUCCESS) {
+                                      p)) != APR_SUCCESS
+        || (rv = apr_thread_mutex_create(&d->done_lock,
+                                         APR_THREAD_MUTEX_DEFAULT, p))
+           != APR_SUCCESS) {
         return rv;
     }
     apr_pool_create(&d->cb_pool, p);
@@ -703,6 +757,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         apr_time_t due;
 
         apr_pool_clear(iter);
+        flush_outcomes(&d, iter);
         if (apr_time_now() >= next_prune) {
             prune(&d, iter);
             next_prune = apr_time_now() + ET_PRUNE_EVERY;
@@ -749,6 +804,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
      * until we release it below. */
     apr_thread_pool_tasks_cancel(d.tp, &d);
     apr_thread_pool_destroy(d.tp);
+    flush_outcomes(&d, p);
     ob_enter(&d);
     if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
         dlog(conf, ET_LOG_WARNING,

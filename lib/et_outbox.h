@@ -12,6 +12,8 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_dbd.h>
+
 #include "et_event.h"
 
 typedef struct et_outbox_t et_outbox_t;
@@ -31,6 +33,12 @@ const char *et_outbox_file(const et_outbox_t *ob);
 
 /** Store a new event (pending, or failed with its error). Sets ev->rowid. */
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
+
+/** Start a transaction (so that several writes make one commit). */
+apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
+                             apr_dbd_transaction_t **trans);
+/** Commit it (or roll it back if a statement in it failed). */
+apr_status_t et_outbox_end(et_outbox_t *ob, apr_dbd_transaction_t *trans);
 
 /**
  * Store @a n events in one transaction (each[i] says how each went; if the

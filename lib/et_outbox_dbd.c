@@ -106,8 +106,10 @@ static const char *const stmt_sql[ET_STMTS] = {
     "   AND p.id < e.id)"
     "  ORDER BY e.due LIMIT %d)"
     /* again on the row itself: PostgreSQL re-checks these (not the
-     * subquery) when another dispatcher claimed the row meanwhile */
-    " AND state = 0 AND lease_until < %lld"
+     * subquery) when another dispatcher claimed the row meanwhile. The
+     * unary + keeps SQLite from driving the UPDATE through an index on
+     * state (testing every pending row against the IN list). */
+    " AND +state = 0 AND +lease_until < %lld"
     " RETURNING " EV_COLS,
     /* ST_FINISH: only the lease holder may write the outcome */
     "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
@@ -370,6 +372,23 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
         return set_error(ob, rv, "storing an event");
     }
     return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
+                             apr_dbd_transaction_t **trans)
+{
+    int dbrv;
+
+    *trans = NULL;
+    dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, trans);
+    return dbrv ? set_error(ob, dbrv, "starting a transaction") : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_end(et_outbox_t *ob, apr_dbd_transaction_t *trans)
+{
+    int dbrv = apr_dbd_transaction_end(ob->drv, ob->pool, trans);
+
+    return dbrv ? set_error(ob, dbrv, "committing") : APR_SUCCESS;
 }
 
 apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
