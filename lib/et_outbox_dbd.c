@@ -431,6 +431,16 @@ apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
     return APR_SUCCESS;
 }
 
+/* A column's text, copied: the pgsql driver frees a result once its last
+ * row has been read, so the driver's pointers must not be kept. */
+static const char *entry_str(et_outbox_t *ob, apr_pool_t *p,
+                             apr_dbd_row_t *row, int col)
+{
+    const char *v = apr_dbd_get_entry(ob->drv, row, col);
+
+    return v ? apr_pstrdup(p, v) : NULL;
+}
+
 static apr_int64_t entry_i64(et_outbox_t *ob, apr_dbd_row_t *row, int col)
 {
     const char *v = apr_dbd_get_entry(ob->drv, row, col);
@@ -453,22 +463,22 @@ static et_event_t *row_to_event(et_outbox_t *ob, apr_pool_t *p,
     et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
 
     ev->rowid = entry_i64(ob, row, 0);
-    ev->txn = apr_dbd_get_entry(ob->drv, row, 1);
-    ev->site = apr_dbd_get_entry(ob->drv, row, 2);
-    et_object_parse(apr_dbd_get_entry(ob->drv, row, 3), &ev->object);
-    et_event_parse(apr_dbd_get_entry(ob->drv, row, 4), &ev->event);
-    ev->oid = apr_dbd_get_entry(ob->drv, row, 5);
-    ev->url = apr_dbd_get_entry(ob->drv, row, 6);
-    ev->content_type = apr_dbd_get_entry(ob->drv, row, 7);
-    ev->body = apr_dbd_get_entry(ob->drv, row, 8);
+    ev->txn = entry_str(ob, p, row, 1);
+    ev->site = entry_str(ob, p, row, 2);
+    et_object_parse(entry_str(ob, p, row, 3), &ev->object);
+    et_event_parse(entry_str(ob, p, row, 4), &ev->event);
+    ev->oid = entry_str(ob, p, row, 5);
+    ev->url = entry_str(ob, p, row, 6);
+    ev->content_type = entry_str(ob, p, row, 7);
+    ev->body = entry_str(ob, p, row, 8);
     ev->body_len = ev->body ? strlen(ev->body) : 0;
     ev->attempts = (int)entry_i64(ob, row, 9);
     ev->created = entry_i64(ob, row, 10);
     ev->state = (et_state_e)entry_i64(ob, row, 11);
     ev->last_status = (int)entry_i64(ob, row, 12);
-    ev->error = apr_dbd_get_entry(ob->drv, row, 13);
+    ev->error = entry_str(ob, p, row, 13);
     if (!ev->error) {
-        ev->error = apr_dbd_get_entry(ob->drv, row, 14);
+        ev->error = entry_str(ob, p, row, 14);
     }
     ev->due = entry_i64(ob, row, 15);
     ev->done_at = entry_i64(ob, row, 16);
@@ -582,7 +592,7 @@ apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
     }
     else {
         while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-            const char *v = apr_dbd_get_entry(ob->drv, row, 0);
+            const char *v = entry_str(ob, p, row, 0);
             if (v) {
                 *due = apr_atoi64(v);
                 st = APR_SUCCESS;
@@ -686,12 +696,12 @@ apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
     while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
         et_circuit_row_t *c = apr_pcalloc(p, sizeof(*c));
 
-        c->site = apr_dbd_get_entry(ob->drv, row, 0);
+        c->site = entry_str(ob, p, row, 0);
         c->state = (int)entry_i64(ob, row, 1);
         c->failures = (int)entry_i64(ob, row, 2);
         c->open_until = entry_i64(ob, row, 3);
         c->changed = entry_i64(ob, row, 4);
-        c->last_error = apr_dbd_get_entry(ob->drv, row, 5);
+        c->last_error = entry_str(ob, p, row, 5);
         APR_ARRAY_PUSH(*out, et_circuit_row_t *) = c;
     }
     return APR_SUCCESS;
@@ -783,7 +793,7 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
     }
     /* rows come ordered by site: one entry per run of a site */
     while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        const char *site = apr_dbd_get_entry(ob->drv, row, 0);
+        const char *site = entry_str(ob, p, row, 0);
         et_site_counts_t *c = site_entry(*out, p, site ? site : "");
         apr_int64_t n = entry_i64(ob, row, 2);
 
@@ -824,7 +834,7 @@ apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
     while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
         et_latency_t *l = apr_array_push(*out);
 
-        l->site = apr_dbd_get_entry(ob->drv, row, 0);
+        l->site = entry_str(ob, p, row, 0);
         l->total = entry_i64(ob, row, 1);
         l->call = entry_i64(ob, row, 2);
     }
@@ -860,7 +870,7 @@ apr_status_t et_outbox_pending_sites(et_outbox_t *ob, apr_pool_t *p,
         return set_error(ob, rv, "listing sites with pending events");
     }
     while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        const char *site = apr_dbd_get_entry(ob->drv, row, 0);
+        const char *site = entry_str(ob, p, row, 0);
         if (site) {
             APR_ARRAY_PUSH(*sites, const char *) = site;
         }

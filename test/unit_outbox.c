@@ -1,8 +1,9 @@
 /* Licensed under the Apache License, Version 2.0. */
 /*
  * unit_outbox.c: the outbox over apr_dbd with a real SQLite file
- * (et_outbox_dbd.c), and the dispatcher's verdict on an answer
- * (et_dispatch_judge).
+ * (et_outbox_dbd.c), the same tests against a real PostgreSQL server when
+ * ET_TEST_PGSQL holds a conninfo (.ci/run starts one), and the
+ * dispatcher's verdict on an answer (et_dispatch_judge).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <apr_strings.h>
 #include <apr_file_io.h>
 #include <apr_time.h>
+#include <apr_dbd.h>
 
 #include "et_outbox.h"
 #include "et_dispatch.h"
@@ -41,11 +43,36 @@ static void ob_setup(void)
                   "open: %s", err ? err : "?");
 }
 
+/* PostgreSQL: a clean schema in the given database for every test. */
+static void ob_setup_pg(void)
+{
+    const char *conninfo = getenv("ET_TEST_PGSQL");
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL;
+    int nrows;
+
+    ut_setup();
+    dbdir[0] = '\0';
+    ck_assert_int_eq(apr_dbd_init(ut_pool), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
+    ck_assert_msg(apr_dbd_open_ex(drv, ut_pool, conninfo, &db, &err)
+                  == APR_SUCCESS, "pgsql: %s", err ? err : "?");
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP TABLE IF EXISTS et_event, et_circuit"),
+                     0);
+    apr_dbd_close(drv, db);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool,
+                                 apr_pstrcat(ut_pool, "pgsql:", conninfo,
+                                             NULL), 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+}
+
 static void ob_teardown(void)
 {
     et_outbox_close(ob);
     ob = NULL;
-    {
+    if (dbdir[0]) {
         static const char *const files[] = { "outbox.db", "outbox.db-wal",
                                              "outbox.db-shm", NULL };
         int i;
@@ -560,13 +587,8 @@ START_TEST(judge_honours_retry_after_within_bounds)
 }
 END_TEST
 
-Suite *outbox_suite(void)
+static void add_outbox_tests(TCase *tc)
 {
-    Suite *s = suite_create("outbox");
-    TCase *tc = tcase_create("sqlite3");
-    TCase *tj = tcase_create("judge");
-
-    tcase_add_checked_fixture(tc, ob_setup, ob_teardown);
     tcase_add_test(tc, claim_returns_the_stored_event);
     tcase_add_test(tc, failed_events_are_kept_but_never_claimed);
     tcase_add_test(tc, one_object_in_capture_order_others_in_parallel);
@@ -582,7 +604,24 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
     tcase_add_test(tc, site_counts_and_recent_errors);
     tcase_add_test(tc, prune_deletes_only_old_finished_events);
+}
+
+Suite *outbox_suite(void)
+{
+    Suite *s = suite_create("outbox");
+    TCase *tc = tcase_create("sqlite3");
+    TCase *tj = tcase_create("judge");
+
+    tcase_add_checked_fixture(tc, ob_setup, ob_teardown);
+    add_outbox_tests(tc);
     suite_add_tcase(s, tc);
+    if (getenv("ET_TEST_PGSQL") && *getenv("ET_TEST_PGSQL")) {
+        TCase *tp = tcase_create("pgsql");
+
+        tcase_add_checked_fixture(tp, ob_setup_pg, ob_teardown);
+        add_outbox_tests(tp);
+        suite_add_tcase(s, tp);
+    }
 
     tcase_add_checked_fixture(tj, judge_setup, ut_teardown);
     tcase_add_test(tj, judge_2xx_delivers);
