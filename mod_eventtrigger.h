@@ -55,12 +55,18 @@ typedef struct et_srv_conf_t {
     apr_interval_time_t keep_delivered;   /* -1: unset; 0: forever */
     apr_interval_time_t keep_dead;        /* -1: unset; 0: forever */
     server_rec *s;                    /* for messages */
+    /* where directives checked as a whole were given ("FILE:LINE") */
+    const char *timeout_where;
+    const char *tls_verify_where;
+    const char *store_where;
+    const char *lease_where;
 } et_srv_conf_t;
 
 /* Per directory/location. */
 typedef struct et_dir_conf_t {
     et_object_e object;
     int object_set;
+    const char *object_where;         /* "FILE:LINE" of EventTrigger */
     const char *id_field;             /* NULL: unset ("id") */
 } et_dir_conf_t;
 

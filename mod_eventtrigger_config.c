@@ -71,6 +71,12 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     ET_INHERIT(user_agent_set, user_agent);
     ET_INHERIT(connect_timeout_set, connect_timeout);
     ET_INHERIT(timeout_set, timeout);
+    if (!add->timeout_set) {
+        c->timeout_where = base->timeout_where;
+    }
+    if (!add->tls_verify_set) {
+        c->tls_verify_where = base->tls_verify_where;
+    }
     ET_INHERIT(retry_set, retry);
     ET_INHERIT(secrets_set, secrets);
     ET_INHERIT(headers_set, headers);
@@ -107,8 +113,24 @@ void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     c->object_set = add->object_set || base->object_set;
     c->object = add->object_set ? add->object : base->object;
+    c->object_where = add->object_set ? add->object_where : base->object_where;
     c->id_field = add->id_field ? add->id_field : base->id_field;
     return c;
+}
+
+/* "FILE:LINE" of the directive being read, for checks made at startup. */
+static const char *directive_where(cmd_parms *cmd)
+{
+    return apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
+                        cmd->directive->line_num);
+}
+
+/* "FILE:LINE" of a virtual host, or "the main server". */
+static const char *server_where(apr_pool_t *p, const server_rec *s)
+{
+    return s->is_virtual && s->defn_name
+           ? apr_psprintf(p, "%s:%d", s->defn_name, s->defn_line_number)
+           : "the main server";
 }
 
 static const char *set_endpoint(cmd_parms *cmd, void *dc, const char *arg)
@@ -177,6 +199,7 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
     if (err) {
         return err;
     }
+    c->store_where = directive_where(cmd);
     if (!strncmp(arg, "sqlite3:", 8) && arg[8]) {
         const char *path = ap_server_root_relative(cmd->pool, arg + 8);
         if (!path) {
@@ -205,6 +228,7 @@ static const char *set_object(cmd_parms *cmd, void *dcv, const char *arg)
                             cmd->cmd->name, arg);
     }
     dc->object_set = 1;
+    dc->object_where = directive_where(cmd);
     return NULL;
 }
 
@@ -261,6 +285,7 @@ static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
     et_srv_conf_t *c = et_srv_conf(cmd->server);
 
     c->timeout_set = 1;
+    c->timeout_where = directive_where(cmd);
     return parse_duration(cmd, arg, apr_time_from_msec(10), &c->site.timeout);
 }
 
@@ -355,8 +380,11 @@ static const char *set_lease(cmd_parms *cmd, void *dc, const char *arg)
     et_srv_conf_t *c = et_srv_conf(cmd->server);
     const char *err = main_server_only(cmd);
 
-    return err ? err : parse_duration(cmd, arg, apr_time_from_sec(1),
-                                      &c->lease);
+    if (err) {
+        return err;
+    }
+    c->lease_where = directive_where(cmd);
+    return parse_duration(cmd, arg, apr_time_from_sec(1), &c->lease);
 }
 
 /*
@@ -517,6 +545,7 @@ static const char *set_tls_verify(cmd_parms *cmd, void *dc, int on)
 
     c->site.tls.verify = on;
     c->tls_verify_set = 1;
+    c->tls_verify_where = directive_where(cmd);
     return NULL;
 }
 
@@ -729,31 +758,35 @@ static void check_unsent_sections(server_rec *s, server_rec *vs,
 
             if (dc && dc->object_set && dc->object != ET_OBJ_NONE) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
-                             "ET00014: %s:%d: <%s %s> maps %s events, but "
-                             "this site has no EventTriggerEndpoint: "
+                             "ET00014: %s: <%s %s> maps %s events, but "
+                             "this site (%s) has no EventTriggerEndpoint: "
                              "nothing is sent for it",
-                             vs->defn_name ? vs->defn_name : "(main)",
-                             vs->defn_line_number,
+                             dc->object_where ? dc->object_where : "?",
                              a == 0 ? "Location" : "Directory",
                              cd && cd->d ? cd->d : "?",
-                             et_object_name(dc->object));
+                             et_object_name(dc->object),
+                             server_where(ptemp, vs));
             }
         }
     }
 }
 
 /* The outbox's directory must be there or creatable, and writable. */
-static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store)
+static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store,
+                           const char *where)
 {
     char *dir;
     apr_finfo_t fi;
+    apr_status_t rv;
 
     if (strncmp(store, "sqlite3:", 8)) {
         return OK;
     }
     dir = ap_make_dirstr_parent(ptemp, store + 8);
-    /* the first ancestor that exists decides */
-    while (apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp) != APR_SUCCESS) {
+    /* the first ancestor that exists decides; a file in the way does not
+     * count as missing */
+    while ((rv = apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp)) != APR_SUCCESS
+           && APR_STATUS_IS_ENOENT(rv)) {
         char *up = ap_make_dirstr_parent(ptemp,
                                          apr_pstrndup(ptemp, dir,
                                                       strlen(dir) - 1));
@@ -762,12 +795,13 @@ static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store)
         }
         dir = up;
     }
-    if (apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp) != APR_SUCCESS
-        || fi.filetype != APR_DIR || access(dir, W_OK | X_OK) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     "ET00015: EventTriggerStore %s: the directory %s is "
-                     "not writable (or not a directory); the outbox cannot "
-                     "be created there", store + 8, dir);
+    if (rv != APR_SUCCESS || fi.filetype != APR_DIR
+        || access(dir, W_OK | X_OK) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00015: %s: EventTriggerStore %s: %s is not a "
+                     "writable directory; the outbox cannot be created there",
+                     where ? where : "the default EventTriggerStore",
+                     store + 8, dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;
@@ -839,17 +873,20 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         }
         if (c->site.timeout <= c->site.connect_timeout) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
-                         "ET00010: %s:%d: EventTriggerTimeout is not longer "
-                         "than EventTriggerConnectTimeout",
-                         vs->defn_name ? vs->defn_name : "(main)",
-                         vs->defn_line_number);
+                         "ET00010: %s: EventTriggerTimeout is not longer "
+                         "than EventTriggerConnectTimeout (site %s, %s)",
+                         c->timeout_where ? c->timeout_where
+                                          : server_where(ptemp, vs),
+                         c->site.name, server_where(ptemp, vs));
         }
         if (c->site.endpoint && !c->site.tls.verify) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
-                         "ET00013: %s:%d: EventTriggerTLSVerify off: site %s "
+                         "ET00013: %s: EventTriggerTLSVerify off: site %s "
                          "sends its objects without checking who receives "
-                         "them", vs->defn_name ? vs->defn_name : "(main)",
-                         vs->defn_line_number, c->site.name);
+                         "them (%s)", c->tls_verify_where
+                                      ? c->tls_verify_where
+                                      : server_where(ptemp, vs),
+                         c->site.name, server_where(ptemp, vs));
         }
         if (c->site.endpoint) {
             server_rec *other = apr_hash_get(names, c->site.name,
@@ -869,17 +906,22 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
             apr_hash_set(names, c->site.name, APR_HASH_KEY_STRING, vs);
             sends = 1;
         }
-        if (mc->lease <= c->site.timeout) {
+        if (c->site.endpoint && mc->lease <= c->site.timeout) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs,
-                         "ET00012: EventTriggerLease (%" APR_TIME_T_FMT
+                         "ET00012: %s: EventTriggerLease (%" APR_TIME_T_FMT
                          "s) must be longer than EventTriggerTimeout (%"
-                         APR_TIME_T_FMT "s) of %s, or a slow call could be "
-                         "made twice at once", apr_time_sec(mc->lease),
-                         apr_time_sec(c->site.timeout), c->site.name);
+                         APR_TIME_T_FMT "s, %s) of site %s, or a slow call "
+                         "could be made twice at once",
+                         mc->lease_where ? mc->lease_where
+                                         : "the default EventTriggerLease",
+                         apr_time_sec(mc->lease),
+                         apr_time_sec(c->site.timeout),
+                         c->timeout_where ? c->timeout_where : "default",
+                         c->site.name);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return sends ? check_store_dir(ptemp, s, mc->store) : OK;
+    return sends ? check_store_dir(ptemp, s, mc->store, mc->store_where) : OK;
 }
 
 const et_site_t *et_site_lookup(void *baton, const char *name)

@@ -35,6 +35,7 @@ typedef struct et_filter_ctx_t {
     apr_off_t total;                  /* every body byte seen */
     const char *content_encoding;     /* as the handler set it */
     const char *accept_encoding;      /* the client's, held back */
+    apr_bucket_brigade *held;         /* the last byte passed so far */
     int seen_first;
     int incomplete;
     int done;
@@ -206,6 +207,10 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
     }
 }
 
+static apr_status_t pass_holding_last_byte(ap_filter_t *f,
+                                           et_filter_ctx_t *ctx,
+                                           apr_bucket_brigade *bb);
+
 static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     request_rec *r = f->r;
@@ -260,6 +265,56 @@ static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             return rv;
         }
         keep_bytes(ctx, r->pool, data, len);
+    }
+    return pass_holding_last_byte(f, ctx, bb);
+}
+
+/*
+ * Pass @a bb on, but keep its last data byte back until the EOS: a client
+ * that counts Content-Length would otherwise have the whole answer before
+ * the event is committed, and "stored before the response ends" would
+ * not hold for an answer larger than what httpd buffers. One byte, set
+ * aside in r->pool, is all it costs.
+ */
+static apr_status_t pass_holding_last_byte(ap_filter_t *f,
+                                           et_filter_ctx_t *ctx,
+                                           apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    apr_bucket *e, *last = NULL;
+    apr_status_t rv;
+
+    if (!ctx->held) {
+        ctx->held = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    }
+    /* what was held goes first: it came before this brigade's data */
+    APR_BRIGADE_PREPEND(bb, ctx->held);
+    if (ctx->done) {
+        return ap_pass_brigade(f->next, bb);
+    }
+    for (e = APR_BRIGADE_LAST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_PREV(e)) {
+        if (!APR_BUCKET_IS_METADATA(e) && e->length > 0) {
+            last = e;
+            break;
+        }
+    }
+    if (last) {
+        if (last->length > 1) {
+            apr_bucket_split(last, last->length - 1);
+            last = APR_BUCKET_NEXT(last);
+        }
+        APR_BUCKET_REMOVE(last);
+        rv = apr_bucket_setaside(last, r->pool);
+        if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
+            APR_BRIGADE_INSERT_TAIL(bb, last);     /* pass it, then */
+        }
+        else {
+            APR_BRIGADE_INSERT_TAIL(ctx->held, last);
+        }
+    }
+    if (APR_BRIGADE_EMPTY(bb)) {
+        return APR_SUCCESS;
     }
     return ap_pass_brigade(f->next, bb);
 }

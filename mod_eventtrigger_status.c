@@ -133,8 +133,6 @@ static apr_status_t gather(request_rec *r, status_t *st)
         != APR_SUCCESS
         || (rv = et_outbox_circuits(conn->ob, r->pool, &circuits))
            != APR_SUCCESS
-        || (rv = et_outbox_latencies(conn->ob, r->pool, ET_STATUS_SAMPLES,
-                                     &lat)) != APR_SUCCESS
         || (rv = et_outbox_recent_errors(conn->ob, r->pool, ET_STATUS_RECENT,
                                          &st->recent)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "ET00051: status: %s",
@@ -142,7 +140,6 @@ static apr_status_t gather(request_rec *r, status_t *st)
         et_conn_put(conn, 1);
         return rv;
     }
-    et_conn_put(conn, 0);
 
     /* every configured site, even one without events yet */
     for (vs = et_g.main_server ? et_g.main_server : s; vs; vs = vs->next) {
@@ -159,20 +156,29 @@ static apr_status_t gather(request_rec *r, status_t *st)
         et_circuit_row_t *c = APR_ARRAY_IDX(circuits, i, et_circuit_row_t *);
         view_of(st, r->pool, s, c->site)->circuit = c;
     }
-    for (i = 0; i < lat->nelts; i++) {
-        et_latency_t *l = &APR_ARRAY_IDX(lat, i, et_latency_t);
-        if (l->site) {
-            APR_ARRAY_PUSH(view_of(st, r->pool, s, l->site)->totals,
-                           apr_interval_time_t) = l->total;
-        }
-    }
     for (i = 0; i < st->sites->nelts; i++) {
         site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
+        int k;
+
+        /* each site's own latest deliveries: an index range, newest first */
+        if (et_outbox_latencies(conn->ob, r->pool, v->name, ET_STATUS_SAMPLES,
+                                &lat) != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "ET00055: status: delivery times of site %s: %s",
+                          v->name, et_outbox_error(conn->ob));
+            et_conn_put(conn, 1);
+            return APR_EGENERAL;
+        }
+        for (k = 0; k < lat->nelts; k++) {
+            APR_ARRAY_PUSH(v->totals, apr_interval_time_t) =
+                APR_ARRAY_IDX(lat, k, et_latency_t).total;
+        }
         qsort(v->totals->elts, v->totals->nelts, sizeof(apr_interval_time_t),
               cmp_interval);
         v->p50 = percentile(v->totals, 50);
         v->p99 = percentile(v->totals, 99);
     }
+    et_conn_put(conn, 0);
     return APR_SUCCESS;
 }
 

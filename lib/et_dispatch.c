@@ -41,6 +41,8 @@
 /* Retention runs this often, deleting at most a batch per statement so
  * that writers are not held up. */
 #define ET_PRUNE_EVERY apr_time_from_sec(60)
+/* How long calls under way may run on once the dispatcher is stopping. */
+#define ET_STOP_GRACE apr_time_from_msec(1500)
 #define ET_PRUNE_BATCH 1000
 
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
@@ -62,6 +64,8 @@ typedef struct dispatcher_t {
     apr_pool_t *cb_pool;
     apr_thread_mutex_t *done_lock;    /* guards done */
     struct job_t *done;               /* calls made, outcome not yet stored */
+    volatile apr_uint32_t running;    /* calls under way (apr_atomic_*) */
+    volatile int abort_calls;         /* set once, after the stop's grace */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
 } dispatcher_t;
@@ -321,6 +325,18 @@ static void probe_started(dispatcher_t *d, apr_pool_t *p, const char *name)
                   apr_time_now() + site->timeout + apr_time_from_sec(1), NULL);
 }
 
+/* The probe could not be started: open again, due for a probe at once. */
+static void probe_lost(dispatcher_t *d, const char *name)
+{
+    et_circuit_t *c;
+
+    apr_thread_mutex_lock(d->cb_lock);
+    c = circuit_of(d, name);
+    c->state = ET_CB_OPEN;
+    c->open_until = apr_time_now();
+    apr_thread_mutex_unlock(d->cb_lock);
+}
+
 /*
  * Claim for every site with room left, starting at a different site each
  * time so that a busy site does not starve the others; paused sites are
@@ -359,9 +375,13 @@ static int claim_all(dispatcher_t *d, apr_pool_t *p, int room)
             apr_atomic_inc32(&d->inflight);
             if (apr_thread_pool_push(d->tp, deliver, job, 0, d)
                 != APR_SUCCESS) {
-                /* its lease expires and it is claimed again */
+                /* its lease expires and it is claimed again; a probe that
+                 * never started must not leave its site paused for good */
                 apr_atomic_dec32(&d->inflight);
                 apr_pool_destroy(job->pool);
+                if (gate == 2) {
+                    probe_lost(d, site);
+                }
             }
         }
         room -= evs->nelts;
@@ -384,6 +404,16 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     const char *detail;
     int level, i;
 
+    if (*d->conf->stop) {
+        /* queued before the stop, started after it: not called at all */
+        ob_enter(d);
+        et_outbox_unclaim(d->ob, ev, d->owner);
+        ob_leave(d);
+        apr_pool_destroy(p);
+        apr_atomic_dec32(&d->inflight);
+        return NULL;
+    }
+    apr_atomic_inc32(&d->running);
     memset(&req, 0, sizeof(req));
     req.method = et_event_method(ev->event);
     req.url = ev->url;
@@ -417,7 +447,7 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                                 req.body_len), NULL);
     }
     req.tls = &site->tls;
-    req.abort = d->conf->stop;
+    req.abort = &d->abort_calls;
     req.connect_timeout = site->connect_timeout;
     req.timeout = site->timeout;
     req.response_keep = site->response_keep;
@@ -433,6 +463,7 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
              apr_psprintf(p, "ET01009: call of txn=%s interrupted by the "
                           "dispatcher's stop; it is back in line", ev->txn));
         apr_pool_destroy(p);
+        apr_atomic_dec32(&d->running);
         apr_atomic_dec32(&d->inflight);
         nudge(d);
         return NULL;
@@ -482,6 +513,7 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     job->next = d->done;
     d->done = job;
     apr_thread_mutex_unlock(d->done_lock);
+    apr_atomic_dec32(&d->running);
     apr_atomic_dec32(&d->inflight);
     nudge(d);
     return NULL;
@@ -803,6 +835,17 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
      * (each is bounded by its timeout). Queued ones keep their lease only
      * until we release it below. */
     apr_thread_pool_tasks_cancel(d.tp, &d);
+    {
+        /* Calls about to finish are let finish (an interrupted call is
+         * made again: a duplicate for the receiver); the rest are
+         * interrupted well before httpd's SIGKILL, 3 s after its SIGTERM. */
+        apr_time_t grace = apr_time_now() + ET_STOP_GRACE;
+
+        while (apr_atomic_read32(&d.running) && apr_time_now() < grace) {
+            apr_sleep(apr_time_from_msec(20));
+        }
+        d.abort_calls = 1;
+    }
     apr_thread_pool_destroy(d.tp);
     flush_outcomes(&d, p);
     ob_enter(&d);

@@ -151,8 +151,9 @@ typedef struct et_latency_t {
     apr_interval_time_t call;         /* the successful call alone */
 } et_latency_t;
 
-/** The latest @a limit deliveries (et_latency_t), newest first. */
-apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
+/** The latest @a limit deliveries (et_latency_t) of @a site, newest first. */
+apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p,
+                                 const char *site, int limit,
                                  apr_array_header_t **out);
 
 #endif /* ET_OUTBOX_H */

@@ -111,7 +111,9 @@ static const char *const stmt_sql[ET_STMTS] = {
      * state (testing every pending row against the IN list). */
     " AND +state = 0 AND +lease_until < %lld"
     " RETURNING " EV_COLS,
-    /* ST_FINISH: only the lease holder may write the outcome */
+    /* ST_FINISH: only the lease holder may write the outcome. A finished
+     * event's due is its finishing time: (site, state, due) then lists a
+     * site's latest deliveries too. done_at stays NULL while pending. */
     "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
     " due = %lld, lease_until = 0, lease_owner = NULL, done_at = %lld,"
     " latency = %lld"
@@ -162,8 +164,8 @@ static const char *const stmt_sql[ET_STMTS] = {
     " OR error IS NOT NULL ORDER BY COALESCE(done_at, due, created) DESC,"
     " id DESC LIMIT %d",
     /* ST_LATENCIES */
-    "SELECT site, done_at - created, latency FROM et_event WHERE state = 1"
-    " ORDER BY id DESC LIMIT %d",
+    "SELECT site, done_at - created, latency FROM et_event"
+    " WHERE site = %s AND state = 1 ORDER BY due DESC LIMIT %d",
     /* ST_PRUNE */
     "DELETE FROM et_event WHERE id IN (SELECT id FROM et_event"
     " WHERE (state = 1 AND done_at < %lld)"
@@ -554,8 +556,8 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_FINISH],
                          itoa_p(p, out->state), itoa_p(p, out->status),
                          out->error,
-                         i64(p, out->state == ET_ST_PENDING ? out->due : 0),
-                         i64(p, out->state == ET_ST_PENDING ? 0 : now),
+                         i64(p, out->state == ET_ST_PENDING ? out->due : now),
+                         out->state == ET_ST_PENDING ? NULL : i64(p, now),
                          i64(p, out->latency), i64(p, ev->rowid), owner);
     apr_pool_destroy(p);
     if (rv) {
@@ -818,7 +820,8 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
+apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p,
+                                 const char *site, int limit,
                                  apr_array_header_t **out)
 {
     apr_dbd_results_t *res = NULL;
@@ -827,7 +830,7 @@ apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p, int limit,
 
     *out = apr_array_make(p, limit > 0 ? limit : 1, sizeof(et_latency_t));
     rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_LATENCIES], 1,
-                          itoa_p(p, limit));
+                          site, itoa_p(p, limit));
     if (rv) {
         return set_error(ob, rv, "reading delivery times");
     }

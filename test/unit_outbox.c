@@ -448,6 +448,46 @@ START_TEST(site_counts_and_recent_errors)
 }
 END_TEST
 
+START_TEST(latencies_are_per_site_and_retries_lead_recent_failures)
+{
+    apr_array_header_t *a, *lat;
+    et_event_t *retrying;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        mk("a", ET_OBJ_MEMBER, apr_itoa(ut_pool, i), ET_EV_CREATE,
+           ET_ST_PENDING);
+    }
+    mk("b", ET_OBJ_MEMBER, "x", ET_EV_CREATE, ET_ST_PENDING);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 4);
+    for (i = 0; i < 4; i++) {
+        finish(EV(a, i), "d1", ET_ST_DELIVERED, 0);
+    }
+    ck_assert_int_eq(et_outbox_latencies(ob, ut_pool, "a", 10, &lat),
+                     APR_SUCCESS);
+    ck_assert_int_eq(lat->nelts, 3);
+    ck_assert_str_eq(APR_ARRAY_IDX(lat, 0, et_latency_t).site, "a");
+    ck_assert_int_eq(et_outbox_latencies(ob, ut_pool, "b", 10, &lat),
+                     APR_SUCCESS);
+    ck_assert_int_eq(lat->nelts, 1);
+
+    /* a dead letter, then an event waiting for its retry: the retry is
+     * the newer failure and comes first */
+    mk("a", ET_OBJ_KEY, "k1", ET_EV_CREATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    finish(EV(a, 0), "d1", ET_ST_DEAD, 0);
+    retrying = mk("a", ET_OBJ_KEY, "k2", ET_EV_CREATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    finish(EV(a, 0), "d1", ET_ST_PENDING,
+           apr_time_now() + apr_time_from_sec(30));
+    ck_assert_int_eq(et_outbox_recent_errors(ob, ut_pool, 1, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, retrying->txn);
+}
+END_TEST
+
 START_TEST(prune_deletes_only_old_finished_events)
 {
     apr_array_header_t *a;
@@ -604,6 +644,7 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
     tcase_add_test(tc, site_counts_and_recent_errors);
     tcase_add_test(tc, prune_deletes_only_old_finished_events);
+    tcase_add_test(tc, latencies_are_per_site_and_retries_lead_recent_failures);
 }
 
 Suite *outbox_suite(void)
