@@ -23,6 +23,11 @@ my $BAD_SECRET = 'whsec_$$not*base64$$';
 
 remove_tree($ROOT);
 make_path($ROOT);
+# leave nothing unreadable behind (copies of the tree, e.g. by .ci/sanitizers)
+END {
+    chmod 0700, "$ROOT/readonly", "$ROOT/secret-unreadable" if $ROOT;
+    remove_tree($ROOT) if $ROOT && -d $ROOT;
+}
 
 # secret files
 my %file;
