@@ -10,7 +10,9 @@ use Apache::Test qw(-withtestmore);
 use ETTest qw(t_path);
 
 my $soak = t_path('t_dir', '..', 'bench', 'soak.sh');
-my $httpd = $ENV{HTTPD} // '/usr/sbin/apache2';
+# ET_SOAK_HTTPD: Apache::Test does not pass HTTPD through to the tests
+my $httpd = $ENV{ET_SOAK_HTTPD} // $ENV{HTTPD} // '/usr/sbin/apache2';
+local $ENV{HTTPD} = $httpd;
 plan skip_all => "no $soak" unless -f $soak;
 plan skip_all => "no $httpd (set HTTPD)" unless -x $httpd;
 plan tests => 6;
