@@ -28,8 +28,6 @@ apr_status_t et_outbox_open(et_outbox_t **ob, apr_pool_t *p, const char *spec,
 void et_outbox_close(et_outbox_t *ob);
 /** The last error of the driver, for a log line. */
 const char *et_outbox_error(et_outbox_t *ob);
-/** The file of a sqlite3 outbox (NULL for other drivers). */
-const char *et_outbox_file(const et_outbox_t *ob);
 
 /** Store a new event (pending, or failed with its error). Sets ev->rowid. */
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
@@ -89,7 +87,6 @@ typedef struct et_outbox_counts_t {
     apr_time_t oldest_pending;  /* created time, 0 if none */
 } et_outbox_counts_t;
 
-apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c);
 
 /** Give a claimed event back untried: lease released, attempt not counted. */
 apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,

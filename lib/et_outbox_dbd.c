@@ -17,8 +17,7 @@
 #include "et_outbox.h"
 
 enum {
-    ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_COUNTS,
-    ST_LEASED, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
+    ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
     ST_LATENCIES, ST_PRUNE, ST_PENDING_SITES, ET_STMTS
 };
@@ -124,10 +123,6 @@ static const char *const stmt_sql[ET_STMTS] = {
     " WHERE lease_owner = %s AND state = 0",
     /* ST_NEXT_DUE */
     "SELECT MIN(due) FROM et_event WHERE state = 0",
-    /* ST_COUNTS */
-    "SELECT state, COUNT(*), MIN(created) FROM et_event GROUP BY state",
-    /* ST_LEASED */
-    "SELECT COUNT(*) FROM et_event WHERE state = 0 AND lease_until > %lld",
     /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1 WHERE id = %lld AND lease_owner = %s",
@@ -186,11 +181,6 @@ static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
 const char *et_outbox_error(et_outbox_t *ob)
 {
     return ob->last_error[0] ? ob->last_error : "no error";
-}
-
-const char *et_outbox_file(const et_outbox_t *ob)
-{
-    return ob->file;
 }
 
 static apr_status_t close_cleanup(void *data)
@@ -601,56 +591,6 @@ apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
             }
         }
     }
-    apr_pool_destroy(p);
-    return st;
-}
-
-apr_status_t et_outbox_counts(et_outbox_t *ob, et_outbox_counts_t *c)
-{
-    apr_pool_t *p;
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
-    apr_status_t st = APR_SUCCESS;
-    int rv;
-
-    memset(c, 0, sizeof(*c));
-    apr_pool_create(&p, ob->pool);
-    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_COUNTS], 1);
-    if (rv) {
-        st = set_error(ob, rv, "counting events");
-        goto done;
-    }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        apr_int64_t state = entry_i64(ob, row, 0);
-        apr_int64_t n = entry_i64(ob, row, 1);
-
-        switch (state) {
-        case ET_ST_PENDING:
-            c->pending = n;
-            c->oldest_pending = entry_i64(ob, row, 2);
-            break;
-        case ET_ST_DELIVERED:
-            c->delivered = n;
-            break;
-        case ET_ST_DEAD:
-            c->dead = n;
-            break;
-        case ET_ST_FAILED:
-            c->failed = n;
-            break;
-        }
-    }
-    res = NULL;
-    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_LEASED], 1,
-                          i64(p, apr_time_now()));
-    if (rv) {
-        st = set_error(ob, rv, "counting leased events");
-        goto done;
-    }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        c->leased = entry_i64(ob, row, 0);
-    }
-done:
     apr_pool_destroy(p);
     return st;
 }

@@ -131,6 +131,22 @@ static apr_array_header_t *claim(const char *owner, int max)
     return all;
 }
 
+/* The counts of site "s1", the only site these tests count for. */
+static void counts_s1(et_outbox_counts_t *c)
+{
+    apr_array_header_t *sites;
+    int i;
+
+    memset(c, 0, sizeof(*c));
+    ck_assert_int_eq(et_outbox_site_counts(ob, ut_pool, &sites), APR_SUCCESS);
+    for (i = 0; i < sites->nelts; i++) {
+        et_site_counts_t *sc = APR_ARRAY_IDX(sites, i, et_site_counts_t *);
+        if (!strcmp(sc->site, "s1")) {
+            *c = sc->counts;
+        }
+    }
+}
+
 #define EV(a, i) APR_ARRAY_IDX((a), (i), et_event_t *)
 
 static void finish(const et_event_t *ev, const char *owner, et_state_e st,
@@ -174,7 +190,7 @@ START_TEST(failed_events_are_kept_but_never_claimed)
 
     mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_FAILED);
     ck_assert_int_eq(claim("d1", 10)->nelts, 0);
-    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    counts_s1(&c);
     ck_assert_int_eq(c.failed, 1);
     ck_assert_int_eq(c.pending, 0);
 }
@@ -270,7 +286,7 @@ START_TEST(counts_follow_the_states)
     finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
     finish(EV(a, 1), "d1", ET_ST_DEAD, 0);
     claim("d1", 1);
-    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    counts_s1(&c);
     ck_assert_int_eq(c.delivered, 1);
     ck_assert_int_eq(c.dead, 1);
     ck_assert_int_eq(c.pending, 1);
@@ -515,7 +531,7 @@ START_TEST(prune_deletes_only_old_finished_events)
     ck_assert_int_eq(n, 1);
     ck_assert_int_eq(et_outbox_prune(ob, later, later, 100, &n), APR_SUCCESS);
     ck_assert_int_eq(n, 1);
-    ck_assert_int_eq(et_outbox_counts(ob, &c), APR_SUCCESS);
+    counts_s1(&c);
     ck_assert_int_eq(c.pending, 1);
     ck_assert_int_eq(c.delivered + c.dead + c.failed, 0);
 }
