@@ -27,7 +27,10 @@ my $defines = defines_now();
 my $mark = error_log_size();
 ok(httpd_restart_with(join ' ', grep { length } $defines, 'ET_TRACE8'),
    'httpd restarted at LogLevel trace8');
-like(error_log_since($mark), qr/\[[\w.]+:trace8\]/, 'and it logs at trace8');
+# trace8 lines come with traffic, not at startup: ask, and poll with a deadline
+ok(wait_for(sub { request('et_sec_signed', GET => '/');
+                  error_log_since($mark) =~ /\[[\w.]+:trace8\]/ }, 20),
+   'and it logs at trace8');
 
 start_console();
 my $rcv = start_receiver(truncate => 1, status => 503);
