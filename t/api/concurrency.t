@@ -89,8 +89,13 @@ for my $c (calls()) {
 is(scalar(grep { $_ > 1 } values %txn), 0, 'no txn was sent twice');
 
 my $in = join ',', map { sql_quote($_) } keys %want;
-my $rows = outbox("SELECT state, count(*) AS n FROM et_event WHERE oid IN ($in) "
-                  . "GROUP BY state");
+# a call is recorded before its outcome is written: wait for the outbox
+my $rows;
+wait_for(sub {
+    $rows = outbox("SELECT state, count(*) AS n FROM et_event WHERE oid IN ($in) "
+                   . "GROUP BY state");
+    @$rows == 1 && $rows->[0]{state} == 1 && $rows->[0]{n} == keys %want;
+}, 30);
 is_deeply($rows, [{ state => 1, n => scalar keys %want }],
           'the outbox has them all delivered') or diag(explain $rows);
 

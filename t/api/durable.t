@@ -86,7 +86,11 @@ for my $phase (@phases) {
                    id => $c->{id}, event => $c->{event}, body => $c->{body});
     }
 
-    my $rows = rows_of(@cases);
+    # The receiver records a call before the dispatcher writes its outcome
+    # (outcomes are flushed once per dispatcher loop): wait for the outbox.
+    my $rows;
+    wait_for(sub { $rows = rows_of(@cases);
+                   @$rows == $N && !grep { $_->{state} != 1 } @$rows }, 30);
     ok(@$rows == $N && !grep({ $_->{state} != 1 } @$rows),
        "$phase: all delivered in the outbox") or diag(explain $rows);
 
