@@ -7,7 +7,11 @@
 #   module:   the same httpd + console, the module loaded and the location
 #             mapped (EventTrigger member): every answer is captured and
 #             committed to the SQLite outbox; delivery to nginx (200 to all)
-# Rounds alternate baseline/module (ET_BENCH_ROUNDS, default 3; each
+#   held:     (information) the module capturing as above, but the endpoint
+#             is down, so the dispatcher does not deliver while wrk runs:
+#             what capture costs by itself, without delivery sharing the
+#             2 cores
+# Rounds alternate baseline/module/held (ET_BENCH_ROUNDS, default 3; each
 # ET_BENCH_SECONDS, default 10, after a 2 s warm-up); the medians are compared.
 # Targets: throughput ratio >= 0.95, p99 added <= 0.5 ms.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,19 +23,22 @@ CONNS=16
 URL=http://127.0.0.1:$P_HTTPD/console/member/
 
 nginx_start
-declare -a rps_off rps_on p99_off p99_on
+declare -a rps_off rps_on p99_off p99_on rps_held p99_held
 for r in $(seq "$ROUNDS"); do
-    for mode in off on; do
-        if [ "$mode" = off ]; then
-            httpd_start capture-off nomodule "$P_NGINX"
-        else
-            httpd_start capture-on on "$P_NGINX"
-        fi
+    for mode in off on held; do
+        case $mode in
+            off) httpd_start capture-off nomodule "$P_NGINX" ;;
+            on) httpd_start capture-on on "$P_NGINX" ;;
+            held) httpd_start capture-held on "$P_CLOSED" ;;
+        esac
         wrk_put "$URL" "$CONNS" 2 >/dev/null 2>&1          # warm-up
         say "round $r, module $mode: wrk -c$CONNS -d${SECS}s"
         wrk_put "$URL" "$CONNS" "$SECS"
         if [ "$mode" = off ]; then
             rps_off+=("$WRK_RPS"); p99_off+=("$WRK_P99")
+        elif [ "$mode" = held ]; then
+            rps_held+=("$WRK_RPS"); p99_held+=("$WRK_P99")
+            say "outbox after the run: $(ob_count 0) pending (endpoint down)"
         else
             rps_on+=("$WRK_RPS"); p99_on+=("$WRK_P99")
             sleep 1
@@ -44,10 +51,14 @@ done
 
 R_OFF=$(median "${rps_off[@]}"); R_ON=$(median "${rps_on[@]}")
 Q_OFF=$(calc "$(median "${p99_off[@]}")/1000"); Q_ON=$(calc "$(median "${p99_on[@]}")/1000")
-say "rps  off: ${rps_off[*]}  on: ${rps_on[*]}"
-say "p99  off: ${p99_off[*]}  on: ${p99_on[*]} (µs)"
+R_HELD=$(median "${rps_held[@]}"); Q_HELD=$(calc "$(median "${p99_held[@]}")/1000")
+say "rps  off: ${rps_off[*]}  on: ${rps_on[*]}  held: ${rps_held[*]}"
+say "p99  off: ${p99_off[*]}  on: ${p99_on[*]}  held: ${p99_held[*]} (µs)"
 
 RT=$(ratio "$R_ON" "$R_OFF")
 result "1 capture: throughput (req/s)" "$(printf %.0f "$R_ON")" "$(printf %.0f "$R_OFF")" "$RT" ">= 0.95" "$(verdict_ge "$RT" 0.95)" ""
 ADDED=$(calc "round($Q_ON - $Q_OFF, 3)")
 result "1 capture: p99 latency (ms)" "$(printf %.3f "$Q_ON")" "$(printf %.3f "$Q_OFF")" "$(ratio "$Q_ON" "$Q_OFF")" "added <= 0.5 ms (+$ADDED)" "$(verdict_le "$ADDED" 0.5)" ""
+RH=$(ratio "$R_HELD" "$R_OFF")
+result "1 capture, delivery held: throughput (req/s)" "$(printf %.0f "$R_HELD")" "$(printf %.0f "$R_OFF")" "$RH" "(info)" "-" ""
+result "1 capture, delivery held: p99 latency (ms)" "$(printf %.3f "$Q_HELD")" "$(printf %.3f "$Q_OFF")" "$(ratio "$Q_HELD" "$Q_OFF")" "(info)" "-" ""

@@ -13,9 +13,11 @@
 typedef struct item_t {
     et_event_t *ev;
     struct item_t *next;
+    apr_thread_cond_t *cond;          /* its waiter's own: woken alone */
     apr_status_t rv;
     char err[200];                    /* filled by the leader */
     int done;
+    int lead;                         /* handed the lead by the last leader */
 } item_t;
 
 struct et_committer_t {
@@ -24,7 +26,6 @@ struct et_committer_t {
     apr_global_mutex_t *lock;
     int max;
     apr_thread_mutex_t *mutex;        /* guards everything below */
-    apr_thread_cond_t *cond;          /* a batch was committed */
     item_t *head, *tail;              /* queued, oldest first */
     int leading;                      /* a leader is committing */
     et_outbox_t *ob;                  /* the leader's; opened on first use */
@@ -43,8 +44,7 @@ apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
     c->lock = lock;
     c->max = max > 0 ? max : 1;
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT, p))
-        != APR_SUCCESS
-        || (rv = apr_thread_cond_create(&c->cond, p)) != APR_SUCCESS) {
+        != APR_SUCCESS) {
         return rv;
     }
     *pc = c;
@@ -102,9 +102,17 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
                                 apr_pool_t *ev_pool, const char **err)
 {
     item_t me;
+    apr_status_t rv;
 
     memset(&me, 0, sizeof(me));
     me.ev = ev;
+    /* One condition per waiter, so that a commit wakes the threads whose
+     * events it holds and no others (a shared one woke every waiter, most
+     * only to sleep again: a storm of context switches under load). */
+    if ((rv = apr_thread_cond_create(&me.cond, ev_pool)) != APR_SUCCESS) {
+        *err = "cannot create a condition variable";
+        return rv;
+    }
 
     apr_thread_mutex_lock(c->mutex);
     if (c->tail) {
@@ -114,18 +122,21 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
         c->head = &me;
     }
     c->tail = &me;
+    if (!c->leading) {
+        c->leading = 1;
+        me.lead = 1;
+    }
 
     while (!me.done) {
-        if (!c->leading) {
+        if (me.lead) {
             et_event_t *evs[256];
             apr_status_t each[256];
             item_t *batch[256];
             char berr[200];
-            apr_status_t rv;
             int n = 0, i, max = c->max < 256 ? c->max : 256;
 
             /* lead: take the queue's head (our own item is among them) */
-            c->leading = 1;
+            me.lead = 0;
             while (c->head && n < max) {
                 batch[n] = c->head;
                 evs[n] = c->head->ev;
@@ -148,12 +159,21 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
                                 sizeof(batch[i]->err));
                 }
                 batch[i]->done = 1;
+                if (batch[i] != &me) {
+                    apr_thread_cond_signal(batch[i]->cond);
+                }
             }
-            c->leading = 0;
-            apr_thread_cond_broadcast(c->cond);
+            if (c->head) {
+                /* those who queued meanwhile: the oldest leads them */
+                c->head->lead = 1;
+                apr_thread_cond_signal(c->head->cond);
+            }
+            else {
+                c->leading = 0;
+            }
         }
         else {
-            apr_thread_cond_wait(c->cond, c->mutex);
+            apr_thread_cond_wait(me.cond, c->mutex);
         }
     }
     apr_thread_mutex_unlock(c->mutex);

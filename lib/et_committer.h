@@ -4,11 +4,12 @@
  * @brief Group commit of captured events: many request threads, one
  *        transaction.
  *
- * A thread that stores an event queues it and waits; the first waiting
- * thread that finds no commit under way becomes the leader, takes every
- * queued event and commits them in one transaction (under the outbox's
- * cross-process lock), then wakes the others. No thread of its own, and
- * nobody returns before its event is durable.
+ * A thread that stores an event queues it and waits; a thread that finds
+ * no commit under way becomes the leader, takes every queued event and
+ * commits them in one transaction (under the outbox's cross-process
+ * lock), then wakes the threads whose events it committed, one by one, and
+ * hands the lead to the oldest of those that queued meanwhile. No thread
+ * of its own, and nobody returns before its event is durable.
  *
  * Thread safety: et_committer_store() may be called from any number of
  * threads at once; the committer's state is guarded by its own mutex, its

@@ -14,8 +14,9 @@
  *    theirs;
  *  - d->inflight is only touched with apr_atomic_*;
  *  - a worker hands its finished job (and the job's pool) to the claiming
- *    thread through d->done (guarded by d->done_lock); that thread stores
- *    all outcomes in one transaction and destroys the pools;
+ *    thread through d->done and d->ndone (guarded by d->done_lock); that
+ *    thread stores the outcomes and makes the next claims in one
+ *    transaction (a "round") and destroys the pools;
  *  - the circuits (endpoint health, by site) and their hash are guarded by
  *    d->cb_lock; their pool is the dispatcher's, used only under that lock;
  *  - the et_site_t found by conf->lookup is read-only configuration.
@@ -45,6 +46,17 @@
 #define ET_STOP_GRACE apr_time_from_msec(1500)
 #define ET_PRUNE_BATCH 1000
 
+/* Rounds (outcomes stored and claims made, one transaction and so one
+ * fsync) are at least this far apart unless a batch is full, so that a
+ * stream of events does not cost a commit each: the writer's lock stays
+ * free for the request threads that capture. A lone event is not delayed
+ * (the last round is long past). */
+#define ET_ROUND_GAP apr_time_from_msec(1)
+
+/* Claimed ahead: up to this many events per worker are leased and queued
+ * on the thread pool, so that a round claims a batch, not one event. */
+#define ET_CLAIM_AHEAD 2
+
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
 #define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
 
@@ -62,8 +74,10 @@ typedef struct dispatcher_t {
     apr_thread_mutex_t *cb_lock;
     apr_hash_t *circuits;             /* site name -> et_circuit_t */
     apr_pool_t *cb_pool;
-    apr_thread_mutex_t *done_lock;    /* guards done */
+    apr_thread_mutex_t *done_lock;    /* guards done and ndone */
     struct job_t *done;               /* calls made, outcome not yet stored */
+    int ndone;
+    int cap;                          /* events leased at most (claimed ahead) */
     volatile apr_uint32_t running;    /* calls under way (apr_atomic_*) */
     volatile int abort_calls;         /* set once, after the stop's grace */
     apr_array_header_t *sites;        /* names claimed for, in turn */
@@ -72,9 +86,11 @@ typedef struct dispatcher_t {
 
 typedef struct job_t {
     dispatcher_t *d;
-    apr_pool_t *pool;                 /* owns the job; see flush_outcomes */
+    apr_pool_t *pool;                 /* owns the job; see do_round */
     et_event_t *ev;
+    apr_time_t lease_until;           /* as claimed */
     et_outcome_t out;
+    apr_status_t stored;              /* writing the outcome: see do_round */
     struct job_t *next;               /* in d->done, once called */
 } job_t;
 
@@ -212,7 +228,9 @@ static void nudge(dispatcher_t *d)
 }
 
 static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data);
-static job_t *make_job(dispatcher_t *d, const et_event_t *src);
+static void hand_back(dispatcher_t *d, job_t *job);
+static job_t *make_job(dispatcher_t *d, const et_event_t *src,
+                       apr_time_t lease_until);
 
 /* The circuit of @a site; call with d->cb_lock held. */
 static et_circuit_t *circuit_of(dispatcher_t *d, const char *site)
@@ -337,40 +355,71 @@ static void probe_lost(dispatcher_t *d, const char *name)
     apr_thread_mutex_unlock(d->cb_lock);
 }
 
+/* One site's claim in a round; its calls start once the round is
+ * committed (a call must not run on a lease that is rolled back). */
+typedef struct claim_t {
+    const char *site;
+    int probe;                        /* the one call that probes a pause */
+    apr_array_header_t *evs;
+} claim_t;
+
 /*
- * Claim for every site with room left, starting at a different site each
- * time so that a busy site does not starve the others; paused sites are
- * skipped without touching their events (no attempt is used up).
+ * Claim for every site with room left, inside the round's transaction,
+ * starting at a different site each time so that a busy site does not
+ * starve the others; paused sites are skipped without touching their
+ * events (no attempt is used up). 0, or -1 when a claim failed.
  */
-static int claim_all(dispatcher_t *d, apr_pool_t *p, int room)
+static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
+                       apr_array_header_t *got)
 {
-    int k, i, n = d->sites->nelts, claimed = 0;
+    int k, n = d->sites->nelts, rc = 0;
 
     for (k = 0; k < n && room > 0; k++) {
         const char *site = APR_ARRAY_IDX(d->sites, (d->next_site + k) % n,
                                          const char *);
         int gate = circuit_gate(d, site);
         apr_array_header_t *evs = NULL;
-        apr_status_t rv;
+        claim_t *c;
 
         if (!gate) {
             continue;
         }
-        ob_enter(d);
-        rv = et_outbox_claim(d->ob, p, site, d->owner, d->conf->lease,
-                             gate == 2 ? 1 : room, &evs);
-        ob_leave(d);
-        if (rv != APR_SUCCESS) {
+        if (et_outbox_claim(d->ob, p, site, d->owner, d->conf->lease,
+                            gate == 2 ? 1 : room, &evs) != APR_SUCCESS) {
             dlog(d->conf, ET_LOG_ERR,
                  apr_psprintf(p, "ET01006: cannot claim events of site %s: %s",
                               site, et_outbox_error(d->ob)));
+            rc = -1;                  /* the transaction is spoiled */
+            break;
+        }
+        if (!evs->nelts) {
             continue;
         }
-        if (gate == 2 && evs->nelts) {
-            probe_started(d, p, site);
+        c = apr_array_push(got);
+        c->site = site;
+        c->probe = gate == 2;
+        c->evs = evs;
+        room -= evs->nelts;
+    }
+    d->next_site = n ? (d->next_site + 1) % n : 0;
+    return rc;
+}
+
+/* Hand the committed claims to the workers; returns how many started. */
+static int start_claims(dispatcher_t *d, apr_pool_t *p,
+                        apr_array_header_t *got, apr_time_t lease_until)
+{
+    int k, i, started = 0;
+
+    for (k = 0; k < got->nelts; k++) {
+        claim_t *c = &APR_ARRAY_IDX(got, k, claim_t);
+
+        if (c->probe) {
+            probe_started(d, p, c->site);
         }
-        for (i = 0; i < evs->nelts; i++) {
-            job_t *job = make_job(d, APR_ARRAY_IDX(evs, i, et_event_t *));
+        for (i = 0; i < c->evs->nelts; i++) {
+            job_t *job = make_job(d, APR_ARRAY_IDX(c->evs, i, et_event_t *),
+                                  lease_until);
 
             apr_atomic_inc32(&d->inflight);
             if (apr_thread_pool_push(d->tp, deliver, job, 0, d)
@@ -379,16 +428,15 @@ static int claim_all(dispatcher_t *d, apr_pool_t *p, int room)
                  * never started must not leave its site paused for good */
                 apr_atomic_dec32(&d->inflight);
                 apr_pool_destroy(job->pool);
-                if (gate == 2) {
-                    probe_lost(d, site);
+                if (c->probe) {
+                    probe_lost(d, c->site);
                 }
+                continue;
             }
+            started++;
         }
-        room -= evs->nelts;
-        claimed += evs->nelts;
     }
-    d->next_site = n ? (d->next_site + 1) % n : 0;
-    return claimed;
+    return started;
 }
 
 static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
@@ -411,6 +459,22 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
         ob_leave(d);
         apr_pool_destroy(p);
         apr_atomic_dec32(&d->inflight);
+        return NULL;
+    }
+    if (apr_time_now() + site->timeout >= job->lease_until) {
+        /* Queued (claimed ahead) behind slow calls for so long that this
+         * one could outlive its lease and be claimed twice: back in line
+         * untried instead. */
+        ob_enter(d);
+        et_outbox_unclaim(d->ob, ev, d->owner);
+        ob_leave(d);
+        dlog(d->conf, ET_LOG_INFO,
+             apr_psprintf(p, "ET01019: txn=%s waited for a free worker "
+                          "until its lease nearly ran out; it is back in "
+                          "line untried", ev->txn));
+        apr_pool_destroy(p);
+        apr_atomic_dec32(&d->inflight);
+        nudge(d);
         return NULL;
     }
     apr_atomic_inc32(&d->running);
@@ -509,67 +573,119 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
      * its from here on. Until then the event stays leased, so neither it
      * nor a later event of the same object can be claimed. */
     job->out = out;
-    apr_thread_mutex_lock(d->done_lock);
-    job->next = d->done;
-    d->done = job;
-    apr_thread_mutex_unlock(d->done_lock);
-    apr_atomic_dec32(&d->running);
-    apr_atomic_dec32(&d->inflight);
-    nudge(d);
+    hand_back(d, job);
     return NULL;
 }
 
 /*
- * Store the outcomes of the calls that finished since the last look, in
- * one transaction (one commit for many calls), then free their jobs.
- * Runs on the claiming thread only.
+ * A call is made: its job goes to the claiming thread. That thread is
+ * nudged for the first outcome since its last round (a lone event's
+ * outcome is stored at once), when the last call ends, and when enough
+ * workers are free for a full claim; in between it is not woken per call.
  */
-static void flush_outcomes(dispatcher_t *d, apr_pool_t *p)
+static void hand_back(dispatcher_t *d, job_t *job)
 {
+    apr_uint32_t left;
+    int first;
+
+    apr_thread_mutex_lock(d->done_lock);
+    job->next = d->done;
+    d->done = job;
+    first = d->ndone++ == 0;
+    apr_thread_mutex_unlock(d->done_lock);
+    apr_atomic_dec32(&d->running);
+    left = apr_atomic_add32(&d->inflight, (apr_uint32_t)-1) - 1;
+    if (first || left == 0
+        || left == (apr_uint32_t)(d->cap - d->conf->workers)) {
+        nudge(d);
+    }
+}
+
+/*
+ * Write the outcomes of @a jobs. In the round's transaction (@a each 0)
+ * it stops at the first failure, which spoils the transaction; otherwise
+ * each is its own commit and a failure is logged and skipped.
+ * 0, or -1 when a statement failed.
+ */
+static int store_outcomes(dispatcher_t *d, apr_pool_t *p, job_t *jobs,
+                          int each)
+{
+    job_t *job;
+    int rc = 0;
+
+    for (job = jobs; job; job = job->next) {
+        job->stored = et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
+        if (job->stored == APR_SUCCESS || job->stored == APR_EBUSY) {
+            continue;
+        }
+        rc = -1;
+        if (!each) {
+            break;
+        }
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01003: cannot record the outcome of "
+                          "txn=%s: %s; it will be made again when its "
+                          "lease expires", job->ev->txn,
+                          et_outbox_error(d->ob)));
+    }
+    return rc;
+}
+
+/*
+ * A round, on the claiming thread only: the outcomes of the calls made
+ * since the last round and the next claims (up to @a room events), in one
+ * transaction: one commit, one fsync, for many calls. If any statement
+ * fails the round is rolled back; the outcomes are then written one by
+ * one and nothing is claimed until the next round. Returns how many calls
+ * were started.
+ */
+static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
+{
+    apr_array_header_t *got = apr_array_make(p, 4, sizeof(claim_t));
     apr_dbd_transaction_t *trans = NULL;
+    apr_time_t lease_until = apr_time_now() + d->conf->lease;
     job_t *jobs, *job, *next;
-    int began;
+    int ok;
 
     apr_thread_mutex_lock(d->done_lock);
     jobs = d->done;
     d->done = NULL;
+    d->ndone = 0;
     apr_thread_mutex_unlock(d->done_lock);
-    if (!jobs) {
-        return;
+    if (!jobs && room <= 0) {
+        return 0;
     }
 
     ob_enter(d);
-    began = et_outbox_begin(d->ob, p, &trans) == APR_SUCCESS;
-    for (job = jobs; job; job = job->next) {
-        apr_status_t rv = et_outbox_finish(d->ob, job->ev, d->owner,
-                                           &job->out);
-        if (rv == APR_EBUSY) {
+    ok = et_outbox_begin(d->ob, p, &trans) == APR_SUCCESS
+         && store_outcomes(d, p, jobs, 0) == 0
+         && (room <= 0 || claim_sites(d, p, room, got) == 0);
+    /* apr_dbd rolls back a transaction in which a statement failed */
+    if (trans && et_outbox_end(d->ob, trans) != APR_SUCCESS) {
+        ok = 0;
+    }
+    if (!ok) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01018: cannot commit outcomes and claims: "
+                          "%s; writing the outcomes one by one",
+                          et_outbox_error(d->ob)));
+        apr_array_clear(got);
+        store_outcomes(d, p, jobs, 1);
+    }
+    ob_leave(d);
+
+    for (job = jobs; job; job = next) {
+        next = job->next;
+        if (job->stored == APR_EBUSY) {
             dlog(d->conf, ET_LOG_WARNING,
                  apr_psprintf(p, "ET01002: lease of txn=%s expired during "
                               "the call; its outcome was left to the new "
                               "holder (raise EventTriggerLease above the "
                               "call timeout)", job->ev->txn));
         }
-        else if (rv != APR_SUCCESS) {
-            dlog(d->conf, ET_LOG_ERR,
-                 apr_psprintf(p, "ET01003: cannot record the outcome of "
-                              "txn=%s: %s; it will be made again when its "
-                              "lease expires", job->ev->txn,
-                              et_outbox_error(d->ob)));
-        }
-    }
-    if (began && et_outbox_end(d->ob, trans) != APR_SUCCESS) {
-        dlog(d->conf, ET_LOG_ERR,
-             apr_psprintf(p, "ET01018: cannot commit outcomes: %s; those "
-                          "calls will be made again when their leases expire",
-                          et_outbox_error(d->ob)));
-    }
-    ob_leave(d);
-
-    for (job = jobs; job; job = next) {
-        next = job->next;
         apr_pool_destroy(job->pool);
     }
+    return start_claims(d, p, got, lease_until);
 }
 
 /* Old delivered and dead events go, a batch at a time, so that the
@@ -606,7 +722,8 @@ static void prune(dispatcher_t *d, apr_pool_t *p)
 }
 
 /* Copy a claimed event into its job's own pool. */
-static job_t *make_job(dispatcher_t *d, const et_event_t *src)
+static job_t *make_job(dispatcher_t *d, const et_event_t *src,
+                       apr_time_t lease_until)
 {
     apr_pool_t *p;
     job_t *job;
@@ -625,6 +742,7 @@ static job_t *make_job(dispatcher_t *d, const et_event_t *src)
     job->d = d;
     job->pool = p;
     job->ev = ev;
+    job->lease_until = lease_until;
     return job;
 }
 
@@ -747,6 +865,7 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     load_circuits(d, p);
     load_sites(d, p);
 
+    d->cap = ET_CLAIM_AHEAD * conf->workers;
     rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
     return rv;
 }
@@ -757,7 +876,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     apr_pool_t *iter;
     apr_pollfd_t fds[2];
     apr_status_t rv;
-    apr_time_t next_prune;
+    apr_time_t next_prune, last_round;
     int nfds = 0;
 
     memset(&d, 0, sizeof(d));
@@ -782,47 +901,54 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
 
     apr_pool_create(&iter, p);
     next_prune = apr_time_now() + ET_PRUNE_EVERY;
+    last_round = 0;
     while (!*conf->stop) {
-        int room = conf->workers - (int)apr_atomic_read32(&d.inflight);
+        apr_time_t now = apr_time_now();
+        int room = d.cap - (int)apr_atomic_read32(&d.inflight);
         apr_interval_time_t wait = conf->poll;
         apr_int32_t nready;
         apr_time_t due;
+        int ndone;
 
         apr_pool_clear(iter);
-        flush_outcomes(&d, iter);
-        if (apr_time_now() >= next_prune) {
+        if (now >= next_prune) {
             prune(&d, iter);
             next_prune = apr_time_now() + ET_PRUNE_EVERY;
         }
-        if (room > 0) {
-            int claimed = claim_all(&d, iter, room);
+        apr_thread_mutex_lock(d.done_lock);
+        ndone = d.ndone;
+        apr_thread_mutex_unlock(d.done_lock);
 
-            /* a read: the connection's lock only, writers go on */
-            apr_thread_mutex_lock(d.ob_lock);
-            if (claimed < room
-                && et_outbox_next_due(d.ob, &due) == APR_SUCCESS) {
-                apr_time_t now = apr_time_now();
-                /* the soonest retry or lease expiry bounds the sleep */
-                if (due - now < wait) {
+        if (ndone >= conf->workers || now - last_round >= ET_ROUND_GAP) {
+            int claimed = do_round(&d, iter, room);
+
+            last_round = now;
+            if (room > 0 && claimed < room) {
+                /* caught up: the soonest retry or lease expiry bounds the
+                 * sleep (a read: the connection's lock only) */
+                apr_thread_mutex_lock(d.ob_lock);
+                if (et_outbox_next_due(d.ob, &due) == APR_SUCCESS
+                    && due - now < wait) {
                     wait = due > now ? due - now : 0;
                 }
+                apr_thread_mutex_unlock(d.ob_lock);
+                if (wait <= 0 && claimed == 0) {
+                    /* due but not claimable: behind an earlier event of
+                     * the same object that is in flight, or its endpoint
+                     * paused. A finishing call nudges us. */
+                    wait = conf->poll;
+                }
             }
-            apr_thread_mutex_unlock(d.ob_lock);
-            if (claimed == room) {
-                /* all workers busy: more may be due; a finishing worker
-                 * nudges us */
-                wait = conf->poll;
-            }
-            else if (wait <= 0 && claimed == 0) {
-                /* due but not claimable: behind an earlier event of the
-                 * same object that is in flight, or its endpoint paused.
-                 * A finishing worker nudges us. */
-                wait = conf->poll;
-            }
+            /* else every lease is taken: a finishing call nudges us */
         }
-        if (wait > 0 || room <= 0) {
-            if (apr_poll(fds, nfds, &nready, wait > 0 ? wait : conf->poll)
-                == APR_SUCCESS) {
+        else {
+            /* a round was just made: wait for the gap, or a full batch */
+            wait = ET_ROUND_GAP - (now - last_round);
+        }
+        if (wait > 0) {
+            /* apr_poll counts in milliseconds: round up, never spin */
+            wait = (wait + 999) / 1000 * 1000;
+            if (apr_poll(fds, nfds, &nready, wait) == APR_SUCCESS) {
                 drain(d.done_r);
                 if (conf->wakeup) {
                     drain(conf->wakeup);
@@ -847,7 +973,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         d.abort_calls = 1;
     }
     apr_thread_pool_destroy(d.tp);
-    flush_outcomes(&d, p);
+    do_round(&d, p, 0);
     ob_enter(&d);
     if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
         dlog(conf, ET_LOG_WARNING,

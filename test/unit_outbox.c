@@ -14,7 +14,10 @@
 #include <apr_time.h>
 #include <apr_dbd.h>
 
+#include <apr_thread_proc.h>
+
 #include "et_outbox.h"
+#include "et_committer.h"
 #include "et_dispatch.h"
 #include "et_url.h"
 #include "unit_tests.h"
@@ -643,6 +646,81 @@ START_TEST(judge_honours_retry_after_within_bounds)
 }
 END_TEST
 
+/* Group commit: many threads store at once; every one returns success
+ * only when its event is in the outbox, and none is lost or doubled. */
+#define CT_THREADS 8
+#define CT_EACH 60
+
+typedef struct ct_arg_t {
+    et_committer_t *c;
+    int n;
+    int failed;
+} ct_arg_t;
+
+static void *APR_THREAD_FUNC ct_store(apr_thread_t *thd, void *data)
+{
+    ct_arg_t *a = data;
+    apr_pool_t *p;
+    int i;
+
+    apr_pool_create(&p, NULL);
+    for (i = 0; i < CT_EACH; i++) {
+        et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
+        const char *err = NULL;
+
+        if (et_txn_new(p, &ev->txn) != APR_SUCCESS) {
+            a->failed++;
+            continue;
+        }
+        ev->site = "s1";
+        ev->object = ET_OBJ_MEMBER;
+        ev->event = ET_EV_UPDATE;
+        ev->oid = apr_psprintf(p, "t%d-%d", a->n, i);
+        ev->url = et_url_build(p, "http://r.example/h", ev->object, ev->oid,
+                               ev->event, ev->txn);
+        ev->body = "{}";
+        ev->body_len = 2;
+        ev->state = ET_ST_PENDING;
+        if (et_committer_store(a->c, ev, p, &err) != APR_SUCCESS) {
+            a->failed++;
+        }
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
+
+START_TEST(group_commit_stores_every_thread_s_events)
+{
+    et_committer_t *c;
+    apr_thread_t *t[CT_THREADS];
+    ct_arg_t args[CT_THREADS];
+    et_outbox_counts_t n;
+    apr_status_t rv;
+    int i, failed = 0;
+
+    ck_assert_int_eq(et_committer_create(&c, ut_pool,
+                                         apr_pstrcat(ut_pool, "sqlite3:",
+                                                     dbdir, "/outbox.db",
+                                                     NULL), NULL, 16),
+                     APR_SUCCESS);
+    for (i = 0; i < CT_THREADS; i++) {
+        args[i].c = c;
+        args[i].n = i;
+        args[i].failed = 0;
+        ck_assert_int_eq(apr_thread_create(&t[i], NULL, ct_store, &args[i],
+                                           ut_pool), APR_SUCCESS);
+    }
+    for (i = 0; i < CT_THREADS; i++) {
+        apr_thread_join(&rv, t[i]);
+        failed += args[i].failed;
+    }
+    ck_assert_int_eq(failed, 0);
+    counts_s1(&n);
+    ck_assert_int_eq(n.pending, CT_THREADS * CT_EACH);
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
     tcase_add_test(tc, claim_returns_the_stored_event);
@@ -671,6 +749,7 @@ Suite *outbox_suite(void)
 
     tcase_add_checked_fixture(tc, ob_setup, ob_teardown);
     add_outbox_tests(tc);
+    tcase_add_test(tc, group_commit_stores_every_thread_s_events);
     suite_add_tcase(s, tc);
     if (getenv("ET_TEST_PGSQL") && *getenv("ET_TEST_PGSQL")) {
         TCase *tp = tcase_create("pgsql");
