@@ -26,6 +26,10 @@ typedef struct et_outbox_t et_outbox_t;
 apr_status_t et_outbox_open(et_outbox_t **ob, apr_pool_t *p, const char *spec,
                             int create, const char **err);
 void et_outbox_close(et_outbox_t *ob);
+
+/** Let an SQLite connection cache up to @a kib KiB of pages (SQLite's
+ *  default is 2 MiB); no-op on PostgreSQL. */
+apr_status_t et_outbox_cache(et_outbox_t *ob, int kib);
 /** The last error of the driver, for a log line. */
 const char *et_outbox_error(et_outbox_t *ob);
 

@@ -165,8 +165,15 @@ static const char *const stmt_sql[ET_STMTS] = {
     "DELETE FROM et_event WHERE id IN (SELECT id FROM et_event"
     " WHERE (state = 1 AND done_at < %lld)"
     " OR (state IN (2, 3) AND created < %lld) ORDER BY id LIMIT %d)",
-    /* ST_PENDING_SITES */
-    "SELECT DISTINCT site FROM et_event WHERE state = 0"
+    /* ST_PENDING_SITES: a DISTINCT over the pending rows reads them all
+     * (0.2 s at 1 M, at every dispatcher start); this walks the sites in
+     * the (site, state, due) index instead, one seek per site. */
+    "WITH RECURSIVE s(site) AS ("
+    " SELECT (SELECT MIN(site) FROM et_event)"
+    " UNION ALL SELECT (SELECT MIN(e.site) FROM et_event e WHERE e.site > s.site)"
+    " FROM s WHERE s.site IS NOT NULL)"
+    " SELECT s.site FROM s WHERE s.site IS NOT NULL AND EXISTS"
+    " (SELECT 1 FROM et_event p WHERE p.site = s.site AND p.state = 0)"
 };
 
 static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
@@ -267,6 +274,21 @@ static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
     apr_pool_cleanup_register(ob->pool, ob, close_cleanup,
                               apr_pool_cleanup_null);
     return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_cache(et_outbox_t *ob, int kib)
+{
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    if (!ob->file) {
+        return APR_SUCCESS;           /* PostgreSQL caches server-side */
+    }
+    apr_pool_create(&p, ob->pool);
+    /* cache_size < 0 counts KiB; a page is allocated only once read */
+    rv = run_pragma(ob, p, apr_psprintf(p, "PRAGMA cache_size = -%d", kib));
+    apr_pool_destroy(p);
+    return rv;
 }
 
 apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
