@@ -51,10 +51,9 @@ apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-/* The leader's work, without c->mutex: open if needed, then commit. */
-static apr_status_t commit_batch(et_committer_t *c, et_event_t **evs, int n,
-                                 apr_status_t *each, char *err,
-                                 apr_size_t errlen)
+/* The leader's, without c->mutex: open the connection if needed, then
+ * wait for the other writers (the other children, the dispatcher). */
+static apr_status_t enter(et_committer_t *c, char *err, apr_size_t errlen)
 {
     const char *oerr = NULL;
     apr_status_t rv;
@@ -75,6 +74,16 @@ static apr_status_t commit_batch(et_committer_t *c, et_event_t **evs, int n,
         apr_cpystrn(err, "cannot take the outbox lock", errlen);
         return rv;
     }
+    return APR_SUCCESS;
+}
+
+/* The leader's, without c->mutex, after enter(): commit, leave. */
+static apr_status_t commit_batch(et_committer_t *c, et_event_t **evs, int n,
+                                 apr_status_t *each, char *err,
+                                 apr_size_t errlen)
+{
+    apr_status_t rv;
+
     rv = et_outbox_insert_batch(c->ob, evs, n, each);
     if (c->lock) {
         apr_global_mutex_unlock(c->lock);
@@ -135,8 +144,14 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
             char berr[200];
             int n = 0, i, max = c->max < 256 ? c->max : 256;
 
-            /* lead: take the queue's head (our own item is among them) */
+            /* Lead: first wait for the other writers, and only then take
+             * the queue's head (our own item is among them), so that the
+             * events queued during that wait go in this commit rather
+             * than wait for the next one. */
             me.lead = 0;
+            apr_thread_mutex_unlock(c->mutex);
+            rv = enter(c, berr, sizeof(berr));
+            apr_thread_mutex_lock(c->mutex);
             while (c->head && n < max) {
                 batch[n] = c->head;
                 evs[n] = c->head->ev;
@@ -148,7 +163,9 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
             }
             apr_thread_mutex_unlock(c->mutex);
 
-            rv = commit_batch(c, evs, n, each, berr, sizeof(berr));
+            if (rv == APR_SUCCESS) {
+                rv = commit_batch(c, evs, n, each, berr, sizeof(berr));
+            }
 
             apr_thread_mutex_lock(c->mutex);
             for (i = 0; i < n; i++) {

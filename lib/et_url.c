@@ -9,6 +9,7 @@
 #include <apr_general.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_time.h>
 #include <apr_uri.h>
 
 #include "et_url.h"
@@ -131,10 +132,19 @@ const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
 apr_status_t et_txn_new(apr_pool_t *p, const char **txn)
 {
     unsigned char rnd[TXN_BYTES];
+    apr_uint64_t ms = (apr_uint64_t)apr_time_as_msec(apr_time_now());
     apr_status_t rv;
+    int i;
 
     *txn = NULL;
-    rv = apr_generate_random_bytes(rnd, sizeof(rnd));
+    /* Capture time first (48 bits of milliseconds, as UUIDv7 does), then
+     * 80 random bits: txns sort by capture, so the outbox's unique index
+     * on txn grows at one end instead of taking a random page per event. */
+    for (i = 5; i >= 0; i--) {
+        rnd[i] = (unsigned char)(ms & 0xff);
+        ms >>= 8;
+    }
+    rv = apr_generate_random_bytes(rnd + 6, sizeof(rnd) - 6);
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -246,11 +246,20 @@ START_TEST(test_txn)
 {
     const char *a, *b;
 
+    apr_time_t before = apr_time_now();
+    char stamp[13];
+
     ck_assert_int_eq(et_txn_new(ut_pool, &a), APR_SUCCESS);
     ck_assert_int_eq(et_txn_new(ut_pool, &b), APR_SUCCESS);
     assert_txn(a);
     assert_txn(b);
     ck_assert_str_ne(a, b);
+    /* capture time leads (so txns sort by capture), randomness follows */
+    ck_assert_int_le(strncmp(a, b, 12), 0);
+    apr_snprintf(stamp, sizeof(stamp), "%012" APR_UINT64_T_HEX_FMT,
+                 (apr_uint64_t)apr_time_as_msec(before));
+    ck_assert_int_ge(strncmp(a, stamp, 12), 0);
+    ck_assert_int_ne(strcmp(a + 12, b + 12), 0);
 }
 END_TEST
 
