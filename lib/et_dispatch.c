@@ -57,9 +57,14 @@
  * budget: at most 20 MB more with a million events pending). */
 #define ET_DISPATCH_CACHE_KIB 8192
 
-/* Claimed ahead: up to this many events per worker are leased and queued
- * on the thread pool, so that a round claims a batch, not one event. */
-#define ET_CLAIM_AHEAD 2
+/* Claimed ahead: besides one per worker, up to this many events per
+ * worker are leased and queued on the thread pool, so that a round claims
+ * a batch, not the one event a worker just freed room for. How many is
+ * set by how long calls take (set_cap): the queue is meant to drain in
+ * about ET_QUEUE_WAIT, so that slow calls (of one site) do not hold the
+ * events queued behind them (of any site) for long, nor near their lease. */
+#define ET_CLAIM_AHEAD 7
+#define ET_QUEUE_WAIT apr_time_from_msec(50)
 
 /* Longest Retry-After honoured: a receiver cannot park events for days. */
 #define ET_RETRY_AFTER_MAX apr_time_from_sec(3600)
@@ -81,7 +86,9 @@ typedef struct dispatcher_t {
     apr_thread_mutex_t *done_lock;    /* guards done and ndone */
     struct job_t *done;               /* calls made, outcome not yet stored */
     int ndone;
-    int cap;                          /* events leased at most (claimed ahead) */
+    volatile apr_uint32_t cap;        /* events leased at most (set_cap) */
+    volatile apr_uint32_t batch;      /* outcomes that make a full round */
+    volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
     volatile apr_uint32_t running;    /* calls under way (apr_atomic_*) */
     volatile int abort_calls;         /* set once, after the stop's grace */
     apr_array_header_t *sites;        /* names claimed for, in turn */
@@ -229,6 +236,26 @@ static void nudge(dispatcher_t *d)
 
     /* non-blocking; a full pipe already means "wake up" */
     apr_file_write(d->done_w, &c, &n);
+}
+
+/*
+ * How many events may be leased at once: one per worker plus what the
+ * workers get through in about ET_QUEUE_WAIT at the recent calls' pace,
+ * at most ET_CLAIM_AHEAD more per worker. A full round is half of it.
+ * Claiming thread only; workers read cap and batch (atomics).
+ */
+static void set_cap(dispatcher_t *d)
+{
+    apr_uint32_t w = (apr_uint32_t)d->conf->workers;
+    apr_uint32_t mean = apr_atomic_read32(&d->call_us);
+    apr_uint32_t ahead = mean ? (apr_uint32_t)(ET_QUEUE_WAIT / mean)
+                              : ET_CLAIM_AHEAD;
+
+    if (ahead > ET_CLAIM_AHEAD) {
+        ahead = ET_CLAIM_AHEAD;
+    }
+    apr_atomic_set32(&d->cap, w * (1 + ahead));
+    apr_atomic_set32(&d->batch, (w * (1 + ahead) + 1) / 2);
 }
 
 static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data);
@@ -521,6 +548,18 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     req.response_keep = site->response_keep;
 
     d->http->perform(d->http, p, &req, &resp);
+    {
+        /* a moving mean (1/8 per call); a lost update between workers
+         * only makes it a little less exact */
+        apr_uint32_t mean = apr_atomic_read32(&d->call_us);
+        apr_interval_time_t took = resp.elapsed > 0 ? resp.elapsed : 0;
+
+        if (took > apr_time_from_sec(3600)) {
+            took = apr_time_from_sec(3600);
+        }
+        apr_atomic_set32(&d->call_us,
+                         (apr_uint32_t)((mean * 7 + (apr_uint64_t)took) / 8));
+    }
     if (resp.aborted) {
         /* the dispatcher stops: back in line untried (the receiver may
          * have seen it; the same txn lets it drop the repeat) */
@@ -600,7 +639,7 @@ static void hand_back(dispatcher_t *d, job_t *job)
     apr_atomic_dec32(&d->running);
     left = apr_atomic_add32(&d->inflight, (apr_uint32_t)-1) - 1;
     if (first || left == 0
-        || left == (apr_uint32_t)(d->cap - d->conf->workers)) {
+        || left == apr_atomic_read32(&d->cap) - apr_atomic_read32(&d->batch)) {
         nudge(d);
     }
 }
@@ -876,7 +915,7 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     load_circuits(d, p);
     load_sites(d, p);
 
-    d->cap = ET_CLAIM_AHEAD * conf->workers;
+    set_cap(d);
     rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
     return rv;
 }
@@ -915,13 +954,17 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     last_round = 0;
     while (!*conf->stop) {
         apr_time_t now = apr_time_now();
-        int room = d.cap - (int)apr_atomic_read32(&d.inflight);
+        int room, batch;
         apr_interval_time_t wait = conf->poll;
         apr_int32_t nready;
         apr_time_t due;
         int ndone;
 
         apr_pool_clear(iter);
+        set_cap(&d);
+        room = (int)apr_atomic_read32(&d.cap)
+               - (int)apr_atomic_read32(&d.inflight);
+        batch = (int)apr_atomic_read32(&d.batch);
         if (now >= next_prune) {
             prune(&d, iter);
             next_prune = apr_time_now() + ET_PRUNE_EVERY;
@@ -930,7 +973,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         ndone = d.ndone;
         apr_thread_mutex_unlock(d.done_lock);
 
-        if (ndone >= conf->workers || now - last_round >= ET_ROUND_GAP) {
+        if (ndone >= batch || now - last_round >= ET_ROUND_GAP) {
             int claimed = do_round(&d, iter, room);
 
             last_round = now;
