@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bench/e2e.py CALLS ARRIVALS: match pace.py's calls (by object id) with
-nginx's arrival log ("$msec METHOD URI STATUS") and print
+the receiver's arrival log ("SECONDS METHOD URI STATUS", bench/arrival.py)
+and print
   matched=N missing=M p50_ms=.. p99_ms=.. max_ms=..
 for (arrival - time the console's answer was read). With --rtt, print the
 same for the calls' own round trip (answer read - sent) instead."""

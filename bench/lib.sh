@@ -22,6 +22,7 @@ P_HTTPD=$((ET_BENCH_PORT + 0))      # httpd: console (capture on/off by config)
 P_STATUS=$((ET_BENCH_PORT + 1))     # httpd: status page
 P_NGINX=$((ET_BENCH_PORT + 10))     # nginx receiver
 P_NGINX_LOG=$((ET_BENCH_PORT + 11)) # nginx receiver that logs $msec per call
+P_ARRIVAL=$((ET_BENCH_PORT + 12))   # bench/arrival.py: arrival times in µs
 P_CLOSED=$((ET_BENCH_PORT + 20))    # nothing listens: receiver down
 
 say() { printf '==> %s\n' "$*" >&2; }
