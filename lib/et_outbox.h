@@ -140,7 +140,8 @@ apr_status_t et_outbox_site_counts(et_outbox_t *ob, apr_pool_t *p,
 
 /**
  * Delete at most @a max events: delivered before @a delivered_before, dead
- * or failed and captured before @a dead_before (0: keep those).
+ * or failed before @a dead_before (0: keep those); an event is dead when
+ * its last attempt ended, failed when it was captured.
  */
 apr_status_t et_outbox_prune(et_outbox_t *ob, apr_time_t delivered_before,
                              apr_time_t dead_before, int max, int *deleted);
