@@ -5,6 +5,8 @@
  * and writes the outcome back.
  *
  * Threads and shared state:
+ *  - the checkpointer thread has its own connection and pool and shares
+ *    nothing but the read-only conf and its stop flag;
  *  - the outbox connection is shared by the claiming thread and the workers
  *    and guarded by d->ob_lock (an et_outbox_t is not thread-safe), and
  *    every use of it also takes conf->lock, the outbox's cross-process
@@ -52,6 +54,9 @@
  * free for the request threads that capture. A lone event is not delayed
  * (the last round is long past). */
 #define ET_ROUND_GAP apr_time_from_msec(1)
+
+/* How often the checkpointer copies the SQLite log into the file. */
+#define ET_CHECKPOINT_EVERY apr_time_from_msec(100)
 
 /* The dispatcher's SQLite page cache, KiB (within figure 4's memory
  * budget: at most 20 MB more with a million events pending). */
@@ -920,6 +925,44 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     return rv;
 }
 
+/*
+ * The checkpointer: a thread with its own connection that copies the
+ * SQLite write-ahead log into the database file every 100 ms, so that no
+ * commit (a request's, a round's) has to (et_outbox_checkpoint). On
+ * PostgreSQL it only sleeps. Shares nothing but conf (read-only) and the
+ * stop flag.
+ */
+static void *APR_THREAD_FUNC checkpointer(apr_thread_t *thd, void *data)
+{
+    const et_dispatch_conf_t *conf = data;
+    apr_pool_t *p;
+    et_outbox_t *ob = NULL;
+    const char *err = NULL;
+    int complained = 0;
+
+    /* its own allocator: nothing here is shared with the other threads */
+    apr_pool_create_unmanaged_ex(&p, NULL, NULL);
+    if (et_outbox_open(&ob, p, conf->store, 0, &err) != APR_SUCCESS) {
+        dlog(conf, ET_LOG_WARNING,
+             apr_psprintf(p, "ET01021: the checkpointer cannot open the "
+                          "outbox (%s); commits will checkpoint the log "
+                          "themselves", err ? err : "unknown error"));
+        ob = NULL;
+    }
+    while (ob && !*conf->stop) {
+        apr_sleep(ET_CHECKPOINT_EVERY);
+        if (et_outbox_checkpoint(ob) != APR_SUCCESS && !complained) {
+            dlog(conf, ET_LOG_WARNING,
+                 apr_psprintf(p, "ET01022: cannot checkpoint the outbox: %s",
+                              et_outbox_error(ob)));
+            complained = 1;           /* once: it is retried each time */
+        }
+    }
+    apr_pool_destroy(p);              /* closes the connection */
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
+
 apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
 {
     dispatcher_t d;
@@ -927,11 +970,16 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     apr_pollfd_t fds[2];
     apr_status_t rv;
     apr_time_t next_prune, last_round;
+    apr_thread_t *ckpt;
     int nfds = 0;
 
     memset(&d, 0, sizeof(d));
     if ((rv = setup(&d, p, conf)) != APR_SUCCESS) {
         return rv;
+    }
+    if (apr_thread_create(&ckpt, NULL, checkpointer, (void *)conf, p)
+        != APR_SUCCESS) {
+        ckpt = NULL;                  /* commits checkpoint, as SQLite does */
     }
     dlog(conf, ET_LOG_INFO,
          apr_psprintf(p, "ET01005: dispatcher %s started with %d workers",
@@ -1035,6 +1083,11 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
                           et_outbox_error(d.ob)));
     }
     ob_leave(&d);
+    if (ckpt) {
+        apr_status_t trv;
+
+        apr_thread_join(&trv, ckpt);
+    }
     dlog(conf, ET_LOG_INFO,
          apr_psprintf(p, "ET01008: dispatcher %s stopped", d.owner));
     return APR_SUCCESS;

@@ -294,6 +294,22 @@ static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
     return APR_SUCCESS;
 }
 
+apr_status_t et_outbox_checkpoint(et_outbox_t *ob)
+{
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    if (!ob->file) {
+        return APR_SUCCESS;           /* PostgreSQL checkpoints itself */
+    }
+    apr_pool_create(&p, ob->pool);
+    /* PASSIVE: copies what no reader still needs, never waits for or
+     * blocks a writer */
+    rv = run_pragma(ob, p, "PRAGMA wal_checkpoint(PASSIVE)");
+    apr_pool_destroy(p);
+    return rv;
+}
+
 apr_status_t et_outbox_cache(et_outbox_t *ob, int kib)
 {
     apr_pool_t *p;
@@ -337,6 +353,14 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         /* WAL + NORMAL survives a crash of any process; FULL also a power
          * cut. Events are the customer's data: keep FULL. */
         if ((rv = run_pragma(ob, ptemp, "PRAGMA synchronous = FULL"))) {
+            goto fail;
+        }
+        /* Checkpoints are the dispatcher's checkpointer's job
+         * (et_outbox_checkpoint): SQLite's default of 1000 pages made
+         * whichever commit crossed it copy them into the file, a stall
+         * of tens of ms for that request or round. This is the safety
+         * net for when no dispatcher runs (40 MB of WAL). */
+        if ((rv = run_pragma(ob, ptemp, "PRAGMA wal_autocheckpoint = 10000"))) {
             goto fail;
         }
     }
