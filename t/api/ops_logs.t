@@ -205,21 +205,8 @@ sub mini_run {
     my $dir = t_path('t_dir', 'tmp', "ops_logs_$level");
     remove_tree($dir);
     make_path("$dir/logs");
-    my $conf = "$dir/httpd.conf";
-    open my $fh, '>', $conf or die "$conf: $!";
-    print $fh mpm_load_lines(), <<"EOF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$P{ET_OPS_MINI_PORT}
-Listen 127.0.0.1:$P{ET_OPS_MINI_PORT2}
-Listen 127.0.0.1:$P{ET_OPS_MINI_PORT3}
-PidFile "$dir/logs/httpd.pid"
-DefaultRuntimeDir "$dir/logs"
-ErrorLog "$dir/logs/error_log"
-StartServers 1
-LoadModule authz_core_module "@{[module_dir()]}/mod_authz_core.so"
-LoadModule eventtrigger_module "@{[module_so()]}"
-LoadModule et_console_module "@{[console_so()]}"
+    my $conf = mini_httpd_conf($dir, [@P{qw(ET_OPS_MINI_PORT ET_OPS_MINI_PORT2
+                                              ET_OPS_MINI_PORT3)}], <<"EOF");
 LogLevel warn eventtrigger:$level
 EventTriggerStore sqlite3:$dir/outbox.db
 EventTriggerPollInterval 200ms
@@ -248,7 +235,6 @@ EventTriggerPollInterval 200ms
     LogLevel warn eventtrigger:info
 </VirtualHost>
 EOF
-    close $fh;
     my $pid = mini_httpd_start($conf, $P{ET_OPS_MINI_PORT}, "$dir/logs/stdout");
     my $db = "$dir/outbox.db";
     my $ua = LWP::UserAgent->new(timeout => 10);

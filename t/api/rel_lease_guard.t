@@ -31,19 +31,7 @@ my $rlog = receiver_log('-slow');
 my $rpid = start_receiver(port => $P{ET_REL_MINI_RECEIVER_PORT}, log => $rlog,
                           truncate => 1, delay => 1.5);
 
-my $conf = "$dir/httpd.conf";
-open my $fh, '>', $conf or die "$conf: $!";
-print $fh mpm_load_lines(), <<"EOF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$P{ET_REL_MINI_PORT}
-PidFile "$dir/logs/httpd.pid"
-DefaultRuntimeDir "$dir/logs"
-ErrorLog "$dir/logs/error_log"
-StartServers 1
-LoadModule authz_core_module "@{[module_dir()]}/mod_authz_core.so"
-LoadModule eventtrigger_module "@{[module_so()]}"
-LoadModule et_console_module "@{[console_so()]}"
+my $conf = mini_httpd_conf($dir, [$P{ET_REL_MINI_PORT}], <<"EOF");
 LogLevel warn eventtrigger:info
 EventTriggerStore sqlite3:$dir/outbox.db
 EventTriggerWorkers 1
@@ -60,7 +48,6 @@ EventTriggerEndpoint http://127.0.0.1:$P{ET_REL_MINI_RECEIVER_PORT}/hooks/slow
     EventTrigger member
 </Location>
 EOF
-close $fh;
 my $pid = mini_httpd_start($conf, $P{ET_REL_MINI_PORT}, "$dir/logs/stdout");
 
 # three objects at once: the dispatcher claims them in one round

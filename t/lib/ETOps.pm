@@ -20,8 +20,8 @@ use ETTest qw(t_path request response_json wait_for);
 our @EXPORT_OK = qw(
     ops_define site_status prom_parse prom_value html_tables
     read_lines log_offset lines_since module_so console_so httpd_bin
-    module_dir mpm_load_lines apache2_run mini_httpd_start mini_httpd_stop
-    find_chromium sqlite_rows untagged_lines
+    module_dir mpm_load_lines apache2_run mini_httpd_conf mini_httpd_start
+    mini_httpd_stop find_chromium sqlite_rows untagged_lines
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -327,6 +327,28 @@ sub apache2_run {
     my $out = <$fh> // '';
     close $fh;
     return ($? >> 8, $out);
+}
+
+# mini_httpd_conf(DIR, [PORTS], TEXT) -> path of DIR/httpd.conf: a standalone
+# httpd (not Apache::Test's) that listens on PORTS, logs to DIR/logs and loads
+# the built module and the in-process console; TEXT follows (the outbox, the
+# sites, the locations).
+sub mini_httpd_conf {
+    my($dir, $ports, $text) = @_;
+    my $conf = "$dir/httpd.conf";
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh mpm_load_lines(), qq(ServerRoot "$dir"\nServerName 127.0.0.1\n),
+        (map { "Listen 127.0.0.1:$_\n" } @$ports), <<"EOF", $text;
+PidFile "$dir/logs/httpd.pid"
+DefaultRuntimeDir "$dir/logs"
+ErrorLog "$dir/logs/error_log"
+StartServers 1
+LoadModule authz_core_module "@{[module_dir()]}/mod_authz_core.so"
+LoadModule eventtrigger_module "@{[module_so()]}"
+LoadModule et_console_module "@{[console_so()]}"
+EOF
+    close $fh or die "$conf: $!";
+    return $conf;
 }
 
 # mini_httpd_start(CONF) -> pid: httpd in the foreground on a configuration
