@@ -42,6 +42,7 @@ import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ethttp import read_body, serve
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
@@ -61,24 +62,6 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     quiet = False
 
     # -- helpers ----------------------------------------------------------
-
-    def _read_body(self):
-        te = self.headers.get("Transfer-Encoding", "")
-        if "chunked" in te.lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    # trailers up to the empty line
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _gzip_wanted(self):
         how = self.headers.get("X-Console-Gzip")
@@ -125,7 +108,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     # -- methods ----------------------------------------------------------
 
     def _handle(self):
-        body = self._read_body()
+        body = read_body(self)
         if self.headers.get("X-Console-Raw") == "1":
             self._send(200 if self.command != "POST" else 201, body)
             return
@@ -193,12 +176,7 @@ def main():
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.bind, args.port), ConsoleHandler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(server)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import argparse
 import socket
 import socketserver
 import sys
+from ethttp import serve
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -66,12 +67,7 @@ def main():
     ap.add_argument("--bind", default="127.0.0.1")
     args = ap.parse_args()
     server = Server((args.bind, args.port), Handler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(server)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ethttp import read_body, serve
 
 CONTROL_PATH = "/_plan"
 
@@ -204,24 +205,6 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     print_calls = False
     plans = None
 
-    def _read_body(self):
-        # The dispatcher sends Content-Length; a chunked body is read too,
-        # so that a wrong framing shows as a wrong body, not a hang.
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     def _send_simple(self, status, body, headers=()):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -273,7 +256,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _handle(self):
-        body = self._read_body()
+        body = read_body(self)
         path, _, query = self.path.partition("?")
         if path == CONTROL_PATH:
             self._control(body)
@@ -381,12 +364,7 @@ def main():
         except ValueError as e:
             ap.error("--plan: %s" % e)
     server = Server((args.bind, args.port), ReceiverHandler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(server)
 
 
 if __name__ == "__main__":
