@@ -359,8 +359,8 @@ static const char *set_workers(cmd_parms *cmd, void *dc, const char *arg)
     }
     v = apr_strtoi64(arg, &end, 10);
     if (*end || end == arg || v < 1 || v > 256) {
-        return apr_psprintf(cmd->pool, "%s: a number of threads between 1 "
-                            "and 256 is required", cmd->cmd->name);
+        return apr_psprintf(cmd->pool, "%s: a number of calls at once "
+                            "between 1 and 256 is required", cmd->cmd->name);
     }
     c->workers = (int)v;
     return NULL;
@@ -671,7 +671,7 @@ const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerMaxDepth", set_max_depth, NULL, RSRC_CONF,
                   "Deepest JSON nesting accepted"),
     AP_INIT_TAKE1("EventTriggerWorkers", set_workers, NULL, RSRC_CONF,
-                  "Threads delivering calls"),
+                  "Calls made at once (1-256)"),
     AP_INIT_TAKE1("EventTriggerPollInterval", set_poll, NULL, RSRC_CONF,
                   "Longest time the dispatcher sleeps between looks"),
     AP_INIT_TAKE1("EventTriggerLease", set_lease, NULL, RSRC_CONF,

@@ -116,6 +116,8 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
     conf.lookup_baton = s;
     conf.log = daemon_log;
     conf.log_baton = s;
+    /* the per-event lines are not formatted when LogLevel drops them */
+    conf.log_level = ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX);
     conf.wakeup = et_g.wake_r;
     conf.keep_delivered = mc->keep_delivered;
     conf.keep_dead = mc->keep_dead;

@@ -1,22 +1,35 @@
 /* Licensed under the Apache License, Version 2.0. */
 /*
- * The dispatcher. One thread claims due events from the outbox (with a
- * lease) and hands each to an apr_thread_pool worker, which makes the call
- * and writes the outcome back.
+ * The dispatcher. The claiming thread claims due events from the outbox
+ * (with a lease) and queues them for the calling thread, which makes the
+ * calls, up to EventTriggerWorkers at once, side by side on one libcurl
+ * multi handle (et_http.h), and hands each finished call back; the
+ * claiming thread writes the outcomes.
+ *
+ * Why one calling thread and not a pool of threads each blocked in its own
+ * call: the calls spend their time waiting on sockets, and one thread
+ * waiting on all of them costs a third less CPU per call and no context
+ * switch per call (docs/design.md, "Calls"). Why not the claiming thread
+ * itself: its commits wait for the disk, and calls must not stall then.
  *
  * Threads and shared state:
  *  - the checkpointer thread has its own connection and pool and shares
  *    nothing but the read-only conf and its stop flag;
- *  - the outbox connection is shared by the claiming thread and the workers
- *    and guarded by d->ob_lock (an et_outbox_t is not thread-safe), and
- *    every use of it also takes conf->lock, the outbox's cross-process
- *    writer lock (ob_enter/ob_leave);
+ *  - the outbox connection is shared by the claiming thread and the
+ *    calling thread (circuit_store) and guarded by d->ob_lock (an
+ *    et_outbox_t is not thread-safe), and every use of it also takes
+ *    conf->lock, the outbox's cross-process writer lock (ob_enter/ob_leave);
+ *  - d->http, d->running and d->waiting are the calling thread's alone
+ *    (et_http_wake() excepted, which is safe from any thread);
+ *  - claimed jobs go to the calling thread through d->queue (guarded by
+ *    d->q_lock);
  *  - job pools are children of d->jobs_pool, whose allocator carries a
- *    mutex, so the claiming thread may create them while workers destroy
- *    theirs;
- *  - d->inflight is only touched with apr_atomic_*;
- *  - a worker hands its finished job (and the job's pool) to the claiming
- *    thread through d->done and d->ndone (guarded by d->done_lock); that
+ *    mutex, so the claiming thread may create and destroy them while the
+ *    calling thread allocates from others;
+ *  - d->inflight, d->cap, d->batch and d->call_us are only touched with
+ *    apr_atomic_*;
+ *  - the calling thread hands each finished job (and the job's pool) back
+ *    through d->done and d->ndone (guarded by d->done_lock); the claiming
  *    thread stores the outcomes and makes the next claims in one
  *    transaction (a "round") and destroys the pools;
  *  - the circuits (endpoint health, by site) and their hash are guarded by
@@ -31,7 +44,6 @@
 #include <apr_poll.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
-#include <apr_thread_pool.h>
 #include <apr_portable.h>
 
 #include <unistd.h>
@@ -63,7 +75,7 @@
 #define ET_DISPATCH_CACHE_KIB 8192
 
 /* Claimed ahead: besides one per worker, up to this many events per
- * worker are leased and queued on the thread pool, so that a round claims
+ * worker are leased and queued for the calling thread, so that a round claims
  * a batch, not the one event a worker just freed room for. How many is
  * set by how long calls take (set_cap): the queue is meant to drain in
  * about ET_QUEUE_WAIT, so that slow calls (of one site) do not hold the
@@ -80,8 +92,12 @@ typedef struct dispatcher_t {
     apr_pool_t *jobs_pool;
     et_outbox_t *ob;
     apr_thread_mutex_t *ob_lock;
-    et_http_t *http;
-    apr_thread_pool_t *tp;
+    et_http_t *http;                  /* calling thread only */
+    apr_thread_t *caller;
+    apr_thread_mutex_t *q_lock;       /* guards queue and queue_tail */
+    struct job_t *queue, *queue_tail; /* claimed, for the calling thread */
+    struct job_t *waiting, *waiting_tail; /* calling thread's, in order */
+    int running;                      /* calls under way: calling thread */
     const char *owner;
     volatile apr_uint32_t inflight;
     apr_file_t *done_r, *done_w;      /* workers nudge the claimer */
@@ -94,8 +110,6 @@ typedef struct dispatcher_t {
     volatile apr_uint32_t cap;        /* events leased at most (set_cap) */
     volatile apr_uint32_t batch;      /* outcomes that make a full round */
     volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
-    volatile apr_uint32_t running;    /* calls under way (apr_atomic_*) */
-    volatile int abort_calls;         /* set once, after the stop's grace */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
 } dispatcher_t;
@@ -107,7 +121,9 @@ typedef struct job_t {
     apr_time_t lease_until;           /* as claimed */
     et_outcome_t out;
     apr_status_t stored;              /* writing the outcome: see do_round */
-    struct job_t *next;               /* in d->done, once called */
+    int probe;                        /* the call that probes a paused site */
+    int untried;                      /* handed back uncalled: unclaim it */
+    struct job_t *next;               /* in a queue, then in d->done */
 } job_t;
 
 /* The connection is the dispatcher's (ob_lock); writing also needs the
@@ -126,6 +142,14 @@ static void ob_leave(dispatcher_t *d)
         apr_global_mutex_unlock(d->conf->lock);
     }
     apr_thread_mutex_unlock(d->ob_lock);
+}
+
+/* Whether a message of @a level would be logged: per-call lines are
+ * formatted only then (it is a measurable part of a call's cost). */
+static int logs(const et_dispatch_conf_t *conf, int level)
+{
+    return conf->log && level <= (conf->log_level ? conf->log_level
+                                                  : ET_LOG_DEBUG);
 }
 
 static void dlog(const et_dispatch_conf_t *conf, int level, const char *msg)
@@ -263,7 +287,6 @@ static void set_cap(dispatcher_t *d)
     apr_atomic_set32(&d->batch, (w * (1 + ahead) + 1) / 2);
 }
 
-static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data);
 static void hand_back(dispatcher_t *d, job_t *job);
 static job_t *make_job(dispatcher_t *d, const et_event_t *src,
                        apr_time_t lease_until);
@@ -441,11 +464,13 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
     return rc;
 }
 
-/* Hand the committed claims to the workers; returns how many started. */
+/* Queue the committed claims for the calling thread, in claim order;
+ * returns how many. */
 static int start_claims(dispatcher_t *d, apr_pool_t *p,
                         apr_array_header_t *got, apr_time_t lease_until)
 {
-    int k, i, started = 0;
+    job_t *head = NULL, *tail = NULL;
+    int k, i, n = 0;
 
     for (k = 0; k < got->nelts; k++) {
         claim_t *c = &APR_ARRAY_IDX(got, k, claim_t);
@@ -457,63 +482,67 @@ static int start_claims(dispatcher_t *d, apr_pool_t *p,
             job_t *job = make_job(d, APR_ARRAY_IDX(c->evs, i, et_event_t *),
                                   lease_until);
 
-            apr_atomic_inc32(&d->inflight);
-            if (apr_thread_pool_push(d->tp, deliver, job, 0, d)
-                != APR_SUCCESS) {
-                /* its lease expires and it is claimed again; a probe that
-                 * never started must not leave its site paused for good */
-                apr_atomic_dec32(&d->inflight);
-                apr_pool_destroy(job->pool);
-                if (c->probe) {
-                    probe_lost(d, c->site);
-                }
-                continue;
+            job->probe = c->probe;
+            if (tail) {
+                tail->next = job;
             }
-            started++;
+            else {
+                head = job;
+            }
+            tail = job;
+            n++;
         }
     }
-    return started;
+    if (!n) {
+        return 0;
+    }
+    apr_atomic_add32(&d->inflight, (apr_uint32_t)n);
+    apr_thread_mutex_lock(d->q_lock);
+    if (d->queue_tail) {
+        d->queue_tail->next = head;
+    }
+    else {
+        d->queue = head;
+    }
+    d->queue_tail = tail;
+    apr_thread_mutex_unlock(d->q_lock);
+    et_http_wake(d->http);
+    return n;
 }
 
-static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
+/* Back to the claiming thread uncalled; the round gives its lease up. A
+ * probe that was never made must not leave its site paused for good. */
+static void give_back(dispatcher_t *d, job_t *job)
 {
-    job_t *job = data;
-    dispatcher_t *d = job->d;
+    job->untried = 1;
+    if (job->probe) {
+        probe_lost(d, job->ev->site);
+    }
+    hand_back(d, job);
+}
+
+static void call_done(void *baton, const et_http_response_t *resp);
+
+/* Calling thread: make the call of @a job (its answer comes to call_done). */
+static void start_call(dispatcher_t *d, job_t *job)
+{
     apr_pool_t *p = job->pool;
     et_event_t *ev = job->ev;
     const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
     et_http_request_t req;
-    et_http_response_t resp;
-    et_outcome_t out;
-    const char *detail;
-    int level, i;
+    int i;
 
-    if (*d->conf->stop) {
-        /* queued before the stop, started after it: not called at all */
-        ob_enter(d);
-        et_outbox_unclaim(d->ob, ev, d->owner);
-        ob_leave(d);
-        apr_pool_destroy(p);
-        apr_atomic_dec32(&d->inflight);
-        return NULL;
-    }
     if (apr_time_now() + site->timeout >= job->lease_until) {
         /* Queued (claimed ahead) behind slow calls for so long that this
          * one could outlive its lease and be claimed twice: back in line
          * untried instead. */
-        ob_enter(d);
-        et_outbox_unclaim(d->ob, ev, d->owner);
-        ob_leave(d);
         dlog(d->conf, ET_LOG_INFO,
              apr_psprintf(p, "ET01019: txn=%s waited for a free worker "
                           "until its lease nearly ran out; it is back in "
                           "line untried", ev->txn));
-        apr_pool_destroy(p);
-        apr_atomic_dec32(&d->inflight);
-        nudge(d);
-        return NULL;
+        give_back(d, job);
+        return;
     }
-    apr_atomic_inc32(&d->running);
     memset(&req, 0, sizeof(req));
     req.method = et_event_method(ev->event);
     req.url = ev->url;
@@ -547,15 +576,37 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
                                 req.body_len), NULL);
     }
     req.tls = &site->tls;
-    req.abort = &d->abort_calls;
     req.connect_timeout = site->connect_timeout;
     req.timeout = site->timeout;
     req.response_keep = site->response_keep;
 
-    d->http->perform(d->http, p, &req, &resp);
+    if (et_http_start(d->http, p, &req, call_done, job) != APR_SUCCESS) {
+        dlog(d->conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01023: cannot start the call of txn=%s (out "
+                          "of memory?); it is back in line untried",
+                          ev->txn));
+        give_back(d, job);
+        return;
+    }
+    d->running++;
+}
+
+/* Calling thread: a call has ended (or was interrupted at stop). */
+static void call_done(void *baton, const et_http_response_t *r)
+{
+    job_t *job = baton;
+    dispatcher_t *d = job->d;
+    apr_pool_t *p = job->pool;
+    et_event_t *ev = job->ev;
+    const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
+    et_http_response_t resp = *r;
+    et_outcome_t out;
+    const char *detail;
+    int level;
+
+    d->running--;
     {
-        /* a moving mean (1/8 per call); a lost update between workers
-         * only makes it a little less exact */
+        /* a moving mean (1/8 per call), read by the claiming thread */
         apr_uint32_t mean = apr_atomic_read32(&d->call_us);
         apr_interval_time_t took = resp.elapsed > 0 ? resp.elapsed : 0;
 
@@ -568,17 +619,11 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
     if (resp.aborted) {
         /* the dispatcher stops: back in line untried (the receiver may
          * have seen it; the same txn lets it drop the repeat) */
-        ob_enter(d);
-        et_outbox_unclaim(d->ob, ev, d->owner);
-        ob_leave(d);
         dlog(d->conf, ET_LOG_INFO,
              apr_psprintf(p, "ET01009: call of txn=%s interrupted by the "
                           "dispatcher's stop; it is back in line", ev->txn));
-        apr_pool_destroy(p);
-        apr_atomic_dec32(&d->running);
-        apr_atomic_dec32(&d->inflight);
-        nudge(d);
-        return NULL;
+        give_back(d, job);
+        return;
     }
     et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(), &out);
     if (out.state != ET_ST_DELIVERED) {
@@ -607,14 +652,17 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
         detail = "dead letter";
         break;
     }
-    dlog(d->conf, level,
-         apr_psprintf(p, "ET01001: %s txn=%s site=%s object=%s event=%s "
-                      "id=%s attempt=%d status=%d latency=%" APR_TIME_T_FMT
-                      "ms%s%s", detail, ev->txn, ev->site,
-                      et_object_name(ev->object), et_event_name(ev->event),
-                      ev->oid, ev->attempts, resp.status,
-                      apr_time_as_msec(resp.elapsed),
-                      out.error ? " error=" : "", out.error ? out.error : ""));
+    if (logs(d->conf, level)) {
+        dlog(d->conf, level,
+             apr_psprintf(p, "ET01001: %s txn=%s site=%s object=%s "
+                          "event=%s id=%s attempt=%d status=%d latency=%"
+                          APR_TIME_T_FMT "ms%s%s", detail, ev->txn, ev->site,
+                          et_object_name(ev->object),
+                          et_event_name(ev->event), ev->oid, ev->attempts,
+                          resp.status, apr_time_as_msec(resp.elapsed),
+                          out.error ? " error=" : "",
+                          out.error ? out.error : ""));
+    }
 
     /* The outcome is stored by the claiming thread with the others that
      * finished meanwhile, in one transaction; the job and its pool are
@@ -622,14 +670,14 @@ static void *APR_THREAD_FUNC deliver(apr_thread_t *thd, void *data)
      * nor a later event of the same object can be claimed. */
     job->out = out;
     hand_back(d, job);
-    return NULL;
 }
 
 /*
- * A call is made: its job goes to the claiming thread. That thread is
- * nudged for the first outcome since its last round (a lone event's
- * outcome is stored at once), when the last call ends, and when enough
- * workers are free for a full claim; in between it is not woken per call.
+ * A call is made (or given back untried): its job goes to the claiming
+ * thread. That thread is nudged for the first outcome since its last
+ * round (a lone event's outcome is stored at once), when the last call
+ * ends, and when enough workers are free for a full claim; in between it
+ * is not woken per call.
  */
 static void hand_back(dispatcher_t *d, job_t *job)
 {
@@ -641,7 +689,6 @@ static void hand_back(dispatcher_t *d, job_t *job)
     d->done = job;
     first = d->ndone++ == 0;
     apr_thread_mutex_unlock(d->done_lock);
-    apr_atomic_dec32(&d->running);
     left = apr_atomic_add32(&d->inflight, (apr_uint32_t)-1) - 1;
     if (first || left == 0
         || left == apr_atomic_read32(&d->cap) - apr_atomic_read32(&d->batch)) {
@@ -662,7 +709,9 @@ static int store_outcomes(dispatcher_t *d, apr_pool_t *p, job_t *jobs,
     int rc = 0;
 
     for (job = jobs; job; job = job->next) {
-        job->stored = et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
+        job->stored = job->untried
+                      ? et_outbox_unclaim(d->ob, job->ev, d->owner)
+                      : et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
         if (job->stored == APR_SUCCESS || job->stored == APR_EBUSY) {
             continue;
         }
@@ -912,6 +961,9 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
                                       p)) != APR_SUCCESS
         || (rv = apr_thread_mutex_create(&d->done_lock,
                                          APR_THREAD_MUTEX_DEFAULT, p))
+           != APR_SUCCESS
+        || (rv = apr_thread_mutex_create(&d->q_lock,
+                                         APR_THREAD_MUTEX_DEFAULT, p))
            != APR_SUCCESS) {
         return rv;
     }
@@ -921,8 +973,66 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     load_sites(d, p);
 
     set_cap(d);
-    rv = apr_thread_pool_create(&d->tp, conf->workers, conf->workers, p);
-    return rv;
+    return APR_SUCCESS;
+}
+
+/*
+ * The calling thread: starts the queued calls, in claim order, up to
+ * conf->workers at once, and runs them until they end (call_done). At
+ * stop, queued calls go back untried; calls about to finish are let
+ * finish (an interrupted call is made again: a duplicate for the
+ * receiver), the rest are interrupted well before httpd's SIGKILL, 3 s
+ * after its SIGTERM.
+ */
+static void *APR_THREAD_FUNC caller(apr_thread_t *thd, void *data)
+{
+    dispatcher_t *d = data;
+    apr_time_t grace;
+    job_t *job;
+
+    for (;;) {
+        int stopping = *d->conf->stop;
+
+        apr_thread_mutex_lock(d->q_lock);
+        if (d->queue) {
+            if (d->waiting_tail) {
+                d->waiting_tail->next = d->queue;
+            }
+            else {
+                d->waiting = d->queue;
+            }
+            d->waiting_tail = d->queue_tail;
+            d->queue = d->queue_tail = NULL;
+        }
+        apr_thread_mutex_unlock(d->q_lock);
+        while ((job = d->waiting) != NULL
+               && (stopping || d->running < d->conf->workers)) {
+            d->waiting = job->next;
+            if (!d->waiting) {
+                d->waiting_tail = NULL;
+            }
+            job->next = NULL;
+            if (stopping) {
+                give_back(d, job);
+            }
+            else {
+                start_call(d, job);
+            }
+        }
+        if (stopping) {
+            break;
+        }
+        /* returns when a call ends, or et_http_wake() (new claims, stop) */
+        et_http_run(d->http, d->conf->poll);
+    }
+
+    grace = apr_time_now() + ET_STOP_GRACE;
+    while (et_http_running(d->http) && apr_time_now() < grace) {
+        et_http_run(d->http, apr_time_from_msec(20));
+    }
+    et_http_abort(d->http);
+    (void)thd;                        /* a plain return: see checkpointer */
+    return NULL;
 }
 
 /*
@@ -978,6 +1088,13 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
 
     memset(&d, 0, sizeof(d));
     if ((rv = setup(&d, p, conf)) != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = apr_thread_create(&d.caller, NULL, caller, &d, p))
+        != APR_SUCCESS) {
+        dlog(conf, ET_LOG_ERR,
+             apr_psprintf(p, "ET01024: dispatcher cannot start its calling "
+                          "thread: %pm", &rv));
         return rv;
     }
     if (apr_thread_create(&ckpt, NULL, checkpointer, (void *)conf, p)
@@ -1062,22 +1179,14 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         }
     }
 
-    /* Stop claiming; calls already under way finish and are recorded
-     * (each is bounded by its timeout). Queued ones keep their lease only
-     * until we release it below. */
-    apr_thread_pool_tasks_cancel(d.tp, &d);
+    /* Stop claiming; the calling thread ends its calls (see caller) and
+     * hands every job back; their outcomes are stored below. */
+    et_http_wake(d.http);
     {
-        /* Calls about to finish are let finish (an interrupted call is
-         * made again: a duplicate for the receiver); the rest are
-         * interrupted well before httpd's SIGKILL, 3 s after its SIGTERM. */
-        apr_time_t grace = apr_time_now() + ET_STOP_GRACE;
+        apr_status_t trv;
 
-        while (apr_atomic_read32(&d.running) && apr_time_now() < grace) {
-            apr_sleep(apr_time_from_msec(20));
-        }
-        d.abort_calls = 1;
+        apr_thread_join(&trv, d.caller);
     }
-    apr_thread_pool_destroy(d.tp);
     do_round(&d, p, 0);
     ob_enter(&d);
     if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {

@@ -31,6 +31,8 @@ typedef struct et_dispatch_conf_t {
     void *lookup_baton;
     et_log_fn *log;
     void *log_baton;
+    int log_level;                    /* above it, not even formatted;
+                                       * 0: ET_LOG_DEBUG */
     apr_file_t *wakeup;               /* read end: a byte means "new event" */
     apr_interval_time_t keep_delivered;   /* then deleted; 0: kept forever */
     apr_interval_time_t keep_dead;        /* dead and failed events */

@@ -1,9 +1,11 @@
 /* Licensed under the Apache License, Version 2.0. */
 /**
  * @file et_http.h
- * @brief The HTTP client interface the dispatcher calls; et_http_curl.c is
- *        its libcurl implementation (the way mod_md keeps curl behind
- *        md_http.h).
+ * @brief The HTTP client the dispatcher calls with; et_http_curl.c is its
+ *        libcurl implementation (the way mod_md keeps curl behind
+ *        md_http.h). Calls run side by side on one thread, through a
+ *        libcurl multi handle: they are started with et_http_start() and
+ *        finish, each with its callback, inside et_http_run().
  */
 #ifndef ET_HTTP_H
 #define ET_HTTP_H
@@ -31,13 +33,12 @@ typedef struct et_http_request_t {
     const char *method;
     const char *url;
     apr_array_header_t *headers;      /* of const char *, "Name: value" */
-    const char *body;
+    const char *body;                 /* not copied: must outlive the call */
     apr_size_t body_len;
     apr_interval_time_t connect_timeout;
     apr_interval_time_t timeout;
     apr_size_t response_keep;         /* bytes of the answer's body kept */
     const et_tls_t *tls;              /* NULL: verify with the system store */
-    volatile int *abort;              /* non-zero: give up at once */
 } et_http_request_t;
 
 typedef struct et_http_response_t {
@@ -47,25 +48,51 @@ typedef struct et_http_response_t {
     const char *body;                 /* at most response_keep bytes */
     apr_size_t body_len;
     apr_interval_time_t elapsed;
-    int aborted;                      /* stopped because *abort was set */
+    int aborted;                      /* ended by et_http_abort() */
 } et_http_response_t;
 
 typedef struct et_http_t et_http_t;
 
 /**
- * Thread safety: perform() may be called from many threads at once; each
- * call takes a connection handle from the client's own pool of handles.
+ * A call's end. Called once for each call started, from et_http_run() or
+ * et_http_abort(), on the thread that runs them. The response's strings
+ * are in the call's pool; the client no longer uses that pool once this
+ * is called, so the callback may destroy it.
  */
-struct et_http_t {
-    apr_status_t (*perform)(et_http_t *h, apr_pool_t *p,
-                            const et_http_request_t *req,
-                            et_http_response_t *resp);
-    void *baton;
-};
+typedef void et_http_done_fn(void *baton, const et_http_response_t *resp);
 
 /** Global init of libcurl; call once per process, before threads start. */
 apr_status_t et_http_curl_global_init(void);
-/** A libcurl client whose handles (and their connections) live in @a p. */
+
+/**
+ * A client whose handles and connections (kept alive, reused by later
+ * calls) live in @a p. Thread safety: one thread starts, runs and aborts
+ * the calls; et_http_wake() alone may be called from any thread.
+ */
 apr_status_t et_http_curl_create(et_http_t **h, apr_pool_t *p);
+
+/**
+ * Start a call; it proceeds inside et_http_run(). @a p holds the call's
+ * state and its response and must live until @a done is called.
+ */
+apr_status_t et_http_start(et_http_t *h, apr_pool_t *p,
+                           const et_http_request_t *req,
+                           et_http_done_fn *done, void *baton);
+
+/**
+ * Move the calls on, calling @a done for each that ends. Waits at most
+ * @a wait for something to happen (an answer, a timeout, et_http_wake())
+ * when no call has ended yet.
+ */
+apr_status_t et_http_run(et_http_t *h, apr_interval_time_t wait);
+
+/** Calls started and not yet ended. */
+int et_http_running(const et_http_t *h);
+
+/** End every call under way at once (their callbacks see aborted). */
+void et_http_abort(et_http_t *h);
+
+/** Make a waiting et_http_run() return; safe from any thread. */
+void et_http_wake(et_http_t *h);
 
 #endif /* ET_HTTP_H */

@@ -1,17 +1,27 @@
 /* Licensed under the Apache License, Version 2.0. */
 /*
- * et_http over libcurl. Handles are kept in a small free list so that their
- * connections are reused (keep-alive) by whichever worker thread asks next;
- * curl_easy_reset() keeps a handle's live connections while clearing the
- * options of the previous call.
+ * et_http over libcurl's multi interface: every call of the dispatcher
+ * runs on one thread, side by side, as mod_md's md_curl.c runs its
+ * parallel requests. One thread waiting on all the sockets replaces a
+ * thread per call blocked in curl_easy_perform() (which waits the same
+ * way, one socket at a time): fewer context switches and less CPU per
+ * call (docs/performance.md). The multi handle keeps the connections
+ * alive for whichever call goes to the same host next.
  *
- * Fork safety: handles are created in the process that uses them (the
- * dispatcher, after its fork) and never cross a fork.
+ * Easy handles are kept on a free list for reuse (curl_easy_reset()
+ * clears the previous call's options); a call's own state (its headers,
+ * the answer collected, the callback) lives in the pool it was started
+ * with.
+ *
+ * Thread safety: everything but et_http_wake() (curl_multi_wakeup(),
+ * which libcurl makes safe from any thread) runs on the one thread that
+ * owns the client. Fork safety: the client is created in the process that
+ * uses it (the dispatcher, after its fork) and never crosses a fork.
  */
 
 #include <apr_strings.h>
-#include <apr_thread_mutex.h>
 #include <apr_lib.h>
+#include <apr_ring.h>
 
 #include <curl/curl.h>
 
@@ -19,24 +29,35 @@
 
 typedef struct handle_t {
     CURL *curl;
-    struct handle_t *next;
+    struct handle_t *next;            /* in the free list */
 } handle_t;
 
-typedef struct curl_client_t {
-    apr_pool_t *pool;
-    apr_thread_mutex_t *lock;         /* guards free_list and pool */
-    handle_t *free_list;              /* idle handles, newest first */
-    handle_t *spare;                  /* cells whose curl_easy_init failed */
-} curl_client_t;
-
-/* What one call collects; lives on the caller's stack and pool. */
+/* One call under way; allocated from the pool it was started with. */
 typedef struct call_t {
+    APR_RING_ENTRY(call_t) link;      /* in client->calls */
     apr_pool_t *p;
-    char *body;
+    handle_t *handle;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    char *body;                       /* the answer, at most keep bytes */
     apr_size_t body_len;
     apr_size_t keep;
     const char *retry_after;
+    apr_time_t start;
+    et_http_done_fn *done;
+    void *baton;
 } call_t;
+
+APR_RING_HEAD(call_ring, call_t);
+
+struct et_http_t {
+    apr_pool_t *pool;
+    CURLM *multi;
+    struct call_ring calls;           /* under way */
+    int running;
+    handle_t *free_list;              /* idle handles */
+    handle_t *spare;                  /* cells whose curl_easy_init failed */
+};
 
 apr_status_t et_http_curl_global_init(void)
 {
@@ -70,16 +91,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
     return len;
 }
 
-/* libcurl's progress callback: how a stopping dispatcher ends its calls
- * at once instead of being killed in the middle of them. */
-static int on_progress(void *baton, curl_off_t dltotal, curl_off_t dlnow,
-                       curl_off_t ultotal, curl_off_t ulnow)
-{
-    volatile int *abort = baton;
-
-    return abort && *abort;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *baton)
 {
     call_t *c = baton;
@@ -106,84 +117,99 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *baton)
 }
 
 /* A cell is allocated once per handle and moves with it between the free
- * list and the caller, so the pool does not grow with the number of calls. */
-static handle_t *take_handle(curl_client_t *cc)
+ * list and a call, so the pool does not grow with the number of calls. */
+static handle_t *take_handle(et_http_t *h)
 {
-    handle_t *h;
+    handle_t *hd = h->free_list;
 
-    apr_thread_mutex_lock(cc->lock);
-    h = cc->free_list;
-    if (h) {
-        cc->free_list = h->next;
-        apr_thread_mutex_unlock(cc->lock);
-        h->next = NULL;
-        curl_easy_reset(h->curl);
-        return h;
+    if (hd) {
+        h->free_list = hd->next;
+        hd->next = NULL;
+        curl_easy_reset(hd->curl);
+        return hd;
     }
-    if (cc->spare) {
-        h = cc->spare;
-        cc->spare = h->next;
-        h->next = NULL;
+    if (h->spare) {
+        hd = h->spare;
+        h->spare = hd->next;
+        hd->next = NULL;
     }
     else {
-        h = apr_pcalloc(cc->pool, sizeof(*h));
+        hd = apr_pcalloc(h->pool, sizeof(*hd));
     }
-    apr_thread_mutex_unlock(cc->lock);
-    h->curl = curl_easy_init();
-    if (!h->curl) {
+    hd->curl = curl_easy_init();
+    if (!hd->curl) {
         /* keep the cell; a later call retries curl_easy_init */
-        apr_thread_mutex_lock(cc->lock);
-        h->next = cc->spare;
-        cc->spare = h;
-        apr_thread_mutex_unlock(cc->lock);
+        hd->next = h->spare;
+        h->spare = hd;
         return NULL;
     }
-    return h;
+    return hd;
 }
 
-static void give_handle(curl_client_t *cc, handle_t *h)
+static void set_tls(CURL *curl, const et_tls_t *tls)
 {
-    apr_thread_mutex_lock(cc->lock);
-    h->next = cc->free_list;
-    cc->free_list = h;
-    apr_thread_mutex_unlock(cc->lock);
+    struct curl_blob blob;
+
+    if (tls && !tls->verify) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    else {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+    if (!tls) {
+        return;
+    }
+    /* blobs are copied by libcurl (CURL_BLOB_COPY) */
+    blob.flags = CURL_BLOB_COPY;
+    if (tls->ca) {
+        blob.data = (void *)tls->ca;
+        blob.len = tls->ca_len;
+        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+        /* only these CAs: not also the system's directory */
+        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+    }
+    if (tls->cert) {
+        blob.data = (void *)tls->cert;
+        blob.len = tls->cert_len;
+        curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &blob);
+        curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if (tls->key) {
+        blob.data = (void *)tls->key;
+        blob.len = tls->key_len;
+        curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &blob);
+        curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    }
 }
 
-static apr_status_t perform(et_http_t *http, apr_pool_t *p,
-                            const et_http_request_t *req,
-                            et_http_response_t *resp)
+apr_status_t et_http_start(et_http_t *h, apr_pool_t *p,
+                           const et_http_request_t *req,
+                           et_http_done_fn *done, void *baton)
 {
-    curl_client_t *cc = http->baton;
-    struct curl_slist *hdrs = NULL;
-    char errbuf[CURL_ERROR_SIZE];
-    call_t call;
-    handle_t *handle;
+    call_t *c = apr_pcalloc(p, sizeof(*c));
     CURL *curl;
-    CURLcode cr;
-    long code = 0;
-    apr_time_t start;
     int i;
 
-    memset(resp, 0, sizeof(*resp));
-    memset(&call, 0, sizeof(call));
-    call.p = p;
-    call.keep = req->response_keep;
-
-    handle = take_handle(cc);
-    if (!handle) {
-        resp->error = "cannot create a libcurl handle";
+    c->handle = take_handle(h);
+    if (!c->handle) {
         return APR_ENOMEM;
     }
-    curl = handle->curl;
-    errbuf[0] = '\0';
+    c->p = p;
+    c->keep = req->response_keep;
+    c->done = done;
+    c->baton = baton;
+    curl = c->handle->curl;
 
     for (i = 0; req->headers && i < req->headers->nelts; i++) {
-        hdrs = curl_slist_append(hdrs, APR_ARRAY_IDX(req->headers, i,
-                                                     const char *));
+        c->hdrs = curl_slist_append(c->hdrs, APR_ARRAY_IDX(req->headers, i,
+                                                           const char *));
     }
     /* No 100-continue round trip: the receiver answers once, at the end. */
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    c->hdrs = curl_slist_append(c->hdrs, "Expect:");
 
+    curl_easy_setopt(curl, CURLOPT_PRIVATE, c);
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
     if (req->body) {
@@ -191,7 +217,7 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
                          (curl_off_t)req->body_len);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);
     }
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, c->hdrs);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     /* ids may be "." or ".." (escaped, but keep curl from normalising) */
@@ -204,109 +230,164 @@ static apr_status_t perform(et_http_t *http, apr_pool_t *p,
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                      (long)apr_time_as_msec(req->timeout));
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-    if (req->tls && !req->tls->verify) {
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    else {
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    }
-    if (req->tls) {
-        /* blobs are copied by libcurl (CURL_BLOB_COPY) */
-        struct curl_blob blob;
-
-        if (req->tls->ca) {
-            blob.data = (void *)req->tls->ca;
-            blob.len = req->tls->ca_len;
-            blob.flags = CURL_BLOB_COPY;
-            curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
-            /* only these CAs: not also the system's directory */
-            curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
-        }
-        if (req->tls->cert) {
-            blob.data = (void *)req->tls->cert;
-            blob.len = req->tls->cert_len;
-            blob.flags = CURL_BLOB_COPY;
-            curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &blob);
-            curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
-        }
-        if (req->tls->key) {
-            blob.data = (void *)req->tls->key;
-            blob.len = req->tls->key_len;
-            blob.flags = CURL_BLOB_COPY;
-            curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &blob);
-            curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
-        }
-    }
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    set_tls(curl, req->tls);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, c->errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &call);
-    if (req->abort) {
-        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)req->abort);
-    }
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &call);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, c);
 
-    start = apr_time_now();
-    cr = curl_easy_perform(curl);
-    resp->elapsed = apr_time_now() - start;
+    c->start = apr_time_now();
+    if (curl_multi_add_handle(h->multi, curl) != CURLM_OK) {
+        curl_slist_free_all(c->hdrs);
+        c->handle->next = h->free_list;
+        h->free_list = c->handle;
+        return APR_EGENERAL;
+    }
+    APR_RING_ELEM_INIT(c, link);
+    APR_RING_INSERT_TAIL(&h->calls, c, call_t, link);
+    h->running++;
+    return APR_SUCCESS;
+}
 
-    if (cr == CURLE_OK) {
+/* A call is over: its handle goes back to the free list (pointing at
+ * nothing of the call's), then the callback gets the response. */
+static void end_call(et_http_t *h, call_t *c, CURLcode cr, int aborted)
+{
+    CURL *curl = c->handle->curl;
+    et_http_response_t resp;
+    long code = 0;
+
+    memset(&resp, 0, sizeof(resp));
+    resp.elapsed = apr_time_now() - c->start;
+    if (aborted) {
+        resp.aborted = 1;
+        resp.error = "call interrupted";
+    }
+    else if (cr == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-        resp->status = (int)code;
+        resp.status = (int)code;
     }
     else {
-        resp->status = 0;
-        resp->aborted = cr == CURLE_ABORTED_BY_CALLBACK;
-        resp->error = apr_psprintf(p, "%s%s%s", curl_easy_strerror(cr),
-                                   errbuf[0] ? ": " : "", errbuf);
+        resp.error = apr_psprintf(c->p, "%s%s%s", curl_easy_strerror(cr),
+                                  c->errbuf[0] ? ": " : "", c->errbuf);
     }
-    resp->retry_after = call.retry_after;
-    resp->body = call.body;
-    resp->body_len = call.body_len;
+    resp.retry_after = c->retry_after;
+    resp.body = c->body;
+    resp.body_len = c->body_len;
 
-    /* the handle must not point at this call's stack or headers */
+    curl_multi_remove_handle(h->multi, curl);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
-    curl_slist_free_all(hdrs);
-    give_handle(cc, handle);
-    return cr == CURLE_OK ? APR_SUCCESS : APR_EGENERAL;
+    curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
+    curl_slist_free_all(c->hdrs);
+    c->hdrs = NULL;
+    c->handle->next = h->free_list;
+    h->free_list = c->handle;
+    c->handle = NULL;
+    APR_RING_REMOVE(c, link);
+    h->running--;
+
+    c->done(c->baton, &resp);
+}
+
+/* Hand every finished call to its callback; how many there were. */
+static int collect(et_http_t *h)
+{
+    CURLMsg *msg;
+    int left, n = 0;
+
+    while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+        call_t *c = NULL;
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (c) {
+            end_call(h, c, msg->data.result, 0);
+            n++;
+        }
+    }
+    return n;
+}
+
+apr_status_t et_http_run(et_http_t *h, apr_interval_time_t wait)
+{
+    int still = 0, ms;
+    CURLMcode mc;
+
+    /* sends what was just started, reads what has come in */
+    mc = curl_multi_perform(h->multi, &still);
+    if (collect(h) || mc != CURLM_OK) {
+        return mc == CURLM_OK ? APR_SUCCESS : APR_EGENERAL;
+    }
+    /* libcurl shortens the wait to its own next timeout */
+    ms = wait > 0 ? (int)((wait + 999) / 1000) : 0;
+    mc = curl_multi_poll(h->multi, NULL, 0, ms, NULL);
+    if (mc == CURLM_OK) {
+        mc = curl_multi_perform(h->multi, &still);
+    }
+    collect(h);
+    return mc == CURLM_OK ? APR_SUCCESS : APR_EGENERAL;
+}
+
+int et_http_running(const et_http_t *h)
+{
+    return h->running;
+}
+
+void et_http_abort(et_http_t *h)
+{
+    while (!APR_RING_EMPTY(&h->calls, call_t, link)) {
+        end_call(h, APR_RING_FIRST(&h->calls), CURLE_OK, 1);
+    }
+}
+
+void et_http_wake(et_http_t *h)
+{
+    curl_multi_wakeup(h->multi);
 }
 
 static apr_status_t client_cleanup(void *data)
 {
-    curl_client_t *cc = data;
-    handle_t *h;
+    et_http_t *h = data;
+    handle_t *hd;
 
-    for (h = cc->free_list; h; h = h->next) {
-        if (h->curl) {
-            curl_easy_cleanup(h->curl);
-            h->curl = NULL;
-        }
+    /* calls still under way belong to pools that may be gone: their
+     * handles leave the multi handle without a callback */
+    while (!APR_RING_EMPTY(&h->calls, call_t, link)) {
+        call_t *c = APR_RING_FIRST(&h->calls);
+
+        curl_multi_remove_handle(h->multi, c->handle->curl);
+        curl_slist_free_all(c->hdrs);
+        curl_easy_cleanup(c->handle->curl);
+        APR_RING_REMOVE(c, link);
     }
-    cc->free_list = NULL;
+    for (hd = h->free_list; hd; hd = hd->next) {
+        curl_easy_cleanup(hd->curl);
+        hd->curl = NULL;
+    }
+    h->free_list = NULL;
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
     return APR_SUCCESS;
 }
 
 apr_status_t et_http_curl_create(et_http_t **ph, apr_pool_t *p)
 {
-    curl_client_t *cc = apr_pcalloc(p, sizeof(*cc));
     et_http_t *h = apr_pcalloc(p, sizeof(*h));
-    apr_status_t rv;
 
-    cc->pool = p;
-    rv = apr_thread_mutex_create(&cc->lock, APR_THREAD_MUTEX_DEFAULT, p);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    h->pool = p;
+    h->multi = curl_multi_init();
+    if (!h->multi) {
+        return APR_ENOMEM;
     }
-    apr_pool_cleanup_register(p, cc, client_cleanup, apr_pool_cleanup_null);
-    h->perform = perform;
-    h->baton = cc;
+    APR_RING_INIT(&h->calls, call_t, link);
+    /* before the subpools go: the calls' pools may be among them */
+    apr_pool_pre_cleanup_register(p, h, client_cleanup);
     *ph = h;
     return APR_SUCCESS;
 }

@@ -18,6 +18,7 @@ Suite *capture_suite(void);
 Suite *outbox_suite(void);
 Suite *sign_suite(void);
 Suite *circuit_suite(void);
+Suite *http_suite(void);
 
 /* A fresh pool for each test: add ut_setup/ut_teardown as a checked
  * fixture, so that with CK_FORK=no pools do not pile up either. */
