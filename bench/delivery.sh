@@ -4,7 +4,7 @@
 # A backlog of ET_BENCH_BACKLOG (default 100,000) pending events is put in a
 # fresh outbox (bench/fill.sh, straight into SQLite); nginx (200 to all) is
 # up; httpd starts and its dispatcher drains the backlog; the time from
-# httpd's start to the last delivery (polling the outbox) gives the rate.
+# httpd's start to the last delivery (the outbox's done_at) gives the rate.
 # Baseline: wrk's rate for the same PUT calls (same path shape, headers and
 # body) to the same nginx at the same concurrency (EventTriggerWorkers,
 # default 8), measured before and after the drain (mean of the two).
@@ -33,7 +33,7 @@ T0=$(date +%s.%N)
 httpd_run
 drain_until "$N" "$T0"
 RATE=$(calc "$DRAIN_DONE / $DRAIN_SECS")
-say "delivered $DRAIN_DONE in $(printf %.1f "$DRAIN_SECS") s: $(printf %.0f "$RATE")/s"
+say "delivered $DRAIN_DONE in $(printf %.1f "$DRAIN_SECS") s from httpd's start: $(printf %.0f "$RATE")/s (first call after $(printf %.2f "$DRAIN_START") s)"
 DPID=$(dispatcher_pid)
 say "dispatcher CPU (utime+stime): $(awk '{printf "%.1f s", ($14+$15)/100}' /proc/$DPID/stat)"
 httpd_stop

@@ -286,9 +286,15 @@ drain_until() {
     # The outbox's own finishing times, not the 0.2 s polling (whose count
     # query also takes longer on a bigger outbox): from t0 to the moment
     # the DRAIN_DONE-th call was recorded.
-    local last
-    last=$(sqlite3 -readonly "$(OUTBOX)" "PRAGMA busy_timeout=5000; SELECT MAX(done_at) FROM (SELECT done_at FROM et_event WHERE state = 1 ORDER BY done_at LIMIT $DRAIN_DONE);" 2>/dev/null | tail -1)
-    if [ -n "$last" ] && [ "$DRAIN_DONE" -gt 0 ]; then
+    # DRAIN_RUN: from the first call recorded to the DRAIN_DONE-th, the
+    # delivery itself; DRAIN_START: from t0 to the first (httpd's start,
+    # the dispatcher's fork and setup, the first claim).
+    local first last
+    read -r first last < <(sqlite3 -readonly -separator ' ' "$(OUTBOX)" "PRAGMA busy_timeout=5000; SELECT MIN(done_at), MAX(done_at) FROM (SELECT done_at FROM et_event WHERE state = 1 ORDER BY done_at LIMIT $DRAIN_DONE);" 2>/dev/null | tail -1)
+    DRAIN_RUN=$DRAIN_SECS; DRAIN_START=0
+    if [ -n "$last" ] && [ "$DRAIN_DONE" -gt 1 ]; then
         DRAIN_SECS=$(calc "$last / 1e6 - $t0")
+        DRAIN_START=$(calc "$first / 1e6 - $t0")
+        DRAIN_RUN=$(calc "($last - $first) / 1e6")
     fi
 }

@@ -312,7 +312,8 @@ START_TEST(a_call_past_its_timeout_ends_without_status)
     ck_assert_int_eq(hang.aborted, 0);
     ck_assert_msg(strstr(hang.error, "imeout") != NULL, "error: %s",
                   hang.error);
-    ck_assert_int_ge(hang.elapsed, apr_time_from_msec(300));
+    /* libcurl times the call on its own clock: allow it a little */
+    ck_assert_int_ge(hang.elapsed, apr_time_from_msec(250));
 
     apr_pool_destroy(hp);
     server_stop(srv);

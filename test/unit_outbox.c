@@ -721,6 +721,78 @@ START_TEST(group_commit_stores_every_thread_s_events)
 }
 END_TEST
 
+/* The index names of the outbox at dbdir, comma-separated, sorted. */
+static const char *sqlite_indexes(void)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *names = NULL;
+
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "sqlite3", &drv),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_open(drv, ut_pool,
+                                  apr_pstrcat(ut_pool, dbdir, "/outbox.db",
+                                              NULL), &db), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_select(drv, ut_pool, db, &res,
+                                    "SELECT group_concat(name) FROM"
+                                    " (SELECT name FROM sqlite_master"
+                                    "  WHERE type = 'index' AND tbl_name ="
+                                    "  'et_event' AND name LIKE 'et_%'"
+                                    "  ORDER BY name)", 0), 0);
+    while (apr_dbd_get_row(drv, ut_pool, res, &row, -1) == 0) {
+        names = apr_pstrdup(ut_pool, apr_dbd_get_entry(drv, row, 0));
+    }
+    apr_dbd_close(drv, db);
+    return names ? names : "";
+}
+
+/* An outbox made by an earlier version (an index on (state, due), the
+ * ordering index over every event) is brought up to date when it is
+ * opened, and its pending events keep their order. */
+START_TEST(an_older_outbox_gets_the_current_indexes)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL;
+    et_event_t *c1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    apr_array_header_t *a;
+    int nrows;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    ck_assert_str_eq(sqlite_indexes(),
+                     "et_event_claim,et_event_leased,et_event_order");
+    et_outbox_close(ob);
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "sqlite3", &drv),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_open(drv, ut_pool,
+                                  apr_pstrcat(ut_pool, dbdir, "/outbox.db",
+                                              NULL), &db), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP INDEX et_event_order"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "CREATE INDEX et_event_object ON et_event"
+                                   " (site, object, oid, state, id)"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "CREATE INDEX et_event_due ON et_event"
+                                   " (state, due)"), 0);
+    apr_dbd_close(drv, db);
+    ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_due,"
+                     "et_event_leased,et_event_object");
+
+    ck_assert_msg(et_outbox_open(&ob, ut_pool,
+                                 apr_pstrcat(ut_pool, "sqlite3:", dbdir,
+                                             "/outbox.db", NULL), 1, &err)
+                  == APR_SUCCESS, "open: %s", err ? err : "?");
+    ck_assert_str_eq(sqlite_indexes(),
+                     "et_event_claim,et_event_leased,et_event_order");
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, c1->txn);
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
     tcase_add_test(tc, claim_returns_the_stored_event);
@@ -750,6 +822,7 @@ Suite *outbox_suite(void)
     tcase_add_checked_fixture(tc, ob_setup, ob_teardown);
     add_outbox_tests(tc);
     tcase_add_test(tc, group_commit_stores_every_thread_s_events);
+    tcase_add_test(tc, an_older_outbox_gets_the_current_indexes);
     suite_add_tcase(s, tc);
     if (getenv("ET_TEST_PGSQL") && *getenv("ET_TEST_PGSQL")) {
         TCase *tp = tcase_create("pgsql");
