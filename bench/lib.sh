@@ -28,8 +28,9 @@ P_CLOSED=$((ET_BENCH_PORT + 20))    # nothing listens: receiver down
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-if id www-data >/dev/null 2>&1; then RUN_USER=www-data RUN_GROUP=www-data
-else RUN_USER=nobody RUN_GROUP=nogroup; fi
+# stop_pid, wait_port, port_closed, run_user
+source "$REPO/tools/local.sh"
+run_user
 
 need() {                              # command package
     command -v "$1" >/dev/null 2>&1 || die "$1 is missing: apt-get install -y $2"
@@ -48,23 +49,6 @@ ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); r=a
 verdict_ge() { python3 -c 'import sys; print("pass" if float(sys.argv[1]) >= float(sys.argv[2]) else "falls short")' "$1" "$2"; }
 verdict_le() { python3 -c 'import sys; print("pass" if float(sys.argv[1]) <= float(sys.argv[2]) else "falls short")' "$1" "$2"; }
 calc() { python3 -c "import sys; print($1)"; }
-
-# --- processes -------------------------------------------------------------
-wait_port() {                         # port what [seconds]
-    local deadline=$((SECONDS + ${3:-20}))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "$2 did not come up on port $1"
-        sleep 0.1
-    done
-}
-port_closed() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 # --- build -----------------------------------------------------------------
 # The module and the in-process console, built in $W/build (the repository's

@@ -53,6 +53,8 @@ MPM=${SOAK_MPM:-event}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'soak: %s\n' "$*" >&2; exit 2; }
+# stop_pid, wait_port, pick_port, run_user
+source "$REPO/tools/local.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -98,8 +100,7 @@ RUN=soak$(date +%s)
 
 USER_LINES=
 if [ "$(id -u)" -eq 0 ]; then
-    if id www-data >/dev/null 2>&1; then RUN_USER=www-data RUN_GROUP=www-data
-    else RUN_USER=nobody RUN_GROUP=nogroup; fi
+    run_user
     USER_LINES="User $RUN_USER
 Group $RUN_GROUP"
     WHO="root; httpd runs as $RUN_USER"
@@ -107,40 +108,12 @@ else
     WHO="$(id -un); httpd runs as $(id -un)"
 fi
 
-port_free() {
-    python3 -c '
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1"
-}
-next_port=$BASE_PORT
-pick_port() {
-    while ! port_free "$next_port"; do
-        next_port=$((next_port + 1))
-        [ "$next_port" -lt $((BASE_PORT + 100)) ] || die "no free port in $BASE_PORT-$((BASE_PORT + 99))"
-    done
-    PORT=$next_port
-    next_port=$((next_port + 1))
-}
 pick_port; HTTPD_PORT=$PORT
 pick_port; CONSOLE_PORT=$PORT
 pick_port; RECEIVER_PORT=$PORT
 
 # --- stop everything on exit ---------------------------------------------------
 CHAOS_PID= LOAD_PID= CONSOLE_PID= RECEIVER_PID= RESULT=2
-stop_pid() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     set +e
     touch "$DIR/run/stop-chaos"
@@ -163,14 +136,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_port() {
-    local deadline=$((SECONDS + 15))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "$2 did not come up on port $1"
-        sleep 0.1
-    done
-}
 
 # --- console, receiver ---------------------------------------------------------
 python3 "$REPO/t/bin/console.py" --port "$CONSOLE_PORT" --quiet \

@@ -33,6 +33,8 @@ PACKAGES=(apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libjansson-dev
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+# stop_pid, wait_port, pick_port, run_user
+source "$REPO/tools/local.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run me as root (sudo bash demo/run.sh): I install packages and start httpd, which then runs as www-data"
 [ -f "$REPO/mod_eventtrigger.c" ] || die "$REPO is not a mod_eventtrigger checkout"
@@ -55,15 +57,6 @@ fi
 # --- 2. a clean demo directory -----------------------------------------
 # Stop what a previous run may have left (it stops everything on exit, but
 # not if it was killed with SIGKILL).
-stop_pid() {                          # pid, what: stop it, wait up to 10s
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 if [ -d "$DEMO/run" ]; then
     for f in "$DEMO"/run/httpd.pid "$DEMO"/run/console.pid "$DEMO"/run/receiver.pid; do
         [ -s "$f" ] || continue
@@ -101,35 +94,12 @@ MODULE="$REPO/.libs/mod_eventtrigger.so"
 [ -f "$MODULE" ] || die "the build did not produce $MODULE"
 
 # --- 4. ports and user --------------------------------------------------
-port_free() {
-    python3 -c '
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1"
-}
-next_port=$BASE_PORT
-pick_port() {                         # sets PORT to the next free port
-    while ! port_free "$next_port"; do
-        next_port=$((next_port + 1))
-        [ "$next_port" -lt $((BASE_PORT + 100)) ] || die "no free port in $BASE_PORT-$((BASE_PORT + 99))"
-    done
-    PORT=$next_port
-    next_port=$((next_port + 1))
-}
 pick_port; HTTPD_PORT=$PORT
 pick_port; CONSOLE_PORT=$PORT
 pick_port; RECEIVER_PORT=$PORT
 pick_port; FORM_PORT=$PORT
 
-if id www-data >/dev/null 2>&1; then
-    RUN_USER=www-data RUN_GROUP=www-data
-else
-    RUN_USER=nobody RUN_GROUP=nogroup
-fi
+run_user
 
 # --- 5. start console, receiver, httpd ----------------------------------
 cleanup() {
@@ -153,14 +123,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_port() {                         # port, what: until it accepts
-    local deadline=$((SECONDS + 15))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || die "$2 did not come up on port $1"
-        sleep 0.1
-    done
-}
 
 say "starting the console (:$CONSOLE_PORT), the receiver (:$RECEIVER_PORT) and httpd (:$HTTPD_PORT json, :$FORM_PORT form)"
 python3 "$REPO/t/bin/console.py" --port "$CONSOLE_PORT" --quiet \
