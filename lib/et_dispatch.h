@@ -1,8 +1,8 @@
 /* Licensed under the Apache License, Version 2.0. */
 /**
  * @file et_dispatch.h
- * @brief The dispatcher: claims due events, delivers them on a thread pool,
- *        writes the outcome back.
+ * @brief The dispatcher: claims due events, calls the receivers (many calls
+ *        at once, on one calling thread), writes the outcomes back.
  */
 #ifndef ET_DISPATCH_H
 #define ET_DISPATCH_H
@@ -24,7 +24,7 @@ typedef void et_log_fn(void *baton, int level, const char *msg);
 
 typedef struct et_dispatch_conf_t {
     const char *store;                /* outbox spec */
-    int workers;                      /* threads delivering */
+    int workers;                      /* calls under way at once, at most */
     apr_interval_time_t lease;        /* how long a claim holds */
     apr_interval_time_t poll;         /* longest sleep between claims */
     et_site_lookup_fn *lookup;
