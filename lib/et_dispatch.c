@@ -989,6 +989,7 @@ static void *APR_THREAD_FUNC caller(apr_thread_t *thd, void *data)
     dispatcher_t *d = data;
     apr_time_t grace;
     job_t *job;
+    int complained = 0;
 
     for (;;) {
         int stopping = *d->conf->stop;
@@ -1023,7 +1024,20 @@ static void *APR_THREAD_FUNC caller(apr_thread_t *thd, void *data)
             break;
         }
         /* returns when a call ends, or et_http_wake() (new claims, stop) */
-        et_http_run(d->http, d->conf->poll);
+        if (et_http_run(d->http, d->conf->poll) != APR_SUCCESS) {
+            /* libcurl's multi handle failed (out of memory): the calls
+             * under way keep their timeouts; do not spin meanwhile */
+            if (!complained) {
+                dlog(d->conf, ET_LOG_ERR,
+                     "ET01025: libcurl cannot run the calls (out of "
+                     "memory?); trying again every 10 ms");
+                complained = 1;
+            }
+            apr_sleep(apr_time_from_msec(10));
+        }
+        else {
+            complained = 0;
+        }
     }
 
     grace = apr_time_now() + ET_STOP_GRACE;
