@@ -8,8 +8,8 @@
  * call (docs/performance.md). The multi handle keeps the connections
  * alive for whichever call goes to the same host next.
  *
- * Easy handles are kept on a free list for reuse (curl_easy_reset()
- * clears the previous call's options); a call's own state (its headers,
+ * Easy handles are kept on a free list for reuse (curl_easy_reset(), as a
+ * call ends, clears its options); a call's own state (its headers,
  * the answer collected, the callback) lives in the pool it was started
  * with.
  *
@@ -125,8 +125,7 @@ static handle_t *take_handle(et_http_t *h)
     if (hd) {
         h->free_list = hd->next;
         hd->next = NULL;
-        curl_easy_reset(hd->curl);
-        return hd;
+        return hd;                    /* reset when it was given back */
     }
     if (h->spare) {
         hd = h->spare;
@@ -277,11 +276,8 @@ static void end_call(et_http_t *h, call_t *c, CURLcode cr, int aborted)
     resp.body_len = c->body_len;
 
     curl_multi_remove_handle(h->multi, curl);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
-    curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
+    /* an idle handle keeps no pointer into the call's pool or headers */
+    curl_easy_reset(curl);
     curl_slist_free_all(c->hdrs);
     c->hdrs = NULL;
     c->handle->next = h->free_list;
