@@ -18,7 +18,6 @@ use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
 use File::Path qw(make_path remove_tree);
-use LWP::UserAgent ();
 
 plan tests => 37;
 
@@ -210,13 +209,7 @@ sub mini_run {
 LogLevel warn eventtrigger:$level
 EventTriggerStore sqlite3:$dir/outbox.db
 EventTriggerPollInterval 200ms
-<Location /inproc/>
-    SetHandler et-console
-</Location>
-<Location /inproc/member>
-    EventTrigger member
-</Location>
-<VirtualHost 127.0.0.1:$P{ET_OPS_MINI_PORT}>
+@{[MINI_CONSOLE]}<VirtualHost 127.0.0.1:$P{ET_OPS_MINI_PORT}>
     EventTriggerSiteName mini-ok
     EventTriggerEndpoint http://127.0.0.1:$P{ET_OPS_MINI_RECEIVER_PORT}/hooks/mini
 </VirtualHost>
@@ -237,14 +230,12 @@ EventTriggerPollInterval 200ms
 EOF
     my $pid = mini_httpd_start($conf, $P{ET_OPS_MINI_PORT}, "$dir/logs/stdout");
     my $db = "$dir/outbox.db";
-    my $ua = LWP::UserAgent->new(timeout => 10);
     my %txn;
     for ([ok => $P{ET_OPS_MINI_PORT}], [dead => $P{ET_OPS_MINI_PORT2}],
          [vh => $P{ET_OPS_MINI_PORT3}]) {
         my($name, $port) = @$_;
         my $oid = "$name-$level-$u";
-        $ua->post("http://127.0.0.1:$port/inproc/member",
-                  'Content-Type' => 'application/json', Content => qq({"id":"$oid"}));
+        mini_post_members($port, $oid);
         my $want = $name eq 'dead' ? 2 : 1;
         my $r;
         wait_for(sub { $r = sqlite_rows($db, "SELECT txn, state FROM et_event "

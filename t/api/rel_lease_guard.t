@@ -15,7 +15,6 @@ use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
 use File::Path qw(make_path remove_tree);
-use LWP::UserAgent;
 
 plan tests => 6;
 
@@ -41,32 +40,16 @@ EventTriggerConnectTimeout 1s
 EventTriggerPollInterval 200ms
 EventTriggerSiteName lease-guard
 EventTriggerEndpoint http://127.0.0.1:$P{ET_REL_MINI_RECEIVER_PORT}/hooks/slow
-<Location /inproc/>
-    SetHandler et-console
-</Location>
-<Location /inproc/member>
-    EventTrigger member
-</Location>
+@{[MINI_CONSOLE]}
 EOF
 my $pid = mini_httpd_start($conf, $P{ET_REL_MINI_PORT}, "$dir/logs/stdout");
 
 # three objects at once: the dispatcher claims them in one round
-my $ua = LWP::UserAgent->new(timeout => 10);
 my @ids = map { uniq('guard') } 1 .. 3;
-my @ok = grep {
-    $ua->post("http://127.0.0.1:$P{ET_REL_MINI_PORT}/inproc/member",
-              'Content-Type' => 'application/json',
-              Content => qq({"id":"$_"}))->is_success
-} @ids;
-is(scalar @ok, 3, 'the console saved three objects');
+is(mini_post_members($P{ET_REL_MINI_PORT}, @ids), 3,
+   'the console saved three objects');
 
-my $rows;
-my $db = "$dir/outbox.db";
-my $in = join ',', map { "'$_'" } @ids;
-my $done = wait_for(sub {
-    $rows = sqlite_rows($db, "SELECT oid, state, attempts FROM et_event WHERE oid IN ($in)");
-    @$rows == 3 && !grep { $_->{state} != 1 } @$rows;
-}, 40);
+my($done, $rows) = mini_wait_delivered("$dir/outbox.db", 40, ', attempts', @ids);
 ok($done, 'all three delivered in the end') or diag(explain $rows);
 
 my @counts = map { scalar calls_for_id($_, $rlog) } @ids;

@@ -13,7 +13,6 @@ use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
 use File::Path qw(make_path remove_tree);
-use LWP::UserAgent;
 
 plan tests => 6;
 
@@ -40,31 +39,15 @@ EventTriggerConnectTimeout 1s
 EventTriggerPollInterval 200ms
 EventTriggerSiteName workers
 EventTriggerEndpoint http://127.0.0.1:$P{ET_REL_WORKERS_RECEIVER_PORT}/hooks/slow
-<Location /inproc/>
-    SetHandler et-console
-</Location>
-<Location /inproc/member>
-    EventTrigger member
-</Location>
+@{[MINI_CONSOLE]}
 EOF2
 my $pid = mini_httpd_start($conf, $P{ET_REL_WORKERS_PORT}, "$dir/logs/stdout");
 
-my $ua = LWP::UserAgent->new(timeout => 10);
 my @ids = map { uniq('workers') } 1 .. 9;
-my @ok = grep {
-    $ua->post("http://127.0.0.1:$P{ET_REL_WORKERS_PORT}/inproc/member",
-              'Content-Type' => 'application/json',
-              Content => qq({"id":"$_"}))->is_success
-} @ids;
-is(scalar @ok, 9, 'the console saved nine objects');
+is(mini_post_members($P{ET_REL_WORKERS_PORT}, @ids), 9,
+   'the console saved nine objects');
 
-my $rows;
-my $db = "$dir/outbox.db";
-my $in = join ',', map { "'$_'" } @ids;
-my $done = wait_for(sub {
-    $rows = sqlite_rows($db, "SELECT oid, state FROM et_event WHERE oid IN ($in)");
-    @$rows == 9 && !grep { $_->{state} != 1 } @$rows;
-}, 40);
+my($done, $rows) = mini_wait_delivered("$dir/outbox.db", 40, '', @ids);
 ok($done, 'all nine delivered') or diag(explain $rows);
 
 my @counts = map { scalar calls_for_id($_, $rlog) } @ids;

@@ -22,6 +22,7 @@ our @EXPORT_OK = qw(
     read_lines log_offset lines_since module_so console_so httpd_bin
     module_dir mpm_load_lines apache2_run mini_httpd_conf mini_httpd_start
     mini_httpd_stop find_chromium sqlite_rows untagged_lines
+    MINI_CONSOLE mini_post_members mini_wait_delivered
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -370,6 +371,44 @@ sub mini_httpd_start {
     }, 30);
     die "httpd on $conf did not start (see $out)\n" unless $up && $up eq 'up';
     return $pid;
+}
+
+# A standalone httpd's in-process console (t/c-modules/et_console), its
+# members mapped: the <Location> blocks for mini_httpd_conf's text.
+use constant MINI_CONSOLE => <<'END';
+<Location /inproc/>
+    SetHandler et-console
+</Location>
+<Location /inproc/member>
+    EventTrigger member
+</Location>
+END
+
+# mini_post_members(PORT, IDS...) -> how many the console saved (2xx), one
+# POST each, one after the other.
+sub mini_post_members {
+    my($port, @ids) = @_;
+    require LWP::UserAgent;
+    my $ua = LWP::UserAgent->new(timeout => 10);
+    return scalar grep {
+        $ua->post("http://127.0.0.1:$port/inproc/member",
+                  'Content-Type' => 'application/json',
+                  Content => qq({"id":"$_"}))->is_success
+    } @ids;
+}
+
+# mini_wait_delivered(DB, SECONDS, COLUMNS, IDS...) -> (done, rows): waits
+# until the events of these member ids in the SQLite outbox DB are all
+# delivered; rows (oid, state and COLUMNS) as last read.
+sub mini_wait_delivered {
+    my($db, $secs, $cols, @ids) = @_;
+    my $in = join ',', map { "'$_'" } @ids;
+    my $rows;
+    my $done = wait_for(sub {
+        $rows = sqlite_rows($db, "SELECT oid, state$cols FROM et_event WHERE oid IN ($in)");
+        @$rows == @ids && !grep { $_->{state} != 1 } @$rows;
+    }, $secs);
+    return ($done, $rows);
 }
 
 sub mini_httpd_stop {
