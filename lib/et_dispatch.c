@@ -44,7 +44,7 @@
 #include <apr_poll.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
-#include <apr_portable.h>
+#include <apr_thread_proc.h>
 
 #include <unistd.h>
 
