@@ -23,6 +23,8 @@
 #include <apr_strings.h>
 #include <apr_file_info.h>
 
+#include <sys/un.h>
+
 #if APR_HAVE_UNISTD_H
 #include <unistd.h>
 #endif
@@ -49,7 +51,7 @@ static int et_check_config_hook(apr_pool_t *pconf, apr_pool_t *plog,
 
 /* Files the children (httpd's User) must write: when started as root,
  * hand them over, as mod_md does with its store. */
-static apr_status_t give_to_user(apr_pool_t *p, const char *path, int must)
+apr_status_t et_give_to_user(apr_pool_t *p, const char *path, int must)
 {
     if (geteuid() != 0) {
         return APR_SUCCESS;
@@ -83,7 +85,7 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                          "(EventTriggerStore)", dir);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if ((rv = give_to_user(ptemp, dir, 1)) != APR_SUCCESS) {
+        if ((rv = et_give_to_user(ptemp, dir, 1)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          "ET00002: cannot give the outbox directory %s to "
                          "httpd's User", dir);
@@ -104,11 +106,11 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         /* the outbox holds customer data: not world-readable */
         apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
                            | APR_FPROT_GREAD);
-        if ((rv = give_to_user(ptemp, file, 1)) != APR_SUCCESS
-            || (rv = give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
+        if ((rv = et_give_to_user(ptemp, file, 1)) != APR_SUCCESS
+            || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
                                                       NULL), 0))
                != APR_SUCCESS
-            || (rv = give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
+            || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
                                                       NULL), 0))
                != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
@@ -128,6 +130,38 @@ static int any_site_sends(server_rec *s)
         }
     }
     return 0;
+}
+
+/* a cleanup of the pool being destroyed: nothing to allocate from */
+static apr_status_t remove_intake_socket(void *path)
+{
+    unlink(path);
+    return APR_SUCCESS;
+}
+
+/* The dispatcher's intake socket: one per generation (the parent's pid and
+ * the generation in its name), so that a new dispatcher never takes over
+ * the file the last one's children still hold, nor an exiting one removes
+ * its successor's. The parent removes it when the generation ends. */
+static void set_intake_path(apr_pool_t *pconf, server_rec *s)
+{
+    struct sockaddr_un su;
+    int gen = ap_state_query(AP_SQ_CONFIG_GEN);
+    const char *path = ap_runtime_dir_relative(
+        pconf, apr_psprintf(pconf, "eventtrigger.%" APR_PID_T_FMT ".%d.sock",
+                            getpid(), gen));
+
+    if (!path || strlen(path) >= sizeof(su.sun_path)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "ET01033: the intake socket's path %s is longer than "
+                     "a Unix socket allows (%d bytes); each child stores its "
+                     "events itself (set a shorter DefaultRuntimeDir)",
+                     path ? path : "(none)", (int)sizeof(su.sun_path) - 1);
+        return;
+    }
+    et_g.intake_path = path;
+    apr_pool_cleanup_register(pconf, (void *)path, remove_intake_socket,
+                              apr_pool_cleanup_null);
 }
 
 static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -161,6 +195,7 @@ static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             return HTTP_INTERNAL_SERVER_ERROR;    /* logged by httpd */
         }
     }
+    set_intake_path(pconf, s);
     rv = apr_file_pipe_create_ex(&et_g.wake_r, &et_g.wake_w,
                                  APR_FULL_NONBLOCK, pconf);
     if (rv != APR_SUCCESS) {
@@ -261,6 +296,19 @@ static void et_child_init(apr_pool_t *pchild, server_rec *s)
                      "ET00016: cannot set up the group commit; this child "
                      "records no events");
         return;
+    }
+
+    /* Events go to the dispatcher's intake, the committer above being
+     * the fallback; connections open on first use. */
+    if (et_g.intake_path) {
+        rv = et_intake_client_create(&et_g.intake, p, et_g.intake_path,
+                                     threads, ET_INTAKE_WAIT);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                         "ET01034: cannot set up this child's way to the "
+                         "dispatcher's intake; it stores its events itself");
+            et_g.intake = NULL;
+        }
     }
 
     /* Connections for reading (status page) open on first use, at most

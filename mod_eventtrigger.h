@@ -16,6 +16,7 @@
 #include "et_site.h"
 #include "et_outbox.h"
 #include "et_committer.h"
+#include "et_intake.h"
 
 extern module AP_MODULE_DECLARE_DATA eventtrigger_module;
 /* mod_eventtrigger.c gets this from AP_DECLARE_MODULE */
@@ -27,6 +28,9 @@ APLOG_USE_MODULE(eventtrigger);
 #define ET_STATUS_HANDLER "eventtrigger-status"
 #define ET_DEFAULT_STORE_FILE "state/eventtrigger.db"
 #define ET_MUTEX_TYPE "eventtrigger-outbox"
+/* How long a request waits for the intake to say "stored" before its
+ * child stores the event itself. */
+#define ET_INTAKE_WAIT apr_time_from_sec(5)
 
 /*
  * Per server (site). Built at configuration time and read-only afterwards:
@@ -83,6 +87,8 @@ typedef struct et_globals_t {
     apr_pool_t *child_pool;
     apr_global_mutex_t *lock;         /* one SQLite writer at a time */
     et_committer_t *committer;        /* this child's group commit */
+    const char *intake_path;          /* the dispatcher's socket, or NULL */
+    et_intake_client_t *intake;       /* this child's way to it */
 } et_globals_t;
 
 extern et_globals_t et_g;
@@ -121,5 +127,8 @@ apr_status_t et_conn_get(et_conn_t **conn, request_rec *r);
 void et_conn_put(et_conn_t *conn, int broken);
 /** Tell the dispatcher that an event is waiting (never blocks). */
 void et_wake_dispatcher(void);
+/** When httpd starts as root, give @a path to its User (as mod_md does with
+ *  its store); a missing file is an error only if @a must. */
+apr_status_t et_give_to_user(apr_pool_t *p, const char *path, int must);
 
 #endif /* MOD_EVENTTRIGGER_H */

@@ -55,11 +55,76 @@ static void daemon_log(void *baton, int level, const char *msg)
     ap_log_error(APLOG_MARK, level, 0, s, "%s", msg);
 }
 
+static void intake_wake(void *baton)
+{
+    et_wake_dispatcher();
+}
+
+/* Bind the intake's socket while still root (the runtime directory is
+ * root's), then give it to httpd's User, as mod_cgid does with its own.
+ * NULL: no intake; the children store their events themselves. */
+static apr_socket_t *intake_listen(apr_pool_t *p, server_rec *s)
+{
+    apr_socket_t *l = NULL;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    if (!et_g.intake_path) {
+        return NULL;
+    }
+    rv = et_intake_listen(&l, p, et_g.intake_path, &err);
+    if (rv == APR_SUCCESS
+        && (rv = et_give_to_user(p, et_g.intake_path, 1)) != APR_SUCCESS) {
+        err = "cannot give it to httpd's User";
+        apr_socket_close(l);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET01027: dispatcher cannot listen on %s (%s); the "
+                     "children store their events themselves",
+                     et_g.intake_path, err ? err : "unknown error");
+        return NULL;
+    }
+    return l;
+}
+
+/* The intake on its own thread; NULL if it cannot start (logged). */
+static et_intake_t *intake_start(apr_pool_t *p, server_rec *s,
+                                 apr_socket_t *listener)
+{
+    et_intake_conf_t ic;
+    et_intake_t *intake = NULL;
+    apr_status_t rv;
+
+    memset(&ic, 0, sizeof(ic));
+    ic.store = et_g.store;
+    ic.lock = et_g.lock;
+    ic.max = 256;
+    ic.log = daemon_log;
+    ic.log_baton = s;
+    ic.wake = intake_wake;
+    rv = et_intake_start(&intake, p, listener, &ic);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET01038: dispatcher cannot start its intake; the "
+                     "children store their events themselves");
+        apr_socket_close(listener);
+        apr_file_remove(et_g.intake_path, p);
+        return NULL;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "ET01032: dispatcher stores the children's events (intake "
+                 "%s)", et_g.intake_path);
+    return intake;
+}
+
 /* Runs in the forked child; never returns. */
 static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 {
     et_srv_conf_t *mc = et_srv_conf(s);
     et_dispatch_conf_t conf;
+    apr_socket_t *listener;
+    et_intake_t *intake = NULL;
     server_rec *vs;
     apr_pool_t *p;
     apr_status_t rv;
@@ -88,6 +153,7 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 
     apr_pool_create(&p, pconf);
     apr_pool_tag(p, "et_dispatcher");
+    listener = intake_listen(p, s);
     if (ap_run_drop_privileges(p, s)) {
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
                      "ET00040: dispatcher cannot switch to httpd's User");
@@ -131,7 +197,12 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
         }
     }
 
+    if (listener) {
+        intake = intake_start(p, s, listener);
+    }
     rv = et_dispatch_run(p, &conf);
+    /* unanswered children store their events themselves */
+    et_intake_stop(intake);
     if (rv != APR_SUCCESS) {
         /* The parent restarts a dead dispatcher: wait first so that a
          * broken outbox does not become a fork loop. */

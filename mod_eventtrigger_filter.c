@@ -17,8 +17,10 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "util_filter.h"
+#include "ap_mpm.h"
 
 #include <apr_strings.h>
+#include <apr_atomic.h>
 
 #include "mod_eventtrigger.h"
 #include "et_capture.h"
@@ -139,12 +141,54 @@ static int short_body(request_rec *r, const et_filter_ctx_t *ctx)
     return want != ctx->total;
 }
 
+/* When a child last said it stores events itself (apr_time_sec): once a
+ * minute at most, at warn; the other times at debug. */
+static apr_uint32_t intake_warned;
+
+/* Hand @a ev to the dispatcher's intake, which commits every child's
+ * events in one group. Non-zero once it is durable; zero if the caller
+ * must store it itself (no intake, or no "stored" in time: a second copy
+ * is harmless, the outbox keeps a txn once). */
+static int store_via_intake(request_rec *r, et_event_t *ev)
+{
+    const char *err = NULL;
+    apr_uint32_t now, last;
+    apr_status_t rv;
+    int level = APLOG_DEBUG, state = 0;
+
+    if (!et_g.intake) {
+        return 0;
+    }
+    rv = et_intake_store(et_g.intake, ev, r->pool, &err);
+    if (rv == APR_SUCCESS) {
+        return 1;
+    }
+    /* A child of a generation that a graceful restart ended has lost its
+     * dispatcher on purpose: that is no news. */
+    now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    last = apr_atomic_read32(&intake_warned);
+    if ((ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS
+         || state != AP_MPMQ_STOPPING)
+        && now - last >= 60
+        && apr_atomic_cas32(&intake_warned, now, last) == last) {
+        level = APLOG_WARNING;
+    }
+    ap_log_rerror(APLOG_MARK, level, 0, r,
+                  "ET01026: the dispatcher did not store txn=%s: %s; this "
+                  "child stores it itself%s", ev->txn,
+                  err ? err : "unknown error",
+                  level == APLOG_WARNING ? " (said at warn once a minute)"
+                                         : "");
+    return 0;
+}
+
 static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
 {
     et_capture_t cap;
     et_event_t *ev = NULL;
     const char *err = NULL;
     apr_status_t rv;
+    int via_intake;
 
     memset(&cap, 0, sizeof(cap));
     cap.site = &ctx->sc->site;
@@ -171,7 +215,11 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
         return;
     }
 
-    if (!et_g.committer) {
+    via_intake = store_via_intake(r, ev);
+    if (via_intake) {
+        rv = APR_SUCCESS;
+    }
+    else if (!et_g.committer) {
         rv = APR_EINIT;
         err = "this child has no outbox (see its startup errors)";
     }
@@ -203,7 +251,10 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
                       "ET00035: queued txn=%s site=%s object=%s event=%s "
                       "id=%s", ev->txn, ev->site, et_object_name(ev->object),
                       et_event_name(ev->event), ev->oid);
-        et_wake_dispatcher();
+        if (!via_intake) {
+            /* the intake wakes it itself, once per commit */
+            et_wake_dispatcher();
+        }
     }
 }
 

@@ -39,7 +39,9 @@ apr_status_t et_outbox_checkpoint(et_outbox_t *ob);
 /** The last error of the driver, for a log line. */
 const char *et_outbox_error(et_outbox_t *ob);
 
-/** Store a new event (pending, or failed with its error). Sets ev->rowid. */
+/** Store a new event (pending, or failed with its error). A txn the outbox
+ *  holds already is not stored again, and that is a success: a child that
+ *  was not told its event was stored stores it itself (et_intake.h). */
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
 
 /** Start a transaction (so that several writes make one commit). */

@@ -107,7 +107,8 @@ static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
     " body, state, created, due, error)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)",
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)"
+    " ON CONFLICT (txn) DO NOTHING",
     /* ST_CLAIM: one site's due, unleased events that are first in line
      * for their object, soonest due first (capture order within an object
      * comes from the NOT EXISTS). Attempts are counted at claim time so
@@ -428,7 +429,8 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
                          i64(p, ev->due ? ev->due : created),
                          ev->error);
     apr_pool_destroy(p);
-    if (rv || nrows != 1) {
+    /* nrows 0: the txn was there already (handed over twice), kept once */
+    if (rv || nrows > 1) {
         return set_error(ob, rv, "storing an event");
     }
     return APR_SUCCESS;

@@ -27,13 +27,14 @@ for (read_lines($error_log)) {
 note('tags seen: ' . join ' ', map { "$_ x$tags{$_}" } sort keys %tags);
 cmp_ok(scalar(keys %tags), '>=', 5, 'the run logged several kinds of module messages');
 
-# the sources: log calls (httpd's ap_log_*error and the dispatcher's dlog)
+# the sources: log calls (httpd's ap_log_*error, the dispatcher's dlog and
+# the intake's ilog)
 my $src = t_path('t_dir', '..');
 my(@no_tag, %uses);
 for my $file (glob("$src/*.c"), glob("$src/lib/*.c")) {
     my $text = do { local $/; open my $fh, '<', $file or next; <$fh> };
     (my $name = $file) =~ s{^\Q$src\E/}{};
-    while ($text =~ /\b(ap_log_[rpc]?error|dlog)\s*\(([^;]*?)("(?:[^"\\]|\\.)*")/gs) {
+    while ($text =~ /\b(ap_log_[rpc]?error|dlog|ilog)\s*\(([^;]*?)("(?:[^"\\]|\\.)*")/gs) {
         my($fn, $str) = ($1, $3);
         next if $str eq '"%s"' || $str eq '""';   # pass-throughs of tagged text
         if ($str =~ /^"(ET\d{5}): /) { push @{ $uses{$1} }, $name }

@@ -1,0 +1,361 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * unit_intake.c: the intake (et_intake.c): its records, and a real server
+ * thread on a Unix socket storing into a real SQLite outbox for clients on
+ * several threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_file_io.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
+#include <apr_atomic.h>
+
+#include "et_intake.h"
+#include "et_outbox.h"
+#include "et_url.h"
+#include "unit_tests.h"
+
+static char dir[64];
+static const char *spec, *sock;
+static et_outbox_t *ob;
+static et_intake_t *in;
+static volatile apr_uint32_t wakes;
+static apr_thread_mutex_t *log_mu;
+static char logged[4096];
+
+static void tlog(void *baton, int level, const char *msg)
+{
+    apr_thread_mutex_lock(log_mu);
+    apr_cpystrn(logged + strlen(logged), msg, sizeof(logged) - strlen(logged));
+    apr_thread_mutex_unlock(log_mu);
+}
+
+static int has_logged(const char *s)
+{
+    int found;
+
+    apr_thread_mutex_lock(log_mu);
+    found = strstr(logged, s) != NULL;
+    apr_thread_mutex_unlock(log_mu);
+    return found;
+}
+
+static void twake(void *baton)
+{
+    apr_atomic_inc32(&wakes);
+}
+
+static et_event_t *mk(const char *oid)
+{
+    et_event_t *ev = apr_pcalloc(ut_pool, sizeof(*ev));
+
+    ck_assert_int_eq(et_txn_new(ut_pool, &ev->txn), APR_SUCCESS);
+    ev->site = "s1";
+    ev->object = ET_OBJ_MEMBER;
+    ev->event = ET_EV_UPDATE;
+    ev->oid = oid;
+    ev->url = et_url_build(ut_pool, "http://r.example/h", ev->object, oid,
+                           ev->event, ev->txn);
+    ev->content_type = "application/json";
+    ev->body = apr_psprintf(ut_pool, "{\"id\":\"%s\"}", oid);
+    ev->body_len = strlen(ev->body);
+    ev->state = ET_ST_PENDING;
+    ev->created = apr_time_now();
+    return ev;
+}
+
+static void start_intake(void)
+{
+    apr_socket_t *l;
+    const char *err = NULL;
+    et_intake_conf_t conf;
+
+    ck_assert_msg(et_intake_listen(&l, ut_pool, sock, &err) == APR_SUCCESS,
+                  "listen: %s", err ? err : "?");
+    memset(&conf, 0, sizeof(conf));
+    conf.store = spec;
+    conf.max = 16;
+    conf.log = tlog;
+    conf.wake = twake;
+    ck_assert_int_eq(et_intake_start(&in, ut_pool, l, &conf), APR_SUCCESS);
+}
+
+static void in_setup(void)
+{
+    const char *err = NULL;
+
+    ut_setup();
+    strcpy(dir, "/tmp/et_intake_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    spec = apr_pstrcat(ut_pool, "sqlite3:", dir, "/outbox.db", NULL);
+    sock = apr_pstrcat(ut_pool, dir, "/intake.sock", NULL);
+    /* the schema, as httpd's parent makes it before the intake starts */
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    ck_assert_int_eq(apr_thread_mutex_create(&log_mu, APR_THREAD_MUTEX_DEFAULT,
+                                             ut_pool), APR_SUCCESS);
+    logged[0] = '\0';
+    wakes = 0;
+    in = NULL;
+    start_intake();
+}
+
+static void in_teardown(void)
+{
+    static const char *const files[] = { "outbox.db", "outbox.db-wal",
+                                         "outbox.db-shm", "intake.sock",
+                                         NULL };
+    int i;
+
+    et_intake_stop(in);
+    et_outbox_close(ob);
+    for (i = 0; files[i]; i++) {
+        apr_file_remove(apr_pstrcat(ut_pool, dir, "/", files[i], NULL),
+                        ut_pool);
+    }
+    ck_assert_int_eq(apr_dir_remove(dir, ut_pool), APR_SUCCESS);
+    ut_teardown();
+}
+
+static int pending_s1(void)
+{
+    apr_array_header_t *sites;
+    int i, n = 0;
+
+    ck_assert_int_eq(et_outbox_site_counts(ob, ut_pool, &sites), APR_SUCCESS);
+    for (i = 0; i < sites->nelts; i++) {
+        et_site_counts_t *sc = APR_ARRAY_IDX(sites, i, et_site_counts_t *);
+        if (!strcmp(sc->site, "s1")) {
+            n = sc->counts.pending;
+        }
+    }
+    return n;
+}
+
+START_TEST(a_record_decodes_to_the_event_it_was_made_from)
+{
+    et_event_t *ev = mk("m-1"), *back = NULL;
+    char *rec;
+    apr_size_t len;
+
+    /* a body is bytes: a NUL inside it must survive */
+    ev->body = "{\"a\":\"x\0y\"}";
+    ev->body_len = 11;
+    ev->due = ev->created + 5;
+    ck_assert_int_eq(et_intake_encode(ut_pool, ev, &rec, &len), APR_SUCCESS);
+    ck_assert_uint_eq(len, 4 + (((unsigned char)rec[0] << 24)
+                                | ((unsigned char)rec[1] << 16)
+                                | ((unsigned char)rec[2] << 8)
+                                | (unsigned char)rec[3]));
+    ck_assert_int_eq(et_intake_decode(ut_pool, rec + 4, len - 4, &back),
+                     APR_SUCCESS);
+    ck_assert_str_eq(back->txn, ev->txn);
+    ck_assert_str_eq(back->site, "s1");
+    ck_assert_str_eq(back->oid, "m-1");
+    ck_assert_str_eq(back->url, ev->url);
+    ck_assert_str_eq(back->content_type, "application/json");
+    ck_assert_uint_eq(back->body_len, 11);
+    ck_assert_int_eq(memcmp(back->body, ev->body, 11), 0);
+    ck_assert_ptr_null(back->error);
+    ck_assert_int_eq(back->object, ET_OBJ_MEMBER);
+    ck_assert_int_eq(back->event, ET_EV_UPDATE);
+    ck_assert_int_eq(back->state, ET_ST_PENDING);
+    ck_assert(back->created == ev->created);
+    ck_assert(back->due == ev->created + 5);
+}
+END_TEST
+
+START_TEST(a_malformed_record_is_refused)
+{
+    et_event_t *ev = mk("m-1"), *back = NULL;
+    char *rec, *copy;
+    apr_size_t len, cut;
+
+    ck_assert_int_eq(et_intake_encode(ut_pool, ev, &rec, &len), APR_SUCCESS);
+    /* every truncation, one byte more, a wrong version, an unknown object */
+    for (cut = 0; cut < len - 4; cut++) {
+        ck_assert_int_ne(et_intake_decode(ut_pool, rec + 4, cut, &back),
+                         APR_SUCCESS);
+    }
+    copy = apr_palloc(ut_pool, len + 1);
+    memcpy(copy, rec, len);
+    copy[len] = 'x';
+    ck_assert_int_ne(et_intake_decode(ut_pool, copy + 4, len - 3, &back),
+                     APR_SUCCESS);
+    copy[4] = 9;
+    ck_assert_int_ne(et_intake_decode(ut_pool, copy + 4, len - 4, &back),
+                     APR_SUCCESS);
+    copy[4] = rec[4];
+    copy[5] = 42;
+    ck_assert_int_ne(et_intake_decode(ut_pool, copy + 4, len - 4, &back),
+                     APR_SUCCESS);
+    /* no txn: nothing the outbox could key it by */
+    ev->txn = NULL;
+    ck_assert_int_eq(et_intake_encode(ut_pool, ev, &rec, &len), APR_SUCCESS);
+    ck_assert_int_ne(et_intake_decode(ut_pool, rec + 4, len - 4, &back),
+                     APR_SUCCESS);
+}
+END_TEST
+
+#define THREADS 4
+#define EACH 25
+
+static et_intake_client_t *client;
+
+static void *APR_THREAD_FUNC sender(apr_thread_t *t, void *data)
+{
+    apr_pool_t *p;
+    int i, failed = 0;
+
+    apr_pool_create_unmanaged_ex(&p, NULL, NULL);
+    for (i = 0; i < EACH; i++) {
+        et_event_t *ev = apr_pcalloc(p, sizeof(*ev));
+        const char *err = NULL;
+
+        et_txn_new(p, &ev->txn);
+        ev->site = "s1";
+        ev->object = ET_OBJ_KEY;
+        ev->event = ET_EV_CREATE;
+        ev->oid = apr_psprintf(p, "k%d-%d", (int)(apr_uintptr_t)data, i);
+        ev->url = "http://r.example/h/v1/key/x";
+        ev->content_type = "application/json";
+        ev->body = "{}";
+        ev->body_len = 2;
+        ev->created = apr_time_now();
+        failed += et_intake_store(client, ev, p, &err) != APR_SUCCESS;
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(t, failed);
+    return NULL;
+}
+
+START_TEST(events_from_many_threads_are_stored_each_once)
+{
+    apr_thread_t *t[THREADS];
+    apr_status_t trv;
+    et_event_t *ev;
+    const char *err = NULL;
+    int i;
+
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, THREADS,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+    for (i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(apr_thread_create(&t[i], NULL, sender,
+                                           (void *)(apr_uintptr_t)i, ut_pool),
+                         APR_SUCCESS);
+    }
+    for (i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(apr_thread_join(&trv, t[i]), APR_SUCCESS);
+        ck_assert_int_eq(trv, 0);
+    }
+    ck_assert_int_eq(pending_s1(), THREADS * EACH);
+    ck_assert_uint_gt(apr_atomic_read32(&wakes), 0);
+
+    /* handed over twice (a lost answer): stored once */
+    ev = mk("m-2");
+    ck_assert_int_eq(et_intake_store(client, ev, ut_pool, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, ev, ut_pool, &err), APR_SUCCESS);
+    ck_assert_int_eq(pending_s1(), THREADS * EACH + 1);
+}
+END_TEST
+
+START_TEST(a_client_is_told_when_nothing_was_stored)
+{
+    et_intake_client_t *c2;
+    const char *err = NULL;
+
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 2,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, mk("m-3"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(pending_s1(), 1);
+
+    /* the intake stops (the dispatcher restarts): the kept connection is
+     * dead and no new one can be made */
+    et_intake_stop(in);
+    in = NULL;
+    apr_file_remove(sock, ut_pool);
+    ck_assert_int_ne(et_intake_store(client, mk("m-4"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(strstr(err, "intake"));
+    ck_assert_int_eq(pending_s1(), 1);
+
+    /* a new intake on the same path: the same client gets through again */
+    start_intake();
+    ck_assert_int_eq(et_intake_store(client, mk("m-5"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(pending_s1(), 2);
+
+    /* nobody listening at all */
+    ck_assert_int_eq(et_intake_client_create(&c2, ut_pool,
+                                             apr_pstrcat(ut_pool, dir,
+                                                         "/nobody.sock",
+                                                         NULL),
+                                             1, apr_time_from_sec(1)),
+                     APR_SUCCESS);
+    ck_assert_int_ne(et_intake_store(c2, mk("m-6"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(err, "cannot reach"));
+    ck_assert_int_eq(pending_s1(), 2);
+}
+END_TEST
+
+START_TEST(a_garbled_connection_is_closed_and_others_go_on)
+{
+    apr_sockaddr_t *sa;
+    apr_socket_t *s;
+    char junk[8] = { 0x7f, 0x7f, 0x7f, 0x7f, 'j', 'u', 'n', 'k' };
+    char b[4];
+    apr_size_t n = sizeof(junk);
+    const char *err = NULL;
+    apr_status_t rv;
+
+    ck_assert_int_eq(apr_sockaddr_info_get(&sa, sock, APR_UNIX, 0, 0, ut_pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_socket_create(&s, APR_UNIX, SOCK_STREAM, 0, ut_pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_socket_connect(s, sa), APR_SUCCESS);
+    apr_socket_timeout_set(s, apr_time_from_sec(5));
+    ck_assert_int_eq(apr_socket_send(s, junk, &n), APR_SUCCESS);
+    n = sizeof(b);
+    rv = apr_socket_recv(s, b, &n);
+    ck_assert_int_eq(rv, APR_EOF);
+    ck_assert_uint_eq(n, 0);
+    apr_socket_close(s);
+    ck_assert(has_logged("ET01029"));
+
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, mk("m-7"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(pending_s1(), 1);
+}
+END_TEST
+
+Suite *intake_suite(void)
+{
+    Suite *s = suite_create("intake");
+    TCase *tc = tcase_create("records");
+    TCase *srv = tcase_create("server");
+
+    tcase_add_checked_fixture(tc, ut_setup, ut_teardown);
+    tcase_add_test(tc, a_record_decodes_to_the_event_it_was_made_from);
+    tcase_add_test(tc, a_malformed_record_is_refused);
+    suite_add_tcase(s, tc);
+
+    tcase_add_checked_fixture(srv, in_setup, in_teardown);
+    tcase_set_timeout(srv, 60);
+    tcase_add_test(srv, events_from_many_threads_are_stored_each_once);
+    tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
+    tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
+    suite_add_tcase(s, srv);
+    return s;
+}
