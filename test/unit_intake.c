@@ -205,11 +205,12 @@ END_TEST
 #define EACH 25
 
 static et_intake_client_t *client;
+static volatile apr_uint32_t send_failures;
 
 static void *APR_THREAD_FUNC sender(apr_thread_t *t, void *data)
 {
     apr_pool_t *p;
-    int i, failed = 0;
+    int i;
 
     apr_pool_create_unmanaged_ex(&p, NULL, NULL);
     for (i = 0; i < EACH; i++) {
@@ -226,10 +227,13 @@ static void *APR_THREAD_FUNC sender(apr_thread_t *t, void *data)
         ev->body = "{}";
         ev->body_len = 2;
         ev->created = apr_time_now();
-        failed += et_intake_store(client, ev, p, &err) != APR_SUCCESS;
+        if (et_intake_store(client, ev, p, &err) != APR_SUCCESS) {
+            apr_atomic_inc32(&send_failures);
+        }
     }
     apr_pool_destroy(p);
-    apr_thread_exit(t, failed);
+    /* a plain return (ASan and pthread_exit, see et_dispatch.c) */
+    (void)t;
     return NULL;
 }
 
@@ -241,6 +245,7 @@ START_TEST(events_from_many_threads_are_stored_each_once)
     const char *err = NULL;
     int i;
 
+    send_failures = 0;
     ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, THREADS,
                                              apr_time_from_sec(5)),
                      APR_SUCCESS);
@@ -251,8 +256,8 @@ START_TEST(events_from_many_threads_are_stored_each_once)
     }
     for (i = 0; i < THREADS; i++) {
         ck_assert_int_eq(apr_thread_join(&trv, t[i]), APR_SUCCESS);
-        ck_assert_int_eq(trv, 0);
     }
+    ck_assert_uint_eq(apr_atomic_read32(&send_failures), 0);
     ck_assert_int_eq(pending_s1(), THREADS * EACH);
     ck_assert_uint_gt(apr_atomic_read32(&wakes), 0);
 
