@@ -389,6 +389,13 @@ static void read_conn(et_intake_t *in, iconn_t *c, apr_array_header_t *items,
         memmove(c->buf, c->buf + used, c->have - used);
         c->have -= used;
     }
+    /* a large record's buffer is not kept for the small ones after it:
+     * there is one per request thread of every child */
+    if (!c->have && c->cap > 65536) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
 }
 
 static void answer(iconn_t *c, const char *err)

@@ -269,6 +269,37 @@ START_TEST(events_from_many_threads_are_stored_each_once)
 }
 END_TEST
 
+/* A record larger than a socket buffer arrives in pieces; the intake's
+ * buffer for it grows, and small records still follow on the same
+ * connection. */
+START_TEST(a_large_event_arrives_whole)
+{
+    apr_size_t n = 3 * 1024 * 1024, i;
+    char *body = apr_palloc(ut_pool, n + 1);
+    et_event_t *big = mk("m-big"), *back = NULL;
+    const char *err = NULL;
+
+    for (i = 0; i < n; i++) {
+        body[i] = (char)('a' + i % 26);
+    }
+    body[n] = '\0';
+    big->body = body;
+    big->body_len = n;
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_sec(10)),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, big, ut_pool, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, mk("m-small"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, big->txn, &back),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_uint_eq(strlen(back->body), n);
+    ck_assert_int_eq(memcmp(back->body, body, n), 0);
+    ck_assert_int_eq(pending_s1(), 2);
+}
+END_TEST
+
 START_TEST(a_client_is_told_when_nothing_was_stored)
 {
     et_intake_client_t *c2;
@@ -359,6 +390,7 @@ Suite *intake_suite(void)
     tcase_add_checked_fixture(srv, in_setup, in_teardown);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, events_from_many_threads_are_stored_each_once);
+    tcase_add_test(srv, a_large_event_arrives_whole);
     tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
     suite_add_tcase(s, srv);
