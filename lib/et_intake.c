@@ -410,7 +410,9 @@ static void answer(iconn_t *c, const char *err)
         len = ANSWER_MAX;
     }
     put32(b, (apr_uint32_t)len);
-    memcpy(b + 4, err, len);
+    if (len) {
+        memcpy(b + 4, err, len);
+    }
     n = len + 4;
     /* the sender is waiting for it: its socket buffer has room */
     if (apr_socket_send(c->s, b, &n) != APR_SUCCESS || n != len + 4) {
