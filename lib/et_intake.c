@@ -210,6 +210,7 @@ struct et_intake_t {
     et_outbox_t *ob;                  /* opened on first use */
     apr_pool_t *ob_pool;
     int ob_failing;                   /* its failure is logged once */
+    int accept_failing;               /* likewise */
 };
 
 static void ilog(et_intake_t *in, int level, const char *fmt, ...)
@@ -292,11 +293,19 @@ static void accept_all(et_intake_t *in)
         if (rv != APR_SUCCESS) {
             apr_pool_destroy(cp);
             if (!APR_STATUS_IS_EAGAIN(rv) && !APR_STATUS_IS_EINTR(rv)) {
-                ilog(in, ET_LOG_WARNING, "ET01028: intake cannot accept a "
-                     "connection: %pm", &rv);
+                /* out of descriptors, say: the listener stays readable,
+                 * so pause rather than spin; once until one succeeds */
+                if (!in->accept_failing) {
+                    in->accept_failing = 1;
+                    ilog(in, ET_LOG_WARNING, "ET01028: intake cannot accept "
+                         "a connection: %pm; the children store their "
+                         "events themselves meanwhile", &rv);
+                }
+                apr_sleep(apr_time_from_msec(10));
             }
             return;
         }
+        in->accept_failing = 0;
         c = apr_pcalloc(cp, sizeof(*c));
         c->s = s;
         c->pool = cp;
