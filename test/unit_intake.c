@@ -1,8 +1,9 @@
 /* Licensed under the Apache License, Version 2.0. */
 /*
  * unit_intake.c: the intake (et_intake.c): its records, and a real server
- * thread on a Unix socket storing into a real SQLite outbox for clients on
- * several threads.
+ * thread on a Unix socket storing into a real SQLite outbox (and a real
+ * PostgreSQL one when ET_TEST_PGSQL is set) for clients on several
+ * threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,14 +85,15 @@ static void start_intake(void)
     ck_assert_int_eq(et_intake_start(&in, ut_pool, l, &conf), APR_SUCCESS);
 }
 
-static void in_setup(void)
+/* The outbox is @a store, or a SQLite file beside the socket if NULL. */
+static void in_setup_with(const char *store)
 {
     const char *err = NULL;
 
-    ut_setup();
     strcpy(dir, "/tmp/et_intake_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    spec = apr_pstrcat(ut_pool, "sqlite3:", dir, "/outbox.db", NULL);
+    spec = store ? store
+                 : apr_pstrcat(ut_pool, "sqlite3:", dir, "/outbox.db", NULL);
     sock = apr_pstrcat(ut_pool, dir, "/intake.sock", NULL);
     /* the schema, as httpd's parent makes it before the intake starts */
     ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
@@ -102,6 +104,19 @@ static void in_setup(void)
     wakes = 0;
     in = NULL;
     start_intake();
+}
+
+static void in_setup(void)
+{
+    ut_setup();
+    in_setup_with(NULL);
+}
+
+/* The same against PostgreSQL when ET_TEST_PGSQL is set (.ci/run). */
+static void in_setup_pg(void)
+{
+    ut_setup();
+    in_setup_with(ut_pgsql_fresh());
 }
 
 static void in_teardown(void)
@@ -394,5 +409,15 @@ Suite *intake_suite(void)
     tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
     suite_add_tcase(s, srv);
+    if (ut_have_pgsql()) {
+        TCase *pg = tcase_create("server-pgsql");
+
+        tcase_add_checked_fixture(pg, in_setup_pg, in_teardown);
+        tcase_set_timeout(pg, 60);
+        tcase_add_test(pg, events_from_many_threads_are_stored_each_once);
+        tcase_add_test(pg, a_large_event_arrives_whole);
+        tcase_add_test(pg, a_client_is_told_when_nothing_was_stored);
+        suite_add_tcase(s, pg);
+    }
     return s;
 }

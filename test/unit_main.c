@@ -7,6 +7,8 @@
 #include <signal.h>
 
 #include <apr_general.h>
+#include <apr_strings.h>
+#include <apr_dbd.h>
 
 #include "et_json.h"
 #include "unit_tests.h"
@@ -22,6 +24,32 @@ void ut_teardown(void)
 {
     apr_pool_destroy(ut_pool);
     ut_pool = NULL;
+}
+
+int ut_have_pgsql(void)
+{
+    const char *c = getenv("ET_TEST_PGSQL");
+
+    return c && *c;
+}
+
+const char *ut_pgsql_fresh(void)
+{
+    const char *conninfo = getenv("ET_TEST_PGSQL");
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL;
+    int nrows;
+
+    ck_assert_int_eq(apr_dbd_init(ut_pool), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
+    ck_assert_msg(apr_dbd_open_ex(drv, ut_pool, conninfo, &db, &err)
+                  == APR_SUCCESS, "pgsql: %s", err ? err : "?");
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP TABLE IF EXISTS et_event, et_circuit"),
+                     0);
+    apr_dbd_close(drv, db);
+    return apr_pstrcat(ut_pool, "pgsql:", conninfo, NULL);
 }
 
 json_t *ut_json(const char *text)

@@ -49,26 +49,12 @@ static void ob_setup(void)
 /* PostgreSQL: a clean schema in the given database for every test. */
 static void ob_setup_pg(void)
 {
-    const char *conninfo = getenv("ET_TEST_PGSQL");
-    const apr_dbd_driver_t *drv;
-    apr_dbd_t *db = NULL;
     const char *err = NULL;
-    int nrows;
 
     ut_setup();
     dbdir[0] = '\0';
-    ck_assert_int_eq(apr_dbd_init(ut_pool), APR_SUCCESS);
-    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
-    ck_assert_msg(apr_dbd_open_ex(drv, ut_pool, conninfo, &db, &err)
-                  == APR_SUCCESS, "pgsql: %s", err ? err : "?");
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
-                                   "DROP TABLE IF EXISTS et_event, et_circuit"),
-                     0);
-    apr_dbd_close(drv, db);
-    ck_assert_msg(et_outbox_open(&ob, ut_pool,
-                                 apr_pstrcat(ut_pool, "pgsql:", conninfo,
-                                             NULL), 1, &err) == APR_SUCCESS,
-                  "open: %s", err ? err : "?");
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, ut_pgsql_fresh(), 1, &err)
+                  == APR_SUCCESS, "open: %s", err ? err : "?");
 }
 
 static void ob_teardown(void)
@@ -836,7 +822,7 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, group_commit_stores_every_thread_s_events);
     tcase_add_test(tc, an_older_outbox_gets_the_current_indexes);
     suite_add_tcase(s, tc);
-    if (getenv("ET_TEST_PGSQL") && *getenv("ET_TEST_PGSQL")) {
+    if (ut_have_pgsql()) {
         TCase *tp = tcase_create("pgsql");
 
         tcase_add_checked_fixture(tp, ob_setup_pg, ob_teardown);

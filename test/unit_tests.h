@@ -27,6 +27,11 @@ extern apr_pool_t *ut_pool;
 void ut_setup(void);
 void ut_teardown(void);
 
+/* With ET_TEST_PGSQL set (a conninfo): drop the outbox's tables there and
+ * return the store spec, "pgsql:CONNINFO", from ut_pool. */
+const char *ut_pgsql_fresh(void);
+int ut_have_pgsql(void);
+
 /* Parse @a text with jansson (any value); the reference is bound to
  * ut_pool. Fails the test on a parse error. */
 json_t *ut_json(const char *text);
