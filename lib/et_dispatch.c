@@ -47,6 +47,9 @@
 #include <apr_thread_proc.h>
 
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "et_dispatch.h"
 #include "et_outbox.h"
@@ -984,12 +987,23 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
  * receiver), the rest are interrupted well before httpd's SIGKILL, 3 s
  * after its SIGTERM.
  */
+void et_thread_name(const char *name)
+{
+#ifdef __linux__
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+}
+
 static void *APR_THREAD_FUNC caller(apr_thread_t *thd, void *data)
 {
     dispatcher_t *d = data;
     apr_time_t grace;
     job_t *job;
     int complained = 0;
+
+    et_thread_name("et-calls");
 
     for (;;) {
         int stopping = *d->conf->stop;
@@ -1063,6 +1077,8 @@ static void *APR_THREAD_FUNC checkpointer(apr_thread_t *thd, void *data)
     et_outbox_t *ob = NULL;
     const char *err = NULL;
     int complained = 0;
+
+    et_thread_name("et-checkpoint");
 
     /* its own allocator: nothing here is shared with the other threads */
     apr_pool_create_unmanaged_ex(&p, NULL, NULL);

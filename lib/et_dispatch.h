@@ -49,6 +49,13 @@ typedef struct et_dispatch_conf_t {
 #define ET_LOG_DEBUG    7
 
 /**
+ * Name the calling thread (Linux: what `top -H` and `ps -L` show, 15
+ * bytes at most): "et-calls", "et-checkpoint", "et-intake". The claim loop
+ * keeps the process's name, "apache2" or "httpd".
+ */
+void et_thread_name(const char *name);
+
+/**
  * Run until *conf->stop: claims, delivers, records. Returns when stopped,
  * after in-flight deliveries finished (their outcome recorded) or, past a
  * grace period, were left to expire their lease.

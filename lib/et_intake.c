@@ -509,6 +509,7 @@ static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
     apr_pool_t *bp;
     int max = in->conf.max > 0 ? in->conf.max : 256;
 
+    et_thread_name("et-intake");
     apr_pool_create(&bp, in->pool);
     while (!in->stop) {
         const apr_pollfd_t *descs;
