@@ -211,6 +211,7 @@ struct et_intake_t {
     apr_pool_t *ob_pool;
     int ob_failing;                   /* its failure is logged once */
     int accept_failing;               /* likewise */
+    int poll_failing;                 /* likewise */
 };
 
 static void ilog(et_intake_t *in, int level, const char *fmt, ...)
@@ -429,21 +430,23 @@ static void answer(iconn_t *c, const char *err)
     }
 }
 
-static apr_status_t open_outbox(et_intake_t *in, const char **err)
+/* On failure *err is copied into @a bp: the driver's text lives in the
+ * connection's pool, which goes. */
+static apr_status_t open_outbox(et_intake_t *in, apr_pool_t *bp,
+                                const char **err)
 {
+    const char *oerr = NULL;
     apr_status_t rv;
 
     if (in->ob) {
         return APR_SUCCESS;
     }
     apr_pool_create(&in->ob_pool, in->pool);
-    rv = et_outbox_open(&in->ob, in->ob_pool, in->conf.store, 0, err);
+    rv = et_outbox_open(&in->ob, in->ob_pool, in->conf.store, 0, &oerr);
     if (rv != APR_SUCCESS) {
+        *err = apr_pstrdup(bp, oerr ? oerr : "cannot open the outbox");
         apr_pool_destroy(in->ob_pool);
         in->ob = NULL;
-        if (!*err) {
-            *err = "cannot open the outbox";
-        }
     }
     return rv;
 }
@@ -460,7 +463,7 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
     for (i = 0; i < n; i++) {
         evs[i] = items[i].ev;
     }
-    rv = open_outbox(in, &err);
+    rv = open_outbox(in, bp, &err);
     if (rv == APR_SUCCESS && in->conf.lock
         && (rv = apr_global_mutex_lock(in->conf.lock)) != APR_SUCCESS) {
         err = "cannot take the outbox lock";
@@ -520,12 +523,18 @@ static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
         rv = apr_pollset_poll(in->ps, -1, &num, &descs);
         if (rv != APR_SUCCESS) {
             if (!APR_STATUS_IS_EINTR(rv) && !APR_STATUS_IS_TIMEUP(rv)) {
-                ilog(in, ET_LOG_ERR, "ET01036: intake cannot poll: %pm",
-                     &rv);
+                /* once until it polls again; retried every 10 ms */
+                if (!in->poll_failing) {
+                    in->poll_failing = 1;
+                    ilog(in, ET_LOG_ERR, "ET01036: intake cannot poll: %pm; "
+                         "the children store their events themselves "
+                         "meanwhile", &rv);
+                }
                 apr_sleep(apr_time_from_msec(10));
             }
             continue;
         }
+        in->poll_failing = 0;
         items = apr_array_make(bp, 64, sizeof(item_t));
         for (i = 0; i < num; i++) {
             if (descs[i].client_data == NULL) {

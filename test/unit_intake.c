@@ -358,6 +358,38 @@ START_TEST(a_client_is_told_when_nothing_was_stored)
 }
 END_TEST
 
+/* An intake whose outbox cannot be opened answers with the reason (its
+ * sender stores the event itself), says so once (ET01030), and stores
+ * again once it can. */
+START_TEST(an_intake_that_cannot_store_says_why)
+{
+    const char *good = spec, *err = NULL;
+
+    et_intake_stop(in);
+    spec = apr_pstrcat(ut_pool, "sqlite3:", dir, "/no/such/dir/outbox.db",
+                       NULL);
+    start_intake();
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+    ck_assert_int_ne(et_intake_store(client, mk("m-8"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(strstr(err, "outbox"));
+    ck_assert_int_ne(et_intake_store(client, mk("m-9"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert(has_logged("ET01030"));
+    ck_assert_int_eq(pending_s1(), 0);
+
+    et_intake_stop(in);
+    spec = good;
+    start_intake();
+    ck_assert_int_eq(et_intake_store(client, mk("m-10"), ut_pool, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(pending_s1(), 1);
+}
+END_TEST
+
 START_TEST(a_garbled_connection_is_closed_and_others_go_on)
 {
     apr_sockaddr_t *sa;
@@ -408,6 +440,7 @@ Suite *intake_suite(void)
     tcase_add_test(srv, a_large_event_arrives_whole);
     tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
+    tcase_add_test(srv, an_intake_that_cannot_store_says_why);
     suite_add_tcase(s, srv);
     if (ut_have_pgsql()) {
         TCase *pg = tcase_create("server-pgsql");
