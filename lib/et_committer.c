@@ -20,16 +20,92 @@ typedef struct item_t {
     int lead;                         /* handed the lead by the last leader */
 } item_t;
 
-struct et_committer_t {
-    apr_pool_t *pool;                 /* the connection and error texts */
+struct et_writer_t {
+    apr_pool_t *pool;                 /* the connection's pools' parent */
     const char *store;
     apr_global_mutex_t *lock;
+    et_outbox_t *ob;                  /* opened on first use */
+    apr_pool_t *ob_pool;
+};
+
+et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
+                              apr_global_mutex_t *lock)
+{
+    et_writer_t *w = apr_pcalloc(p, sizeof(*w));
+
+    w->pool = p;
+    w->store = store;
+    w->lock = lock;
+    return w;
+}
+
+void et_writer_close(et_writer_t *w)
+{
+    if (w->ob) {
+        et_outbox_close(w->ob);
+        apr_pool_destroy(w->ob_pool);
+        w->ob = NULL;
+    }
+}
+
+apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen)
+{
+    const char *oerr = NULL;
+    apr_status_t rv;
+
+    *err = '\0';
+    if (!w->ob) {
+        /* the connection is the writer's: a subpool it can drop; the
+         * driver's error text lives in it, so it is copied first */
+        apr_pool_create(&w->ob_pool, w->pool);
+        rv = et_outbox_open(&w->ob, w->ob_pool, w->store, 0, &oerr);
+        if (rv != APR_SUCCESS) {
+            apr_cpystrn(err, oerr ? oerr : "cannot open the outbox", errlen);
+            apr_pool_destroy(w->ob_pool);
+            w->ob = NULL;
+            return rv;
+        }
+    }
+    if (w->lock && (rv = apr_global_mutex_lock(w->lock)) != APR_SUCCESS) {
+        apr_cpystrn(err, "cannot take the outbox lock", errlen);
+        return rv;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
+                             apr_status_t *each, char *err,
+                             apr_size_t errlen)
+{
+    apr_status_t rv;
+
+    rv = et_outbox_insert_batch(w->ob, evs, n, each);
+    if (w->lock) {
+        apr_global_mutex_unlock(w->lock);
+    }
+    if (rv == APR_SUCCESS) {
+        int i;
+        for (i = 0; i < n; i++) {
+            if (each[i] != APR_SUCCESS) {
+                apr_cpystrn(err, et_outbox_error(w->ob), errlen);
+                break;
+            }
+        }
+    }
+    else {
+        apr_cpystrn(err, et_outbox_error(w->ob), errlen);
+        /* a broken connection is opened again for the next batch */
+        et_writer_close(w);
+    }
+    return rv;
+}
+
+struct et_committer_t {
     int max;
+    et_writer_t *w;                   /* used by the current leader only */
     apr_thread_mutex_t *mutex;        /* guards everything below */
     item_t *head, *tail;              /* queued, oldest first */
     int leading;                      /* a leader is committing */
-    et_outbox_t *ob;                  /* the leader's; opened on first use */
-    apr_pool_t *ob_pool;
 };
 
 apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
@@ -39,9 +115,7 @@ apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
     et_committer_t *c = apr_pcalloc(p, sizeof(*c));
     apr_status_t rv;
 
-    c->pool = p;
-    c->store = store;
-    c->lock = lock;
+    c->w = et_writer_create(p, store, lock);
     c->max = max > 0 ? max : 1;
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT, p))
         != APR_SUCCESS) {
@@ -49,62 +123,6 @@ apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
     }
     *pc = c;
     return APR_SUCCESS;
-}
-
-/* The leader's, without c->mutex: open the connection if needed, then
- * wait for the other writers (the other children, the dispatcher). */
-static apr_status_t enter(et_committer_t *c, char *err, apr_size_t errlen)
-{
-    const char *oerr = NULL;
-    apr_status_t rv;
-
-    *err = '\0';
-    if (!c->ob) {
-        /* the connection is the committer's: a subpool it can drop */
-        apr_pool_create(&c->ob_pool, c->pool);
-        rv = et_outbox_open(&c->ob, c->ob_pool, c->store, 0, &oerr);
-        if (rv != APR_SUCCESS) {
-            apr_cpystrn(err, oerr ? oerr : "cannot open the outbox", errlen);
-            apr_pool_destroy(c->ob_pool);
-            c->ob = NULL;
-            return rv;
-        }
-    }
-    if (c->lock && (rv = apr_global_mutex_lock(c->lock)) != APR_SUCCESS) {
-        apr_cpystrn(err, "cannot take the outbox lock", errlen);
-        return rv;
-    }
-    return APR_SUCCESS;
-}
-
-/* The leader's, without c->mutex, after enter(): commit, leave. */
-static apr_status_t commit_batch(et_committer_t *c, et_event_t **evs, int n,
-                                 apr_status_t *each, char *err,
-                                 apr_size_t errlen)
-{
-    apr_status_t rv;
-
-    rv = et_outbox_insert_batch(c->ob, evs, n, each);
-    if (c->lock) {
-        apr_global_mutex_unlock(c->lock);
-    }
-    if (rv == APR_SUCCESS) {
-        int i;
-        for (i = 0; i < n; i++) {
-            if (each[i] != APR_SUCCESS) {
-                apr_cpystrn(err, et_outbox_error(c->ob), errlen);
-                break;
-            }
-        }
-    }
-    else {
-        apr_cpystrn(err, et_outbox_error(c->ob), errlen);
-        /* a broken connection is reopened by the next leader */
-        et_outbox_close(c->ob);
-        apr_pool_destroy(c->ob_pool);
-        c->ob = NULL;
-    }
-    return rv;
 }
 
 apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
@@ -150,7 +168,7 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
              * than wait for the next one. */
             me.lead = 0;
             apr_thread_mutex_unlock(c->mutex);
-            rv = enter(c, berr, sizeof(berr));
+            rv = et_writer_enter(c->w, berr, sizeof(berr));
             apr_thread_mutex_lock(c->mutex);
             while (c->head && n < max) {
                 batch[n] = c->head;
@@ -164,7 +182,8 @@ apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
             apr_thread_mutex_unlock(c->mutex);
 
             if (rv == APR_SUCCESS) {
-                rv = commit_batch(c, evs, n, each, berr, sizeof(berr));
+                rv = et_writer_store(c->w, evs, n, each, berr,
+                                     sizeof(berr));
             }
 
             apr_thread_mutex_lock(c->mutex);

@@ -23,6 +23,31 @@
 
 #include "et_event.h"
 
+/**
+ * One writer connection to the outbox, for the two places that store
+ * captured events (a child's group commit below and the dispatcher's
+ * intake, et_intake.h): opened on first use, closed and opened again after
+ * a batch that failed, each batch under the outbox's cross-process lock.
+ * Not thread-safe: one thread at a time (the committer's leader, the
+ * intake's thread).
+ */
+typedef struct et_writer_t et_writer_t;
+
+/** @param lock  serialises writers across processes (NULL: none) */
+et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
+                              apr_global_mutex_t *lock);
+/** Open the connection if needed, then take the lock; @a err says why
+ *  not. */
+apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen);
+/** After et_writer_enter: store @a n events in one transaction
+ *  (et_outbox_insert_batch, each[i] per event) and release the lock. @a err
+ *  says why if the batch, or any event, failed. */
+apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
+                             apr_status_t *each, char *err,
+                             apr_size_t errlen);
+/** Close the connection (the writer opens it again if used). */
+void et_writer_close(et_writer_t *w);
+
 typedef struct et_committer_t et_committer_t;
 
 /**

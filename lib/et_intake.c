@@ -14,6 +14,7 @@
 
 #include "et_intake.h"
 #include "et_outbox.h"
+#include "et_committer.h"
 
 #define RECORD_VERSION 1
 #define NIL 0xffffffffU
@@ -207,8 +208,7 @@ struct et_intake_t {
     apr_thread_t *thread;
     volatile int stop;                /* set by et_intake_stop */
     iconn_t *conns;
-    et_outbox_t *ob;                  /* opened on first use */
-    apr_pool_t *ob_pool;
+    et_writer_t *w;                   /* the outbox connection */
     int ob_failing;                   /* its failure is logged once */
     int accept_failing;               /* likewise */
     int poll_failing;                 /* likewise */
@@ -430,56 +430,21 @@ static void answer(iconn_t *c, const char *err)
     }
 }
 
-/* On failure *err is copied into @a bp: the driver's text lives in the
- * connection's pool, which goes. */
-static apr_status_t open_outbox(et_intake_t *in, apr_pool_t *bp,
-                                const char **err)
-{
-    const char *oerr = NULL;
-    apr_status_t rv;
-
-    if (in->ob) {
-        return APR_SUCCESS;
-    }
-    apr_pool_create(&in->ob_pool, in->pool);
-    rv = et_outbox_open(&in->ob, in->ob_pool, in->conf.store, 0, &oerr);
-    if (rv != APR_SUCCESS) {
-        *err = apr_pstrdup(bp, oerr ? oerr : "cannot open the outbox");
-        apr_pool_destroy(in->ob_pool);
-        in->ob = NULL;
-    }
-    return rv;
-}
-
 /* Store @a n events in one transaction and answer each sender. */
 static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
 {
     et_event_t **evs = apr_palloc(bp, n * sizeof(*evs));
     apr_status_t *each = apr_palloc(bp, n * sizeof(*each));
-    const char *err = NULL;
+    char err[ANSWER_MAX];
     apr_status_t rv;
     int i, stored = 0;
 
     for (i = 0; i < n; i++) {
         evs[i] = items[i].ev;
     }
-    rv = open_outbox(in, bp, &err);
-    if (rv == APR_SUCCESS && in->conf.lock
-        && (rv = apr_global_mutex_lock(in->conf.lock)) != APR_SUCCESS) {
-        err = "cannot take the outbox lock";
-    }
-    else if (rv == APR_SUCCESS) {
-        rv = et_outbox_insert_batch(in->ob, evs, n, each);
-        if (in->conf.lock) {
-            apr_global_mutex_unlock(in->conf.lock);
-        }
-        if (rv != APR_SUCCESS) {
-            err = apr_pstrdup(bp, et_outbox_error(in->ob));
-            /* a broken connection is opened again for the next batch */
-            et_outbox_close(in->ob);
-            apr_pool_destroy(in->ob_pool);
-            in->ob = NULL;
-        }
+    rv = et_writer_enter(in->w, err, sizeof(err));
+    if (rv == APR_SUCCESS) {
+        rv = et_writer_store(in->w, evs, n, each, err, sizeof(err));
     }
     if (rv != APR_SUCCESS && !in->ob_failing) {
         in->ob_failing = 1;
@@ -492,8 +457,7 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
             stored++;
         }
         else {
-            answer(items[i].conn, rv != APR_SUCCESS ? err
-                   : et_outbox_error(in->ob));
+            answer(items[i].conn, err);
         }
     }
     if (rv == APR_SUCCESS && in->ob_failing) {
@@ -597,6 +561,7 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in->pool = ip;
     in->conf = *conf;
     in->listener = listener;
+    in->w = et_writer_create(ip, conf->store, conf->lock);
     apr_socket_timeout_set(listener, 0);
     rv = apr_pollset_create(&in->ps, 4096, ip, APR_POLLSET_WAKEABLE);
     if (rv != APR_SUCCESS) {
@@ -632,9 +597,7 @@ void et_intake_stop(et_intake_t *in)
     while (in->conns) {
         conn_close(in, in->conns);
     }
-    if (in->ob) {
-        et_outbox_close(in->ob);
-    }
+    et_writer_close(in->w);
     apr_pool_destroy(in->pool);
 }
 
