@@ -102,6 +102,7 @@ static et_intake_t *intake_start(apr_pool_t *p, server_rec *s,
     ic.max = 256;
     ic.log = daemon_log;
     ic.log_baton = s;
+    ic.log_level = ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX);
     ic.wake = intake_wake;
     rv = et_intake_start(&intake, p, listener, &ic);
     if (rv != APR_SUCCESS) {
@@ -116,6 +117,11 @@ static et_intake_t *intake_start(apr_pool_t *p, server_rec *s,
                  "ET01032: dispatcher stores the children's events (intake "
                  "%s)", et_g.intake_path);
     return intake;
+}
+
+static void offer_to_intake(void *baton, const et_lessee_t *lessee)
+{
+    et_intake_lessee(baton, lessee);
 }
 
 /* Runs in the forked child; never returns. */
@@ -199,6 +205,11 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 
     if (listener) {
         intake = intake_start(p, s, listener);
+    }
+    if (intake) {
+        /* fresh events are leased to the dispatcher as they are stored */
+        conf.offer = offer_to_intake;
+        conf.offer_baton = intake;
     }
     rv = et_dispatch_run(p, &conf);
     /* unanswered children store their events themselves */

@@ -32,8 +32,13 @@
  *    through d->done and d->ndone (guarded by d->done_lock); the claiming
  *    thread stores the outcomes and makes the next claims in one
  *    transaction (a "round") and destroys the pools;
- *  - the circuits (endpoint health, by site) and their hash are guarded by
- *    d->cb_lock; their pool is the dispatcher's, used only under that lock;
+ *  - the sites' state (endpoint health and whether the last claim took
+ *    all that was due) and their hash are guarded by d->cb_lock; their
+ *    pool is the dispatcher's, used only under that lock;
+ *  - the intake's thread leases fresh events for us (lessee_reserve and
+ *    lessee_settle, between offer(l) and offer(NULL)): it reads the
+ *    sites' state under d->cb_lock, counts d->inflight with atomics and
+ *    queues jobs like the claiming thread (jobs_pool, d->q_lock);
  *  - the et_site_t found by conf->lookup is read-only configuration.
  */
 
@@ -294,17 +299,31 @@ static void hand_back(dispatcher_t *d, job_t *job);
 static job_t *make_job(dispatcher_t *d, const et_event_t *src,
                        apr_time_t lease_until);
 
+/* What the dispatcher keeps per site (d->circuits, under d->cb_lock). */
+typedef struct site_state_t {
+    et_circuit_t cb;                  /* its endpoint's health */
+    int caught_up;                    /* its last claim took all that was
+                                       * due: fresh events may skip the
+                                       * claim (lessee_reserve) */
+} site_state_t;
+
+/* The state of @a site; call with d->cb_lock held. */
+static site_state_t *site_state(dispatcher_t *d, const char *site)
+{
+    site_state_t *st = apr_hash_get(d->circuits, site, APR_HASH_KEY_STRING);
+
+    if (!st) {
+        st = apr_pcalloc(d->cb_pool, sizeof(*st));
+        apr_hash_set(d->circuits, apr_pstrdup(d->cb_pool, site),
+                     APR_HASH_KEY_STRING, st);
+    }
+    return st;
+}
+
 /* The circuit of @a site; call with d->cb_lock held. */
 static et_circuit_t *circuit_of(dispatcher_t *d, const char *site)
 {
-    et_circuit_t *c = apr_hash_get(d->circuits, site, APR_HASH_KEY_STRING);
-
-    if (!c) {
-        c = apr_pcalloc(d->cb_pool, sizeof(*c));
-        apr_hash_set(d->circuits, apr_pstrdup(d->cb_pool, site),
-                     APR_HASH_KEY_STRING, c);
-    }
-    return c;
+    return &site_state(d, site)->cb;
 }
 
 /* Write a circuit's state where claims (and the status page) see it. */
@@ -454,6 +473,11 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
             rc = -1;                  /* the transaction is spoiled */
             break;
         }
+        /* fewer than asked: nothing more of it is due; until a claim
+         * fills up again, its fresh events skip the claim */
+        apr_thread_mutex_lock(d->cb_lock);
+        site_state(d, site)->caught_up = gate == 1 && evs->nelts < room;
+        apr_thread_mutex_unlock(d->cb_lock);
         if (!evs->nelts) {
             continue;
         }
@@ -465,6 +489,21 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
     }
     d->next_site = n ? (d->next_site + 1) % n : 0;
     return rc;
+}
+
+/* Append the jobs @a head .. @a tail to the calling thread's queue. */
+static void enqueue(dispatcher_t *d, job_t *head, job_t *tail)
+{
+    apr_thread_mutex_lock(d->q_lock);
+    if (d->queue_tail) {
+        d->queue_tail->next = head;
+    }
+    else {
+        d->queue = head;
+    }
+    d->queue_tail = tail;
+    apr_thread_mutex_unlock(d->q_lock);
+    et_http_wake(d->http);
 }
 
 /* Queue the committed claims for the calling thread, in claim order;
@@ -500,17 +539,76 @@ static int start_claims(dispatcher_t *d, apr_pool_t *p,
         return 0;
     }
     apr_atomic_add32(&d->inflight, (apr_uint32_t)n);
-    apr_thread_mutex_lock(d->q_lock);
-    if (d->queue_tail) {
-        d->queue_tail->next = head;
-    }
-    else {
-        d->queue = head;
-    }
-    d->queue_tail = tail;
-    apr_thread_mutex_unlock(d->q_lock);
-    et_http_wake(d->http);
+    enqueue(d, head, tail);
     return n;
+}
+
+/*
+ * The intake's thread, before it stores @a ev: lease it to us if its site
+ * is healthy and caught up (so it does not overtake events that wait for
+ * a claim) and a place in flight is free. Its object's order is checked
+ * by the insert itself (et_outbox_insert).
+ */
+static int lessee_reserve(void *baton, et_event_t *ev)
+{
+    dispatcher_t *d = baton;
+    apr_uint32_t cap = apr_atomic_read32(&d->cap), n;
+    int gate, caught_up;
+
+    if (ev->state != ET_ST_PENDING || ev->error || !ev->site) {
+        return 0;
+    }
+    gate = circuit_gate(d, ev->site);
+    if (gate == 0) {
+        return -1;                    /* paused: the claim loop waits too */
+    }
+    apr_thread_mutex_lock(d->cb_lock);
+    caught_up = site_state(d, ev->site)->caught_up;
+    apr_thread_mutex_unlock(d->cb_lock);
+    if (gate != 1 || !caught_up) {
+        return 0;
+    }
+    do {
+        n = apr_atomic_read32(&d->inflight);
+        if (n >= cap) {
+            return 0;
+        }
+    } while (apr_atomic_cas32(&d->inflight, n + 1, n) != n);
+    ev->lease_owner = d->owner;
+    ev->lease_until = apr_time_now() + d->conf->lease;
+    return 1;
+}
+
+/* The intake's thread, after its commit: the events stored with our lease
+ * go to the calling thread, the others give their place back. */
+static void lessee_settle(void *baton, et_event_t **evs,
+                          const apr_status_t *stored, int n)
+{
+    dispatcher_t *d = baton;
+    job_t *head = NULL, *tail = NULL;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        job_t *job;
+
+        if (stored[i] != APR_SUCCESS || !evs[i]->lease_owner) {
+            apr_atomic_dec32(&d->inflight);
+            continue;
+        }
+        job = make_job(d, evs[i], evs[i]->lease_until);
+        if (tail) {
+            tail->next = job;
+        }
+        else {
+            head = job;
+        }
+        tail = job;
+    }
+    /* an event stored plainly instead is the claim loop's: the intake
+     * wakes it */
+    if (head) {
+        enqueue(d, head, tail);
+    }
 }
 
 /* Back to the claiming thread uncalled; the round gives its lease up. A
@@ -839,6 +937,7 @@ static job_t *make_job(dispatcher_t *d, const et_event_t *src,
     ev->url = apr_pstrdup(p, src->url);
     ev->content_type = apr_pstrdup(p, src->content_type);
     ev->body = src->body ? apr_pstrmemdup(p, src->body, src->body_len) : NULL;
+    ev->lease_owner = NULL;           /* the job's lease is d->owner's */
     job->d = d;
     job->pool = p;
     job->ev = ev;
@@ -1134,6 +1233,14 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     dlog(conf, ET_LOG_INFO,
          apr_psprintf(p, "ET01005: dispatcher %s started with %d workers",
                       d.owner, conf->workers));
+    if (conf->offer) {
+        et_lessee_t l;
+
+        l.reserve = lessee_reserve;
+        l.settle = lessee_settle;
+        l.baton = &d;
+        conf->offer(conf->offer_baton, &l);
+    }
 
     memset(fds, 0, sizeof(fds));
     fds[nfds].p = p;
@@ -1209,8 +1316,13 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         }
     }
 
-    /* Stop claiming; the calling thread ends its calls (see caller) and
-     * hands every job back; their outcomes are stored below. */
+    /* Stop claiming, and stop the intake leasing for us (it returns once
+     * no commit is handing us events); the calling thread ends its calls
+     * (see caller) and hands every job back; their outcomes are stored
+     * below, and leases of events never handed over are released. */
+    if (conf->offer) {
+        conf->offer(conf->offer_baton, NULL);
+    }
     et_http_wake(d.http);
     {
         apr_status_t trv;

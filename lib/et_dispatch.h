@@ -22,6 +22,25 @@ typedef const et_site_t *et_site_lookup_fn(void *baton, const char *name);
 /** Where the dispatcher reports, so that the glue can use its own logger. */
 typedef void et_log_fn(void *baton, int level, const char *msg);
 
+/**
+ * How the intake (et_intake.h) hands fresh events to a running dispatcher
+ * as it stores them, so that they need no claim: both are called on the
+ * intake's thread, around one of its transactions.
+ */
+typedef struct et_lessee_t {
+    /** Before the transaction. 1: store @a ev leased (the dispatcher set
+     *  ev->lease_owner and ev->lease_until and counted it in flight);
+     *  0: store it plainly, the claim loop will claim it; -1: likewise, and
+     *  its site is paused, so the claim loop need not be woken for it. */
+    int (*reserve)(void *baton, et_event_t *ev);
+    /** After it, for the @a n events reserve() took: those stored
+     *  (@a stored[i] APR_SUCCESS) with their lease (evs[i]->lease_owner
+     *  still set) go to the calls; the others are given back. */
+    void (*settle)(void *baton, et_event_t **evs, const apr_status_t *stored,
+                   int n);
+    void *baton;
+} et_lessee_t;
+
 typedef struct et_dispatch_conf_t {
     const char *store;                /* outbox spec */
     int workers;                      /* calls under way at once, at most */
@@ -39,6 +58,10 @@ typedef struct et_dispatch_conf_t {
     volatile int *stop;               /* set non-zero to end et_dispatch_run */
     apr_global_mutex_t *lock;         /* outbox writers' lock, or NULL */
     apr_array_header_t *sites;        /* names of the configured sites */
+    /* Called with the dispatcher's et_lessee_t once it runs, and with NULL
+     * before it stops (et_intake_lessee); NULL: nothing leases at intake. */
+    void (*offer)(void *baton, const et_lessee_t *lessee);
+    void *offer_baton;
 } et_dispatch_conf_t;
 
 /* Levels for et_log_fn, numerically httpd's APLOG_* ones. */

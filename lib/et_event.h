@@ -72,6 +72,11 @@ typedef struct et_event_t {
     int last_status;          /* HTTP status of the last attempt, 0: none */
     apr_time_t due;           /* next attempt of a pending event */
     apr_time_t done_at;       /* delivered or dead at */
+    /* Set by the dispatcher before the intake stores a fresh event: store
+     * it leased to this owner until lease_until if nothing of its object
+     * is pending (et_outbox_insert clears lease_owner if it was not). */
+    const char *lease_owner;
+    apr_time_t lease_until;
 } et_event_t;
 
 #endif /* ET_EVENT_H */

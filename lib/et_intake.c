@@ -212,6 +212,13 @@ struct et_intake_t {
     int ob_failing;                   /* its failure is logged once */
     int accept_failing;               /* likewise */
     int poll_failing;                 /* likewise */
+    /* The dispatcher that leases fresh events as they are stored, if
+     * one is running (et_intake_lessee). The lock is held across a whole
+     * commit that uses it, so that a dispatcher that withdraws knows no
+     * commit is still handing it events. */
+    apr_thread_mutex_t *lessee_lock;
+    et_lessee_t lessee;
+    int has_lessee;
 };
 
 static void ilog(et_intake_t *in, int level, const char *fmt, ...)
@@ -430,17 +437,28 @@ static void answer(iconn_t *c, const char *err)
     }
 }
 
-/* Store @a n events in one transaction and answer each sender. */
+/* Store @a n events in one transaction and answer each sender. With a
+ * dispatcher there, its fresh events are stored leased to it and handed
+ * to its calls at once (et_lessee_t); the claim loop is woken only for
+ * the events it must claim itself. */
 static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
 {
     et_event_t **evs = apr_palloc(bp, n * sizeof(*evs));
     apr_status_t *each = apr_palloc(bp, n * sizeof(*each));
+    int *lease = apr_pcalloc(bp, n * sizeof(*lease));
+    const et_lessee_t *l;
     char err[ANSWER_MAX];
     apr_status_t rv;
-    int i, stored = 0;
+    int i, stored = 0, reserved = 0, leased = 0, wake = 0;
 
     for (i = 0; i < n; i++) {
         evs[i] = items[i].ev;
+    }
+    apr_thread_mutex_lock(in->lessee_lock);
+    l = in->has_lessee ? &in->lessee : NULL;
+    for (i = 0; l && i < n; i++) {
+        lease[i] = l->reserve(l->baton, evs[i]);
+        reserved += lease[i] > 0;
     }
     rv = et_writer_enter(in->w, err, sizeof(err));
     if (rv == APR_SUCCESS) {
@@ -458,15 +476,62 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
         }
         else {
             answer(items[i].conn, err);
+            each[i] = rv != APR_SUCCESS ? rv : each[i];
+        }
+    }
+    if (reserved) {
+        et_event_t **rev = apr_palloc(bp, reserved * sizeof(*rev));
+        apr_status_t *rst = apr_palloc(bp, reserved * sizeof(*rst));
+        int k = 0;
+
+        for (i = 0; i < n; i++) {
+            if (lease[i] > 0) {
+                rev[k] = evs[i];
+                rst[k++] = each[i];
+            }
+        }
+        l->settle(l->baton, rev, rst, reserved);
+    }
+    apr_thread_mutex_unlock(in->lessee_lock);
+
+    /* what is stored but not leased is the claim loop's, unless its site
+     * is paused (the claim loop looks at paused sites on its own) */
+    for (i = 0; i < n; i++) {
+        if (each[i] != APR_SUCCESS) {
+            continue;
+        }
+        if (lease[i] > 0 && evs[i]->lease_owner) {
+            leased++;
+        }
+        else if (lease[i] >= 0) {
+            wake = 1;
         }
     }
     if (rv == APR_SUCCESS && in->ob_failing) {
         in->ob_failing = 0;
         ilog(in, ET_LOG_NOTICE, "ET01031: intake stores events again");
     }
-    if (stored && in->conf.wake) {
+    if (stored && in->conf.log_level >= ET_LOG_DEBUG) {
+        ilog(in, ET_LOG_DEBUG, "ET01039: intake stored %d events, %d of "
+             "them leased to the dispatcher's calls at once", stored,
+             leased);
+    }
+    if (wake && in->conf.wake) {
         in->conf.wake(in->conf.wake_baton);
     }
+}
+
+void et_intake_lessee(et_intake_t *in, const et_lessee_t *l)
+{
+    if (!in) {
+        return;
+    }
+    apr_thread_mutex_lock(in->lessee_lock);
+    if (l) {
+        in->lessee = *l;
+    }
+    in->has_lessee = l != NULL;
+    apr_thread_mutex_unlock(in->lessee_lock);
 }
 
 static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
@@ -506,20 +571,6 @@ static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
             }
             else {
                 read_conn(in, descs[i].client_data, items, bp);
-            }
-        }
-        {
-            static int delay = -1;
-            int rounds = 0;
-            if (delay < 0) { const char *e = getenv("ET_INTAKE_DELAY_US"); delay = e ? atoi(e) : 0; }
-            while (delay && items->nelts && rounds++ < 8) {
-                int before = items->nelts;
-                apr_sleep(delay);
-                if (apr_pollset_poll(in->ps, 0, &num, &descs) != APR_SUCCESS) break;
-                for (i = 0; i < num; i++) {
-                    if (descs[i].client_data) read_conn(in, descs[i].client_data, items, bp);
-                }
-                if (items->nelts == before) break;
             }
         }
         /* all that came in while the last batch was committed: one group */
@@ -564,6 +615,10 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in->w = et_writer_create(ip, conf->store, conf->lock);
     apr_socket_timeout_set(listener, 0);
     rv = apr_pollset_create(&in->ps, 4096, ip, APR_POLLSET_WAKEABLE);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_mutex_create(&in->lessee_lock,
+                                     APR_THREAD_MUTEX_DEFAULT, ip);
+    }
     if (rv != APR_SUCCESS) {
         apr_pool_destroy(ip);
         return rv;

@@ -20,7 +20,9 @@
  * length and as many bytes of error text; 0 means stored.
  *
  * Thread safety: the server runs on its own thread and shares nothing but
- * its stop flag (et_intake_stop may be called from another thread). A
+ * its stop flag (et_intake_stop may be called from another thread) and
+ * its lessee (et_intake_lessee, from the dispatcher's claim loop), guarded
+ * by a mutex that each commit holds while it uses the lessee. A
  * client may be used by any number of threads at once: each call borrows
  * its own connection from an apr_reslist.
  */
@@ -63,7 +65,10 @@ typedef struct et_intake_conf_t {
     int max;                          /* events per transaction at most */
     et_log_fn *log;
     void *log_baton;
-    void (*wake)(void *baton);        /* after each commit */
+    int log_level;                    /* ET01039 (debug) formatted only
+                                       * at ET_LOG_DEBUG or above */
+    void (*wake)(void *baton);        /* after a commit with events the
+                                       * claim loop must claim itself */
     void *wake_baton;
 } et_intake_conf_t;
 
@@ -73,6 +78,14 @@ typedef struct et_intake_t et_intake_t;
 apr_status_t et_intake_start(et_intake_t **in, apr_pool_t *p,
                              apr_socket_t *listener,
                              const et_intake_conf_t *conf);
+
+/**
+ * Let the dispatcher lease fresh events as they are stored (@a l), or stop
+ * that (NULL: returns once no commit is handing it events any more).
+ * Called by the dispatcher as it starts and stops (et_dispatch_conf_t's
+ * offer); a NULL @a in is ignored.
+ */
+void et_intake_lessee(et_intake_t *in, const et_lessee_t *l);
 
 /** Stop serving and join the thread; unanswered clients see the
  *  connection close and store their events themselves. */

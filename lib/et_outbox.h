@@ -41,7 +41,11 @@ const char *et_outbox_error(et_outbox_t *ob);
 
 /** Store a new event (pending, or failed with its error). A txn the outbox
  *  holds already is not stored again, and that is a success: a child that
- *  was not told its event was stored stores it itself (et_intake.h). */
+ *  was not told its event was stored stores it itself (et_intake.h).
+ *  With ev->lease_owner set, a pending event is stored leased to it until
+ *  ev->lease_until, its attempt counted, if no event of its object is
+ *  pending (what a claim would check): then ev->rowid is set; if not,
+ *  it is stored plainly and ev->lease_owner is cleared. */
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
 
 /** Start a transaction (so that several writes make one commit). */

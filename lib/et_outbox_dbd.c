@@ -17,7 +17,7 @@
 #include "et_outbox.h"
 
 enum {
-    ST_INSERT = 0, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
+    ST_INSERT = 0, ST_INSERT_LEASED, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
     ST_LATENCIES, ST_PRUNE, ST_PENDING_SITES, ST_SITES, ET_STMTS
 };
@@ -109,6 +109,17 @@ static const char *const stmt_sql[ET_STMTS] = {
     " body, state, created, due, error)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)"
     " ON CONFLICT (txn) DO NOTHING",
+    /* ST_INSERT_LEASED: a fresh event stored already leased (and its
+     * attempt counted, as ST_CLAIM does) when nothing of its object is
+     * pending, which is the claim's ordering check for a row that is
+     * newer than all others; no row back when it is not (or when the txn
+     * is there already): the caller then stores it plainly. */
+    "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
+    " body, state, created, due, lease_owner, lease_until, attempts)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1"
+    " WHERE NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = %s"
+    "  AND p.object = %s AND p.oid = %s AND p.state = 0)"
+    " ON CONFLICT (txn) DO NOTHING RETURNING id",
     /* ST_CLAIM: one site's due, unleased events that are first in line
      * for their object, soonest due first (capture order within an object
      * comes from the NOT EXISTS). Attempts are counted at claim time so
@@ -411,17 +422,66 @@ static const char *itoa_p(apr_pool_t *p, int v)
     return apr_itoa(p, v);
 }
 
+/* A fresh pending event, leased to ev->lease_owner as it is stored: 1 if
+ * it was (ev->rowid set), 0 if not (something of its object is pending,
+ * or the txn is stored already), -1 on error. */
+static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
+                         const char *object, const char *created)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *site = ev->site ? ev->site : "";
+    const char *oid = ev->oid ? ev->oid : "";
+    const char *until = i64(p, ev->lease_until);
+    int rv, leased = 0;
+
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_INSERT_LEASED],
+                          1, ev->txn, site, object, et_event_name(ev->event),
+                          oid, ev->url, ev->content_type, ev->body, created,
+                          until, ev->lease_owner, until, site, object, oid);
+    if (rv) {
+        set_error(ob, rv, "storing an event");
+        return -1;
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        const char *id = apr_dbd_get_entry(ob->drv, row, 0);
+
+        ev->rowid = id ? apr_atoi64(id) : 0;
+        leased = ev->rowid > 0;
+    }
+    if (leased) {
+        ev->attempts = 1;
+        ev->due = ev->lease_until;
+    }
+    return leased;
+}
+
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
 {
     apr_pool_t *p;
     int nrows = 0, rv;
     apr_time_t created = ev->created ? ev->created : apr_time_now();
+    const char *object = et_object_name(ev->object)
+                         ? et_object_name(ev->object) : "";
 
     apr_pool_create(&p, ob->pool);
+    if (ev->lease_owner) {
+        int leased;
+
+        if (ev->state != ET_ST_PENDING || ev->error) {
+            ev->lease_owner = NULL;   /* only fresh pending events */
+        }
+        else if ((leased = insert_leased(ob, p, ev, object,
+                                         i64(p, created))) != 0) {
+            apr_pool_destroy(p);
+            return leased > 0 ? APR_SUCCESS : APR_EGENERAL;
+        }
+        else {
+            ev->lease_owner = NULL;
+        }
+    }
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT],
-                         ev->txn, ev->site ? ev->site : "",
-                         et_object_name(ev->object) ? et_object_name(ev->object)
-                                                    : "",
+                         ev->txn, ev->site ? ev->site : "", object,
                          et_event_name(ev->event),
                          ev->oid ? ev->oid : "",
                          ev->url, ev->content_type, ev->body,

@@ -69,6 +69,8 @@ static et_event_t *mk(const char *oid)
     return ev;
 }
 
+static int log_level;                 /* the next start_intake's */
+
 static void start_intake(void)
 {
     apr_socket_t *l;
@@ -82,6 +84,7 @@ static void start_intake(void)
     conf.max = 16;
     conf.log = tlog;
     conf.wake = twake;
+    conf.log_level = log_level;
     ck_assert_int_eq(et_intake_start(&in, ut_pool, l, &conf), APR_SUCCESS);
 }
 
@@ -102,6 +105,7 @@ static void in_setup_with(const char *store)
                                              ut_pool), APR_SUCCESS);
     logged[0] = '\0';
     wakes = 0;
+    log_level = 0;
     in = NULL;
     start_intake();
 }
@@ -423,6 +427,124 @@ START_TEST(a_garbled_connection_is_closed_and_others_go_on)
 }
 END_TEST
 
+/* A dispatcher as the intake sees it (et_lessee_t), called on the
+ * intake's thread: oids "paused-*" are of a paused site, "plain-*" of a
+ * site with a backlog; the others it would lease. */
+static volatile apr_uint32_t reserves, leased, given_back;
+
+static int t_reserve(void *baton, et_event_t *ev)
+{
+    apr_atomic_inc32(&reserves);
+    if (!strncmp(ev->oid, "paused-", 7)) {
+        return -1;
+    }
+    if (!strncmp(ev->oid, "plain-", 6)) {
+        return 0;
+    }
+    ev->lease_owner = "T";
+    ev->lease_until = apr_time_now() + apr_time_from_sec(30);
+    return 1;
+}
+
+static void t_settle(void *baton, et_event_t **evs, const apr_status_t *st,
+                     int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (st[i] == APR_SUCCESS && evs[i]->lease_owner
+            && evs[i]->rowid > 0) {
+            apr_atomic_inc32(&leased);
+        }
+        else {
+            apr_atomic_inc32(&given_back);
+        }
+    }
+}
+
+/* One event through the intake. */
+static void through(const char *oid)
+{
+    const char *err = NULL;
+
+    ck_assert_msg(et_intake_store(client, mk(oid), ut_pool, &err)
+                  == APR_SUCCESS, "%s: %s", oid, err ? err : "?");
+}
+
+/* The intake commits in turn and answers before it settles and wakes: once
+ * an event of a paused site (which neither settles nor wakes) is answered,
+ * every earlier commit is over, its settle and wake included. */
+static void barrier(void)
+{
+    static int n;
+
+    through(apr_psprintf(ut_pool, "paused-%d", ++n));
+}
+
+START_TEST(fresh_events_are_leased_to_the_dispatcher_as_they_are_stored)
+{
+    et_lessee_t l;
+    apr_array_header_t *a = NULL;
+    et_outbox_counts_t c;
+    apr_array_header_t *sites;
+    int i;
+
+    et_intake_stop(in);
+    log_level = ET_LOG_DEBUG;
+    start_intake();
+    reserves = leased = given_back = 0;
+    l.reserve = t_reserve;
+    l.settle = t_settle;
+    l.baton = NULL;
+    et_intake_lessee(in, &l);
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+
+    through("a");                     /* first of its object: leased */
+    barrier();
+    ck_assert_uint_eq(apr_atomic_read32(&leased), 1);
+    ck_assert_uint_eq(apr_atomic_read32(&wakes), 0);
+    ck_assert(has_logged("ET01039: intake stored 1 events, 1 of them"));
+    through("a");                     /* "a" is pending: stored plainly */
+    barrier();
+    ck_assert_uint_eq(apr_atomic_read32(&given_back), 1);
+    ck_assert_uint_eq(apr_atomic_read32(&wakes), 1);
+    through("plain-1");               /* the claim loop's: woken */
+    barrier();
+    ck_assert_uint_eq(apr_atomic_read32(&wakes), 2);
+    ck_assert_uint_eq(apr_atomic_read32(&leased), 1);
+    ck_assert_uint_eq(apr_atomic_read32(&reserves), 6);
+
+    /* the dispatcher withdraws: nothing is reserved any more, and every
+     * event wakes the claim loop */
+    et_intake_lessee(in, NULL);
+    through("b");
+    through("c");
+    for (i = 0; i < 500 && apr_atomic_read32(&wakes) < 4; i++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    ck_assert_uint_eq(apr_atomic_read32(&wakes), 4);
+    ck_assert_uint_eq(apr_atomic_read32(&reserves), 6);
+
+    /* in the outbox: the first "a" leased to T; a claim by anyone else
+     * takes every other event but the second "a", which waits for it */
+    memset(&c, 0, sizeof(c));
+    ck_assert_int_eq(et_outbox_site_counts(ob, ut_pool, &sites), APR_SUCCESS);
+    ck_assert_int_eq(sites->nelts, 1);
+    c = APR_ARRAY_IDX(sites, 0, et_site_counts_t *)->counts;
+    ck_assert_int_eq(c.pending, 8);
+    ck_assert_int_eq(c.leased, 1);
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s1", "X",
+                                     apr_time_from_sec(30), 10, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 6);
+    for (i = 0; i < a->nelts; i++) {
+        ck_assert_str_ne(APR_ARRAY_IDX(a, i, et_event_t *)->oid, "a");
+    }
+}
+END_TEST
+
 Suite *intake_suite(void)
 {
     Suite *s = suite_create("intake");
@@ -441,6 +563,8 @@ Suite *intake_suite(void)
     tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
     tcase_add_test(srv, an_intake_that_cannot_store_says_why);
+    tcase_add_test(srv,
+                   fresh_events_are_leased_to_the_dispatcher_as_they_are_stored);
     suite_add_tcase(s, srv);
     if (ut_have_pgsql()) {
         TCase *pg = tcase_create("server-pgsql");
@@ -450,6 +574,8 @@ Suite *intake_suite(void)
         tcase_add_test(pg, events_from_many_threads_are_stored_each_once);
         tcase_add_test(pg, a_large_event_arrives_whole);
         tcase_add_test(pg, a_client_is_told_when_nothing_was_stored);
+        tcase_add_test(pg,
+                   fresh_events_are_leased_to_the_dispatcher_as_they_are_stored);
         suite_add_tcase(s, pg);
     }
     return s;

@@ -74,8 +74,8 @@ static void ob_teardown(void)
     ut_teardown();
 }
 
-static et_event_t *mk(const char *site, et_object_e o, const char *oid,
-                      et_event_e e, et_state_e st)
+static et_event_t *build(const char *site, et_object_e o, const char *oid,
+                         et_event_e e, et_state_e st)
 {
     et_event_t *ev = apr_pcalloc(ut_pool, sizeof(*ev));
 
@@ -92,6 +92,27 @@ static et_event_t *mk(const char *site, et_object_e o, const char *oid,
     if (st == ET_ST_FAILED) {
         ev->error = "not a JSON object";
     }
+    return ev;
+}
+
+static et_event_t *mk(const char *site, et_object_e o, const char *oid,
+                      et_event_e e, et_state_e st)
+{
+    et_event_t *ev = build(site, o, oid, e, st);
+
+    ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
+    return ev;
+}
+
+/* Stored as the intake stores a fresh event for a dispatcher: leased to
+ * @a owner if nothing of its object is pending. */
+static et_event_t *mk_leased(const char *site, const char *oid,
+                             et_state_e st, const char *owner)
+{
+    et_event_t *ev = build(site, ET_OBJ_MEMBER, oid, ET_EV_UPDATE, st);
+
+    ev->lease_owner = owner;
+    ev->lease_until = apr_time_now() + apr_time_from_sec(30);
     ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
     return ev;
 }
@@ -303,6 +324,56 @@ START_TEST(a_txn_is_stored_once)
     ck_assert_int_eq(each[1], APR_SUCCESS);
     counts_s1(&c);
     ck_assert_int_eq(c.pending, 2);
+}
+END_TEST
+
+START_TEST(a_fresh_event_is_stored_leased_when_first_of_its_object)
+{
+    et_event_t *e1 = mk_leased("s1", "m1", ET_ST_PENDING, "A");
+    et_event_t *e2, *e3, *dup, *bad;
+    apr_array_header_t *a;
+    et_outbox_counts_t c;
+
+    /* first of m1: leased to A, its attempt counted, its row known */
+    ck_assert_ptr_nonnull(e1->lease_owner);
+    ck_assert_str_eq(e1->lease_owner, "A");
+    ck_assert_int_gt(e1->rowid, 0);
+    ck_assert_int_eq(e1->attempts, 1);
+    ck_assert_int_eq(claim("B", 10)->nelts, 0);
+
+    /* m1 has a pending event: the next waits its turn; m2 does not */
+    e2 = mk_leased("s1", "m1", ET_ST_PENDING, "A");
+    ck_assert_ptr_null(e2->lease_owner);
+    e3 = mk_leased("s1", "m2", ET_ST_PENDING, "A");
+    ck_assert_ptr_nonnull(e3->lease_owner);
+    ck_assert_int_gt(e3->rowid, e1->rowid);
+
+    /* a txn stored already is neither stored again nor leased */
+    dup = build("s1", ET_OBJ_MEMBER, "m9", ET_EV_UPDATE, ET_ST_PENDING);
+    dup->txn = e2->txn;
+    dup->lease_owner = "A";
+    dup->lease_until = apr_time_now() + apr_time_from_sec(30);
+    ck_assert_int_eq(et_outbox_insert(ob, dup), APR_SUCCESS);
+    ck_assert_ptr_null(dup->lease_owner);
+
+    /* an event that failed at capture is kept, never leased */
+    bad = mk_leased("s1", "m3", ET_ST_FAILED, "A");
+    ck_assert_ptr_null(bad->lease_owner);
+
+    counts_s1(&c);
+    ck_assert_int_eq(c.pending, 3);
+    ck_assert_int_eq(c.leased, 2);
+    ck_assert_int_eq(c.failed, 1);
+
+    /* A holds e1 by its row: its outcome is A's to write, and m1's next
+     * event is claimable once it is delivered, by anyone */
+    finish(e1, "A", ET_ST_DELIVERED, 0);
+    a = claim("B", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, e2->txn);
+    finish(e3, "A", ET_ST_DELIVERED, 0);
+    counts_s1(&c);
+    ck_assert_int_eq(c.delivered, 2);
 }
 END_TEST
 
@@ -801,6 +872,7 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, release_returns_leases_without_using_an_attempt);
     tcase_add_test(tc, counts_follow_the_states);
     tcase_add_test(tc, a_txn_is_stored_once);
+    tcase_add_test(tc, a_fresh_event_is_stored_leased_when_first_of_its_object);
     tcase_add_test(tc, bad_specs_are_refused_with_a_reason);
     tcase_add_test(tc, claims_are_per_site_and_health_rows_are_kept);
     tcase_add_test(tc, unclaim_gives_back_without_an_attempt);
