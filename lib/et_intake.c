@@ -512,7 +512,7 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
         ilog(in, ET_LOG_NOTICE, "ET01031: intake stores events again");
     }
     if (stored && in->conf.log_level >= ET_LOG_DEBUG) {
-        ilog(in, ET_LOG_DEBUG, "ET01039: intake stored %d events, %d of "
+        ilog(in, ET_LOG_DEBUG, "ET01039: intake stored %d event(s), %d of "
              "them leased to the dispatcher's calls at once", stored,
              leased);
     }

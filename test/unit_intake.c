@@ -505,7 +505,7 @@ START_TEST(fresh_events_are_leased_to_the_dispatcher_as_they_are_stored)
     barrier();
     ck_assert_uint_eq(apr_atomic_read32(&leased), 1);
     ck_assert_uint_eq(apr_atomic_read32(&wakes), 0);
-    ck_assert(has_logged("ET01039: intake stored 1 events, 1 of them"));
+    ck_assert(has_logged("ET01039: intake stored 1 event(s), 1 of them"));
     through("a");                     /* "a" is pending: stored plainly */
     barrier();
     ck_assert_uint_eq(apr_atomic_read32(&given_back), 1);

@@ -5,7 +5,8 @@
 # standalone httpd (its dispatcher is stopped and killed here), the
 # module's messages at debug so that every fallback (ET01026) shows:
 # 1. the intake listens, and three saved objects are stored through it
-#    (no ET01026) and delivered once each;
+#    (no ET01026), leased to the dispatcher as they are stored (ET01039),
+#    and delivered once each;
 # 2. with the dispatcher stopped (SIGSTOP), a save still succeeds after the
 #    5 s wait, the child stores the event (ET01026 at warn, "in time"); once
 #    the dispatcher continues, the intake reads the same event too and the
@@ -23,7 +24,7 @@ use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(time);
 use POSIX ();
 
-plan tests => 19;
+plan tests => 20;
 
 my %P;
 # (not a map over qw(): reading the configuration assigns $_)
@@ -75,6 +76,13 @@ ok($done, 'all three delivered') or diag(explain $rows);
 is_deeply([map { scalar calls_for_id($_, $rlog) } @ids], [1, 1, 1], 'each called once');
 is(scalar(grep_log(qr/ET01026/)), 0, 'stored by the intake: no child stored one itself (ET01026)')
     or diag(join '', grep_log(qr/ET01026/));
+# the site is healthy and has no backlog: the intake stores fresh events
+# leased to the dispatcher and hands them to its calls, no claim
+my $leased = 0;
+$leased += $_ for map { /ET01039: intake stored \d+ event\(s\), (\d+) of them leased/ ? $1 : () }
+                  read_lines($elog);
+cmp_ok($leased, '>=', 1, 'fresh events went to the calls as they were stored (ET01039)')
+    or diag(join '', grep_log(qr/ET01039/));
 
 # 2. the dispatcher stopped: the child waits 5 s, then stores the event
 # itself. The save runs in a process of its own: the dispatcher may have
