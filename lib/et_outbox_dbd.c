@@ -17,7 +17,7 @@
 #include "et_outbox.h"
 
 enum {
-    ST_INSERT = 0, ST_INSERT_LEASED, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
+    ST_INSERT = 0, ST_OBJECT_PENDING, ST_INSERT_LEASED, ST_LAST_ID, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
     ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
     ST_LATENCIES, ST_PRUNE, ST_PENDING_SITES, ST_SITES, ET_STMTS
 };
@@ -103,23 +103,29 @@ static const char *const schema_pgsql[] =
     " FROM s WHERE s.site IS NOT NULL) "
 
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
+/* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
+static const char pgsql_last_id[] = "SELECT lastval()";
+
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
     " body, state, created, due, error)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)"
     " ON CONFLICT (txn) DO NOTHING",
-    /* ST_INSERT_LEASED: a fresh event stored already leased (and its
-     * attempt counted, as ST_CLAIM does) when nothing of its object is
-     * pending, which is the claim's ordering check for a row that is
-     * newer than all others; no row back when it is not (or when the txn
-     * is there already): the caller then stores it plainly. */
+    /* ST_OBJECT_PENDING: the claim's ordering check, for a fresh event
+     * (newer than every row): is anything of its object pending? */
+    "SELECT 1 FROM et_event WHERE site = %s AND object = %s AND oid = %s"
+    " AND state = 0 LIMIT 1",
+    /* ST_INSERT_LEASED: a fresh event stored already leased, its attempt
+     * counted (as ST_CLAIM does). Not INSERT ... SELECT ... WHERE NOT
+     * EXISTS, nor RETURNING: SQLite runs either through a temporary table
+     * per row, which cost the intake more than the claim it saves. */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
     " body, state, created, due, lease_owner, lease_until, attempts)"
-    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1"
-    " WHERE NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = %s"
-    "  AND p.object = %s AND p.oid = %s AND p.state = 0)"
-    " ON CONFLICT (txn) DO NOTHING RETURNING id",
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1)"
+    " ON CONFLICT (txn) DO NOTHING",
+    /* ST_LAST_ID: the row just inserted (PostgreSQL: pgsql_last_id) */
+    "SELECT last_insert_rowid()",
     /* ST_CLAIM: one site's due, unleased events that are first in line
      * for their object, soonest due first (capture order within an object
      * comes from the NOT EXISTS). Attempts are counted at claim time so
@@ -392,7 +398,9 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         }
     }
     for (i = 0; i < ET_STMTS; i++) {
-        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, stmt_sql[i], NULL,
+        const char *sql = i == ST_LAST_ID && ob->is_pgsql ? pgsql_last_id
+                                                         : stmt_sql[i];
+        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, sql, NULL,
                                    &ob->st[i]);
         if (dbrv) {
             rv = set_error(ob, dbrv, create ? "preparing the outbox statements"
@@ -422,38 +430,86 @@ static const char *itoa_p(apr_pool_t *p, int v)
     return apr_itoa(p, v);
 }
 
-/* A fresh pending event, leased to ev->lease_owner as it is stored: 1 if
- * it was (ev->rowid set), 0 if not (something of its object is pending,
- * or the txn is stored already), -1 on error. */
+/* The const char * arguments of @a ap up to the NULL sentinel. */
+static const char **arg_list(apr_pool_t *p, va_list ap, int *n)
+{
+    const char **args;
+    va_list count;
+    int i;
+
+    *n = 0;
+    va_copy(count, ap);
+    while (va_arg(count, const char *)) {
+        ++*n;
+    }
+    va_end(count);
+    args = apr_palloc(p, (*n + 1) * sizeof(*args));
+    for (i = 0; i < *n; i++) {
+        args[i] = va_arg(ap, const char *);
+    }
+    return args;
+}
+
+/* The first column of the first row of a one-row select (NULL if none),
+ * every row read (a result must be read to its end). */
+static const char *select_one(et_outbox_t *ob, apr_pool_t *p, int st,
+                              int *rv, ...)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    const char *v = NULL;
+    const char **args;
+    va_list ap;
+    int n;
+
+    va_start(ap, rv);
+    args = arg_list(p, ap, &n);
+    va_end(ap);
+    *rv = apr_dbd_pselect(ob->drv, p, ob->db, &res, ob->st[st], 0, n, args);
+    while (*rv == 0 && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        if (!v) {
+            v = apr_pstrdup(p, apr_dbd_get_entry(ob->drv, row, 0));
+        }
+    }
+    return v;
+}
+
+/* A fresh pending event, leased to ev->lease_owner as it is stored if
+ * nothing of its object is pending: 1 if it was (ev->rowid set), 0 if
+ * not, 2 if its txn is stored already (so nothing is to be done), -1 on
+ * error. */
 static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
                          const char *object, const char *created)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
     const char *site = ev->site ? ev->site : "";
     const char *oid = ev->oid ? ev->oid : "";
-    const char *until = i64(p, ev->lease_until);
-    int rv, leased = 0;
+    const char *until = i64(p, ev->lease_until), *id;
+    int rv, nrows = 0;
 
-    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_INSERT_LEASED],
-                          1, ev->txn, site, object, et_event_name(ev->event),
-                          oid, ev->url, ev->content_type, ev->body, created,
-                          until, ev->lease_owner, until, site, object, oid);
+    if (select_one(ob, p, ST_OBJECT_PENDING, &rv, site, object, oid, NULL)
+        || rv) {
+        return rv ? (set_error(ob, rv, "storing an event"), -1) : 0;
+    }
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT_LEASED],
+                         ev->txn, site, object, et_event_name(ev->event), oid,
+                         ev->url, ev->content_type, ev->body, created, until,
+                         ev->lease_owner, until);
     if (rv) {
         set_error(ob, rv, "storing an event");
         return -1;
     }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        const char *id = apr_dbd_get_entry(ob->drv, row, 0);
-
-        ev->rowid = id ? apr_atoi64(id) : 0;
-        leased = ev->rowid > 0;
+    if (nrows == 0) {
+        return 2;                     /* handed over twice, kept once */
     }
-    if (leased) {
-        ev->attempts = 1;
-        ev->due = ev->lease_until;
+    id = select_one(ob, p, ST_LAST_ID, &rv, NULL);
+    if (rv || !id) {
+        set_error(ob, rv, "reading a stored event's id");
+        return -1;
     }
-    return leased;
+    ev->rowid = apr_atoi64(id);
+    ev->attempts = 1;
+    ev->due = ev->lease_until;
+    return 1;
 }
 
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
@@ -474,6 +530,9 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
         else if ((leased = insert_leased(ob, p, ev, object,
                                          i64(p, created))) != 0) {
             apr_pool_destroy(p);
+            if (leased == 2) {
+                ev->lease_owner = NULL;
+            }
             return leased > 0 ? APR_SUCCESS : APR_EGENERAL;
         }
         else {
@@ -616,19 +675,10 @@ static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
     apr_array_header_t *a = apr_array_make(p, 16, sizeof(et_event_t *));
     const char **args;
     va_list ap;
-    int i, rv, n = 0;
+    int rv, n;
 
-    /* collect the const char * arguments up to the NULL sentinel */
     va_start(ap, out);
-    while (va_arg(ap, const char *)) {
-        ++n;
-    }
-    va_end(ap);
-    args = apr_palloc(p, (n + 1) * sizeof(*args));
-    va_start(ap, out);
-    for (i = 0; i < n; i++) {
-        args[i] = va_arg(ap, const char *);
-    }
+    args = arg_list(p, ap, &n);
     va_end(ap);
 
     *out = a;
