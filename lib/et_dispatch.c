@@ -463,6 +463,10 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
         claim_t *c;
 
         if (!gate) {
+            /* paused: what comes meanwhile waits behind what is there */
+            apr_thread_mutex_lock(d->cb_lock);
+            site_state(d, site)->caught_up = 0;
+            apr_thread_mutex_unlock(d->cb_lock);
             continue;
         }
         if (et_outbox_claim(d->ob, p, site, d->owner, d->conf->lease,

@@ -13,7 +13,10 @@
 #    outbox keeps one: called once;
 # 3. the dispatcher killed (SIGKILL) and restarted by httpd: the children's
 #    kept connections are dead, a new one reaches the new intake (no
-#    ET01026).
+#    ET01026);
+# 4. the receiver down: with its site paused, fresh events are stored
+#    plainly, then delivered in order once it answers; caught up again,
+#    fresh events are leased as they are stored.
 use strict;
 use warnings FATAL => 'all';
 
@@ -24,7 +27,7 @@ use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(time);
 use POSIX ();
 
-plan tests => 20;
+plan tests => 29;
 
 my %P;
 # (not a map over qw(): reading the configuration assigns $_)
@@ -44,6 +47,8 @@ EventTriggerStore sqlite3:$dir/outbox.db
 EventTriggerLease 20s
 EventTriggerTimeout 5s
 EventTriggerPollInterval 200ms
+EventTriggerRetry 0 300ms 300ms 300ms 300ms 300ms 300ms 300ms 300ms 300ms
+EventTriggerCircuitBreaker 2 1s 1s
 EventTriggerSiteName intake
 EventTriggerEndpoint http://127.0.0.1:$P{ET_REL_INTAKE_RECEIVER_PORT}/hooks/intake
 @{[MINI_CONSOLE]}
@@ -133,6 +138,36 @@ ok($done, 'delivered') or diag(explain $rows);
 my $after = () = grep_log(qr/ET01026/);
 is($after, $before, 'through the new intake: a dead kept connection is replaced, no fallback')
     or diag(join '', grep_log(qr/ET01026/));
+
+# 4. the endpoint down: once its site is paused, fresh events are stored
+# plainly (the claim loop takes them when it answers again, in order);
+# once that backlog is delivered, fresh events are leased again
+my $obj = uniq('intake');
+stop_proc($rpid);
+is(mini_post_members($P{ET_REL_INTAKE_PORT}, $obj), 1, 'saved with the receiver down');
+ok(wait_for(sub { grep_log(qr/ET01010: endpoint of site intake paused/) }, 20),
+   'two failed calls pause the site (ET01010)');
+my $off = log_offset($elog);
+my $other = uniq('intake');
+is(mini_post_members($P{ET_REL_INTAKE_PORT}, $obj, $other), 2,
+   'while paused, the same object saved again and another one');
+my @plain;
+wait_for(sub { @plain = grep { /ET01039/ } lines_since($elog, $off); @plain >= 2 }, 10);
+is(scalar(grep { /stored \d+ event\(s\), 0 of them leased/ } @plain), scalar(@plain),
+   'while paused, none is leased as it is stored (ET01039)') or diag(join '', @plain);
+$rpid = start_receiver(port => $P{ET_REL_INTAKE_RECEIVER_PORT}, log => $rlog);
+($done, $rows) = mini_wait_delivered($db, 30, '', $obj, $obj, $other);
+ok($done, 'all delivered once the receiver answers') or diag(explain $rows);
+my @want = map { $_->{txn} } @{ sqlite_rows($db, "SELECT txn FROM et_event WHERE oid = '$obj' ORDER BY id") };
+my @got = map { +{ parse_query($_->{query}) }->{txn} } calls_for_id($obj, $rlog);
+is_deeply(\@got, \@want, 'called once each, in the order saved') or diag(explain [\@got, \@want]);
+$off = log_offset($elog);
+my $fresh = uniq('intake');
+is(mini_post_members($P{ET_REL_INTAKE_PORT}, $fresh), 1, 'a fresh save after the backlog');
+($done, $rows) = mini_wait_delivered($db, 20, '', $fresh);
+ok($done, 'delivered') or diag(explain $rows);
+like(join('', grep { /ET01039/ } lines_since($elog, $off)), qr/stored 1 event\(s\), 1 of them leased/,
+     'caught up: leased as it was stored again (ET01039)');
 
 mini_httpd_stop($pid);
 stop_proc($rpid);
