@@ -120,6 +120,9 @@ typedef struct dispatcher_t {
     volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
+    apr_time_t soonest;               /* claiming thread: the soonest due
+                                       * among outcomes it stored since it
+                                       * last read the outbox's (next_due) */
 } dispatcher_t;
 
 typedef struct job_t {
@@ -814,9 +817,16 @@ static int store_outcomes(dispatcher_t *d, apr_pool_t *p, job_t *jobs,
     int rc = 0;
 
     for (job = jobs; job; job = job->next) {
+        apr_time_t due = job->untried ? apr_time_now()
+                         : job->out.state == ET_ST_PENDING ? job->out.due
+                         : d->soonest;
+
         job->stored = job->untried
                       ? et_outbox_unclaim(d->ob, job->ev, d->owner)
                       : et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
+        if (due < d->soonest) {
+            d->soonest = due;
+        }
         if (job->stored == APR_SUCCESS || job->stored == APR_EBUSY) {
             continue;
         }
@@ -1028,6 +1038,7 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
 
     d->conf = conf;
     d->pool = p;
+    d->soonest = APR_INT64_MAX;
     d->owner = apr_psprintf(p, "%" APR_PID_T_FMT "@%" APR_TIME_T_FMT,
                             getpid(), apr_time_now());
 
@@ -1216,6 +1227,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     apr_pollfd_t fds[2];
     apr_status_t rv;
     apr_time_t next_prune, last_round;
+    apr_time_t known_due = 0, due_read = 0;   /* the outbox's next due */
     apr_thread_t *ckpt;
     int nfds = 0;
 
@@ -1288,13 +1300,26 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
             last_round = now;
             if (room > 0 && claimed < room) {
                 /* caught up: the soonest retry or lease expiry bounds the
-                 * sleep (a read: the connection's lock only) */
-                apr_thread_mutex_lock(d.ob_lock);
-                if (et_outbox_next_due(d.ob, &due) == APR_SUCCESS
-                    && due - now < wait) {
-                    wait = due > now ? due - now : 0;
+                 * sleep. Read (the connection's lock only) when what was
+                 * read last is past or older than the poll interval;
+                 * meanwhile only our own outcomes (d.soonest) can make
+                 * it sooner: new events wake us, and are claimed. */
+                if (d.soonest < known_due) {
+                    known_due = d.soonest;
                 }
-                apr_thread_mutex_unlock(d.ob_lock);
+                d.soonest = APR_INT64_MAX;
+                if (known_due <= now || now - due_read >= conf->poll) {
+                    apr_thread_mutex_lock(d.ob_lock);
+                    rv = et_outbox_next_due(d.ob, &due);
+                    apr_thread_mutex_unlock(d.ob_lock);
+                    /* on error: read again after the next round */
+                    known_due = rv == APR_SUCCESS ? due
+                                : rv == APR_NOTFOUND ? APR_INT64_MAX : now;
+                    due_read = now;
+                }
+                if (known_due - now < wait) {
+                    wait = known_due > now ? known_due - now : 0;
+                }
                 if (wait <= 0 && claimed == 0) {
                     /* due but not claimable: behind an earlier event of
                      * the same object that is in flight, or its endpoint
