@@ -465,7 +465,9 @@ static const char *select_one(et_outbox_t *ob, apr_pool_t *p, int st,
     va_start(ap, rv);
     args = arg_list(p, ap, &n);
     va_end(ap);
-    *rv = apr_dbd_pselect(ob->drv, p, ob->db, &res, ob->st[st], 0, n, args);
+    /* random access: the pgsql driver reports a sequential select's
+     * error only as the end of its rows, which would read as "none" */
+    *rv = apr_dbd_pselect(ob->drv, p, ob->db, &res, ob->st[st], 1, n, args);
     while (*rv == 0 && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
         if (!v) {
             v = apr_pstrdup(p, apr_dbd_get_entry(ob->drv, row, 0));
