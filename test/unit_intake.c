@@ -427,6 +427,79 @@ START_TEST(a_garbled_connection_is_closed_and_others_go_on)
 }
 END_TEST
 
+/* A server that answers the first record "stored" and then goes silent
+ * (a wedged dispatcher): reads records until told to stop. */
+static volatile apr_uint32_t mute_stop;
+
+static void *APR_THREAD_FUNC mute_server(apr_thread_t *t, void *data)
+{
+    apr_socket_t *l = data, *s = NULL;
+    apr_pool_t *p;
+    char buf[4096];
+    int answered = 0;
+
+    apr_pool_create_unmanaged_ex(&p, NULL, NULL);
+    if (apr_socket_accept(&s, l, p) == APR_SUCCESS) {
+        apr_socket_timeout_set(s, apr_time_from_msec(50));
+        while (!apr_atomic_read32(&mute_stop)) {
+            apr_size_t n = sizeof(buf);
+            apr_status_t rv = apr_socket_recv(s, buf, &n);
+
+            if (rv == APR_SUCCESS && n && !answered) {
+                char zero[4] = { 0, 0, 0, 0 };
+                apr_size_t z = 4;
+
+                apr_socket_send(s, zero, &z);
+                answered = 1;
+            }
+            else if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) {
+                break;
+            }
+        }
+        apr_socket_close(s);
+    }
+    apr_pool_destroy(p);
+    (void)t;
+    return NULL;
+}
+
+/* The wait is the client's own: a kept connection that hears nothing
+ * times out once ("in time"), without a second try on a new one. */
+START_TEST(a_silent_intake_times_out_once)
+{
+    apr_socket_t *l;
+    apr_thread_t *t;
+    apr_status_t trv;
+    const char *err = NULL, *lerr = NULL;
+    apr_time_t t0;
+    apr_interval_time_t took;
+
+    et_intake_stop(in);               /* the fixture's: this one is mute */
+    in = NULL;
+    ck_assert_int_eq(et_intake_listen(&l, ut_pool, sock, &lerr), APR_SUCCESS);
+    mute_stop = 0;
+    ck_assert_int_eq(apr_thread_create(&t, NULL, mute_server, l, ut_pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_msec(300)),
+                     APR_SUCCESS);
+    ck_assert_int_eq(et_intake_store(client, mk("m-11"), ut_pool, &err),
+                     APR_SUCCESS);
+    t0 = apr_time_now();
+    ck_assert_int_eq(et_intake_store(client, mk("m-12"), ut_pool, &err),
+                     APR_TIMEUP);
+    took = apr_time_now() - t0;
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(strstr(err, "did not answer in time"));
+    ck_assert_msg(took >= apr_time_from_msec(250)
+                  && took < apr_time_from_msec(550),
+                  "waited %" APR_TIME_T_FMT " us", took);
+    apr_atomic_set32(&mute_stop, 1);
+    ck_assert_int_eq(apr_thread_join(&trv, t), APR_SUCCESS);
+    apr_socket_close(l);
+}
+END_TEST
+
 /* A dispatcher as the intake sees it (et_lessee_t), called on the
  * intake's thread: oids "paused-*" are of a paused site, "plain-*" of a
  * site with a backlog; the others it would lease. */
@@ -563,6 +636,7 @@ Suite *intake_suite(void)
     tcase_add_test(srv, a_client_is_told_when_nothing_was_stored);
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
     tcase_add_test(srv, an_intake_that_cannot_store_says_why);
+    tcase_add_test(srv, a_silent_intake_times_out_once);
     tcase_add_test(srv,
                    fresh_events_are_leased_to_the_dispatcher_as_they_are_stored);
     suite_add_tcase(s, srv);
