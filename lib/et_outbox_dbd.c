@@ -488,9 +488,12 @@ static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
     const char *until = i64(p, ev->lease_until), *id;
     int rv, nrows = 0;
 
-    if (select_one(ob, p, ST_OBJECT_PENDING, &rv, site, object, oid, NULL)
-        || rv) {
-        return rv ? (set_error(ob, rv, "storing an event"), -1) : 0;
+    if (select_one(ob, p, ST_OBJECT_PENDING, &rv, site, object, oid, NULL)) {
+        return 0;                     /* its object's turn comes first */
+    }
+    if (rv) {
+        set_error(ob, rv, "storing an event");
+        return -1;
     }
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT_LEASED],
                          ev->txn, site, object, et_event_name(ev->event), oid,
