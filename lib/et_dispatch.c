@@ -399,17 +399,21 @@ static void circuit_after(dispatcher_t *d, apr_pool_t *p, const et_site_t *site,
 /*
  * Before claiming a site's events: 0 while its endpoint is paused (or a
  * probe is out), 1 when it is healthy, 2 when one event may probe it.
+ * gate_of: with d->cb_lock held.
  */
+static int gate_of(const et_circuit_t *c)
+{
+    return c->state == ET_CB_CLOSED ? 1
+           : (c->state == ET_CB_OPEN && apr_time_now() >= c->open_until) ? 2
+           : 0;
+}
+
 static int circuit_gate(dispatcher_t *d, const char *site)
 {
-    et_circuit_t *c;
     int gate;
 
     apr_thread_mutex_lock(d->cb_lock);
-    c = circuit_of(d, site);
-    gate = c->state == ET_CB_CLOSED ? 1
-           : (c->state == ET_CB_OPEN && apr_time_now() >= c->open_until) ? 2
-           : 0;
+    gate = gate_of(circuit_of(d, site));
     apr_thread_mutex_unlock(d->cb_lock);
     return gate;
 }
@@ -562,18 +566,20 @@ static int lessee_reserve(void *baton, et_event_t *ev)
 {
     dispatcher_t *d = baton;
     apr_uint32_t cap = apr_atomic_read32(&d->cap), n;
+    site_state_t *st;
     int gate, caught_up;
 
     if (ev->state != ET_ST_PENDING || ev->error || !ev->site) {
         return 0;
     }
-    gate = circuit_gate(d, ev->site);
+    apr_thread_mutex_lock(d->cb_lock);
+    st = site_state(d, ev->site);
+    gate = gate_of(&st->cb);
+    caught_up = st->caught_up;
+    apr_thread_mutex_unlock(d->cb_lock);
     if (gate == 0) {
         return -1;                    /* paused: the claim loop waits too */
     }
-    apr_thread_mutex_lock(d->cb_lock);
-    caught_up = site_state(d, ev->site)->caught_up;
-    apr_thread_mutex_unlock(d->cb_lock);
     if (gate != 1 || !caught_up) {
         return 0;
     }

@@ -446,10 +446,12 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
     et_event_t **evs = apr_palloc(bp, n * sizeof(*evs));
     apr_status_t *each = apr_palloc(bp, n * sizeof(*each));
     int *lease = apr_pcalloc(bp, n * sizeof(*lease));
+    et_event_t **rev = NULL;          /* the reserved ones, for settle */
+    apr_status_t *rst = NULL;
     const et_lessee_t *l;
     char err[ANSWER_MAX];
     apr_status_t rv;
-    int i, stored = 0, reserved = 0, leased = 0, wake = 0;
+    int i, k = 0, stored = 0, reserved = 0, leased = 0, wake = 0;
 
     for (i = 0; i < n; i++) {
         evs[i] = items[i].ev;
@@ -459,6 +461,10 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
     for (i = 0; l && i < n; i++) {
         lease[i] = l->reserve(l->baton, evs[i]);
         reserved += lease[i] > 0;
+    }
+    if (reserved) {
+        rev = apr_palloc(bp, reserved * sizeof(*rev));
+        rst = apr_palloc(bp, reserved * sizeof(*rst));
     }
     rv = et_writer_enter(in->w, err, sizeof(err));
     if (rv == APR_SUCCESS) {
@@ -473,40 +479,29 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
         if (rv == APR_SUCCESS && each[i] == APR_SUCCESS) {
             answer(items[i].conn, NULL);
             stored++;
+            /* what is stored but not leased is the claim loop's, unless
+             * its site is paused (the claim loop looks at those itself) */
+            if (lease[i] > 0 && evs[i]->lease_owner) {
+                leased++;
+            }
+            else if (lease[i] >= 0) {
+                wake = 1;
+            }
         }
         else {
             answer(items[i].conn, err);
             each[i] = rv != APR_SUCCESS ? rv : each[i];
         }
+        if (lease[i] > 0) {
+            rev[k] = evs[i];
+            rst[k++] = each[i];
+        }
     }
     if (reserved) {
-        et_event_t **rev = apr_palloc(bp, reserved * sizeof(*rev));
-        apr_status_t *rst = apr_palloc(bp, reserved * sizeof(*rst));
-        int k = 0;
-
-        for (i = 0; i < n; i++) {
-            if (lease[i] > 0) {
-                rev[k] = evs[i];
-                rst[k++] = each[i];
-            }
-        }
         l->settle(l->baton, rev, rst, reserved);
     }
     apr_thread_mutex_unlock(in->lessee_lock);
 
-    /* what is stored but not leased is the claim loop's, unless its site
-     * is paused (the claim loop looks at paused sites on its own) */
-    for (i = 0; i < n; i++) {
-        if (each[i] != APR_SUCCESS) {
-            continue;
-        }
-        if (lease[i] > 0 && evs[i]->lease_owner) {
-            leased++;
-        }
-        else if (lease[i] >= 0) {
-            wake = 1;
-        }
-    }
     if (rv == APR_SUCCESS && in->ob_failing) {
         in->ob_failing = 0;
         ilog(in, ET_LOG_NOTICE, "ET01031: intake stores events again");

@@ -527,21 +527,18 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
 
     apr_pool_create(&p, ob->pool);
     if (ev->lease_owner) {
-        int leased;
+        /* only fresh pending events; on an error the lease is kept for
+         * the caller's next try */
+        int leased = ev->state == ET_ST_PENDING && !ev->error
+                     ? insert_leased(ob, p, ev, object, i64(p, created))
+                     : 0;
 
-        if (ev->state != ET_ST_PENDING || ev->error) {
-            ev->lease_owner = NULL;   /* only fresh pending events */
-        }
-        else if ((leased = insert_leased(ob, p, ev, object,
-                                         i64(p, created))) != 0) {
-            apr_pool_destroy(p);
-            if (leased == 2) {
-                ev->lease_owner = NULL;
-            }
-            return leased > 0 ? APR_SUCCESS : APR_EGENERAL;
-        }
-        else {
+        if (leased == 0 || leased == 2) {
             ev->lease_owner = NULL;
+        }
+        if (leased != 0) {
+            apr_pool_destroy(p);
+            return leased > 0 ? APR_SUCCESS : APR_EGENERAL;
         }
     }
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT],
