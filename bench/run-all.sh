@@ -3,7 +3,7 @@
 #
 #   bash bench/run-all.sh            (as root, on 127.0.0.1 ports 10000-10100)
 #
-# Needs (Debian): apache2-bin apache2-dev libaprutil1-dbd-sqlite3
+# Needs (Debian): apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libsqlite3-dev
 # libjansson-dev libcurl4-openssl-dev libssl-dev pkg-config autoconf automake
 # make gcc sqlite3 python3 wrk nginx-light. ET_BENCH_INSTALL=1 installs them.
 # Work files: ET_BENCH_DIR (default /tmp/et-bench); backlogs are cached there.
@@ -16,7 +16,7 @@
 # Every figure is measured beside its baseline in the same run, as a ratio.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "run as root (httpd drops to www-data)"
-PKGS=(apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libjansson-dev
+PKGS=(apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libsqlite3-dev libjansson-dev
       libcurl4-openssl-dev libssl-dev pkg-config autoconf automake make gcc
       sqlite3 python3 wrk nginx-light)
 if [ "${ET_BENCH_INSTALL:-0}" = 1 ]; then

@@ -27,7 +27,7 @@ MODDIR=/usr/lib/apache2/modules
 
 # apache2-bin is the server binary and its modules without Debian's service
 # (installing "apache2" would also start a system httpd on port 80).
-PACKAGES=(apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libjansson-dev
+PACKAGES=(apache2-bin apache2-dev libaprutil1-dbd-sqlite3 libsqlite3-dev libjansson-dev
           libcurl4-openssl-dev libssl-dev pkg-config autoconf automake make
           gcc libc6-dev python3 curl sqlite3)
 

@@ -120,6 +120,7 @@ typedef struct dispatcher_t {
     volatile apr_uint32_t cap;        /* events leased at most (set_cap) */
     volatile apr_uint32_t batch;      /* outcomes that make a full round */
     volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
+    apr_uint32_t rnd;                 /* retry jitter: calling thread only */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
     apr_time_t soonest;               /* claiming thread: the soonest due
@@ -262,13 +263,17 @@ void et_dispatch_judge(const et_site_t *site, const et_event_t *ev,
     }
 }
 
-static apr_uint32_t next_rand(void)
+/* Retry jitter needs spread, not secrecy: xorshift32, seeded once from
+ * the system's generator (drawing from it per call was one getrandom()
+ * per delivery on the calling thread). */
+static apr_uint32_t next_rand(dispatcher_t *d)
 {
-    apr_uint32_t r = 0;
+    apr_uint32_t x = d->rnd;
 
-    /* jitter needs spread, not secrecy; on failure r = 0 is still valid */
-    apr_generate_random_bytes((unsigned char *)&r, sizeof(r));
-    return r;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return d->rnd = x;
 }
 
 static void nudge(dispatcher_t *d)
@@ -741,7 +746,7 @@ static void call_done(void *baton, const et_http_response_t *r)
         give_back(d, job);
         return;
     }
-    et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(), &out);
+    et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(d), &out);
     if (out.state != ET_ST_DELIVERED) {
         const char *excerpt = answer_excerpt(p, resp.body, resp.body_len);
         out.error = resp.status
@@ -1243,6 +1248,8 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     if ((rv = setup(&d, p, conf)) != APR_SUCCESS) {
         return rv;
     }
+    apr_generate_random_bytes((unsigned char *)&d.rnd, sizeof(d.rnd));
+    d.rnd |= 1;                       /* xorshift's one fixed point is 0 */
     if ((rv = apr_thread_create(&d.caller, NULL, caller, &d, p))
         != APR_SUCCESS) {
         dlog(conf, ET_LOG_ERR,

@@ -32,9 +32,10 @@ void et_outbox_close(et_outbox_t *ob);
 apr_status_t et_outbox_cache(et_outbox_t *ob, int kib);
 
 /** Copy the SQLite write-ahead log into the database file (a passive
- *  checkpoint: it neither waits for nor blocks writers); no-op on
- *  PostgreSQL. Every connection leaves this to the dispatcher unless the
- *  log passes 10,000 pages. */
+ *  checkpoint: it neither waits for nor blocks writers, nor the other
+ *  threads' statements: it bypasses apr_dbd's process-wide mutex); no-op
+ *  on PostgreSQL. Every connection leaves this to the dispatcher unless
+ *  the log passes 10,000 pages. */
 apr_status_t et_outbox_checkpoint(et_outbox_t *ob);
 /** The last error of the driver, for a log line. */
 const char *et_outbox_error(et_outbox_t *ob);

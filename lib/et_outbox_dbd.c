@@ -14,6 +14,8 @@
 #include <apr_strings.h>
 #include <apr_file_info.h>
 
+#include <sqlite3.h>
+
 #include "et_outbox.h"
 
 enum {
@@ -318,18 +320,28 @@ static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
 
 apr_status_t et_outbox_checkpoint(et_outbox_t *ob)
 {
-    apr_pool_t *p;
-    apr_status_t rv;
+    sqlite3 *db;
+    int rc;
 
     if (!ob->file) {
         return APR_SUCCESS;           /* PostgreSQL checkpoints itself */
     }
-    apr_pool_create(&p, ob->pool);
-    /* PASSIVE: copies what no reader still needs, never waits for or
-     * blocks a writer */
-    rv = run_pragma(ob, p, "PRAGMA wal_checkpoint(PASSIVE)");
-    apr_pool_destroy(p);
-    return rv;
+    /* Straight to SQLite, not through apr_dbd: its sqlite3 driver holds
+     * one mutex of the whole process (apr_dbd_mutex_lock) across every
+     * statement, so a checkpoint's fsync of the database file (over
+     * 100 ms with a large backlog) stopped the intake and the claim loop
+     * as well. SQLite's own locks let them go on meanwhile. PASSIVE:
+     * copies what no reader still needs, never waits for or blocks a
+     * writer. */
+    db = apr_dbd_native_handle(ob->drv, ob->db);
+    rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                   NULL, NULL);
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY) {
+        return APR_SUCCESS;           /* BUSY: another one is under way */
+    }
+    apr_snprintf(ob->last_error, sizeof(ob->last_error),
+                 "checkpoint: %s", sqlite3_errmsg(db));
+    return APR_EGENERAL;
 }
 
 apr_status_t et_outbox_cache(et_outbox_t *ob, int kib)

@@ -15,6 +15,7 @@
 #include <apr_dbd.h>
 
 #include <apr_thread_proc.h>
+#include <apr_atomic.h>
 
 #include "et_outbox.h"
 #include "et_committer.h"
@@ -790,6 +791,76 @@ START_TEST(group_commit_stores_every_thread_s_events)
 }
 END_TEST
 
+/* APR-util exports these for its drivers; their header
+ * (apr_dbd_internal.h) is not installed. */
+apr_status_t apr_dbd_mutex_lock(void);
+apr_status_t apr_dbd_mutex_unlock(void);
+
+typedef struct cp_arg_t {
+    et_outbox_t *ob;
+    apr_status_t rv;
+    volatile apr_uint32_t done;
+} cp_arg_t;
+
+static void *APR_THREAD_FUNC cp_run(apr_thread_t *thd, void *data)
+{
+    cp_arg_t *a = data;
+
+    a->rv = et_outbox_checkpoint(a->ob);
+    apr_atomic_set32(&a->done, 1);
+    (void)thd;                        /* returns: see et_dispatch.c's checkpointer */
+    return NULL;
+}
+
+/* The checkpointer copies the log into the file while another thread of
+ * the process is in a statement: apr_dbd's sqlite3 driver holds one
+ * mutex of the process across each, and a checkpoint that waited for it
+ * (or held it across its fsync) stopped the dispatcher's other threads. */
+START_TEST(a_checkpoint_goes_on_while_another_thread_is_in_a_statement)
+{
+    const char *file = apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
+    const char *err = NULL;
+    et_outbox_t *ck;
+    apr_finfo_t before, after;
+    apr_thread_t *t;
+    apr_status_t rv;
+    apr_time_t deadline;
+    cp_arg_t a;
+    int i, done;
+
+    for (i = 0; i < 200; i++) {
+        mk("s1", ET_OBJ_MEMBER, apr_psprintf(ut_pool, "m%d", i), ET_EV_UPDATE,
+           ET_ST_PENDING);
+    }
+    /* until a checkpoint, the events are in the log, not the file */
+    ck_assert_int_eq(apr_stat(&before, file, APR_FINFO_SIZE, ut_pool),
+                     APR_SUCCESS);
+    ck_assert_msg(et_outbox_open(&ck, ut_pool,
+                                 apr_pstrcat(ut_pool, "sqlite3:", file, NULL),
+                                 0, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    memset(&a, 0, sizeof(a));
+    a.ob = ck;
+    apr_dbd_mutex_lock();             /* as another thread's statement */
+    ck_assert_int_eq(apr_thread_create(&t, NULL, cp_run, &a, ut_pool),
+                     APR_SUCCESS);
+    /* within check's own time limit, so that a wait is reported here */
+    deadline = apr_time_now() + apr_time_from_sec(3);
+    while (!apr_atomic_read32(&a.done) && apr_time_now() < deadline) {
+        apr_sleep(apr_time_from_msec(5));
+    }
+    done = apr_atomic_read32(&a.done);
+    apr_dbd_mutex_unlock();
+    apr_thread_join(&rv, t);
+    ck_assert_msg(done, "the checkpoint waited for the driver's mutex");
+    ck_assert_int_eq(a.rv, APR_SUCCESS);
+    ck_assert_int_eq(apr_stat(&after, file, APR_FINFO_SIZE, ut_pool),
+                     APR_SUCCESS);
+    ck_assert_int_gt(after.size, before.size);
+    et_outbox_close(ck);
+}
+END_TEST
+
 /* The index names of the outbox at dbdir, comma-separated, sorted. */
 static const char *sqlite_indexes(void)
 {
@@ -893,6 +964,7 @@ Suite *outbox_suite(void)
     add_outbox_tests(tc);
     tcase_add_test(tc, group_commit_stores_every_thread_s_events);
     tcase_add_test(tc, an_older_outbox_gets_the_current_indexes);
+    tcase_add_test(tc, a_checkpoint_goes_on_while_another_thread_is_in_a_statement);
     suite_add_tcase(s, tc);
     if (ut_have_pgsql()) {
         TCase *tp = tcase_create("pgsql");
