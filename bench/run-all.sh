@@ -11,7 +11,8 @@
 # (capture rounds, 3), ET_BENCH_BACKLOG (figure 2, 100000),
 # ET_BENCH_DRAIN_MAX (figure 2's longest drain, 120 s), ET_BENCH_WORKERS (8),
 # ET_BENCH_RATE (200), ET_BENCH_E2E_SECONDS (20), ET_BENCH_BIG (1000000),
-# ET_BENCH_SMALL (10000), ET_BENCH_WINDOW (60), ET_BENCH_ONLY="1 3" (figures),
+# ET_BENCH_SMALL (10000), ET_BENCH_WINDOW (60), ET_BENCH_ROUNDS_4B (3),
+# ET_BENCH_ONLY="1 3" (figures),
 # ET_BENCH_REV (what to build: HEAD by default, a commit, or worktree).
 # Every figure is measured beside its baseline in the same run, as a ratio.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
