@@ -1052,6 +1052,8 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     d->conf = conf;
     d->pool = p;
     d->soonest = APR_INT64_MAX;
+    apr_generate_random_bytes((unsigned char *)&d->rnd, sizeof(d->rnd));
+    d->rnd |= 1;                      /* xorshift's one fixed point is 0 */
     d->owner = apr_psprintf(p, "%" APR_PID_T_FMT "@%" APR_TIME_T_FMT,
                             getpid(), apr_time_now());
 
@@ -1248,8 +1250,6 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     if ((rv = setup(&d, p, conf)) != APR_SUCCESS) {
         return rv;
     }
-    apr_generate_random_bytes((unsigned char *)&d.rnd, sizeof(d.rnd));
-    d.rnd |= 1;                       /* xorshift's one fixed point is 0 */
     if ((rv = apr_thread_create(&d.caller, NULL, caller, &d, p))
         != APR_SUCCESS) {
         dlog(conf, ET_LOG_ERR,
