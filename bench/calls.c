@@ -14,7 +14,7 @@
  * failure. Prints one line: mode, calls per second, CPU time per call
  * (user + system, this process), context switches per call.
  *
- *   calls URL TOTAL N threads|multi
+ *   calls URL TOTAL N threads|multi [BODY]
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -26,7 +26,7 @@
 
 #define MAX_N 256
 
-static const char body[] =
+static const char *body =
     "{\"id\":123456,\"name\":\"Ada\",\"email\":\"ada@example.com\","
     "\"status\":\"active\",\"created\":\"2026-11-27T00:00:00Z\"}";
 static const char *url;
@@ -54,7 +54,7 @@ static struct curl_slist *prepare(CURL *c)
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)(sizeof(body) - 1));
+                     (curl_off_t)strlen(body));
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -178,10 +178,13 @@ int main(int argc, char **argv)
     int n, multi;
     double wall, cpu;
 
-    if (argc != 5 || (n = atoi(argv[3])) < 1 || n > MAX_N
+    if (argc < 5 || argc > 6 || (n = atoi(argv[3])) < 1 || n > MAX_N
         || (total = atol(argv[2])) < n) {
-        fprintf(stderr, "usage: calls URL TOTAL N threads|multi\n");
+        fprintf(stderr, "usage: calls URL TOTAL N threads|multi [BODY]\n");
         return 2;
+    }
+    if (argc == 6) {
+        body = argv[5];
     }
     url = argv[1];
     multi = !strcmp(argv[4], "multi");

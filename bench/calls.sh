@@ -13,15 +13,11 @@
 # context switches per call (of the calling process), with the ratio.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup_all EXIT
-need curl-config libcurl4-openssl-dev
 N=${ET_BENCH_CALLS:-200000}
 WORKERS=${ET_BENCH_WORKERS:-8}
 ROUNDS=${ET_BENCH_ROUNDS:-3}
-BIN=$W/calls
 RESULTS=$W/calls.tsv          # not the figures' table (run-all.sh)
-mkdir -p "$W"
-gcc -O2 -Wall -Wextra -Werror -o "$BIN" "$BENCH/calls.c" $(curl-config --libs) -lpthread \
-    || die "cannot build bench/calls.c"
+BIN=$(calls_bin)
 nginx_start
 URL="http://127.0.0.1:$P_NGINX/cb/v1/member/123456?event=post-update&txn=0123456789abcdef0123456789abcdef"
 

@@ -9,6 +9,10 @@
 # body) to the same nginx at the same concurrency (EventTriggerWorkers,
 # default 8), measured before and after the drain (mean of the two).
 # Target: >= 0.5 of wrk's rate.
+# Information: libcurl alone making the same PUTs the same way, with nothing
+# of the module around it (bench/calls.c), against the same baseline: the
+# ceiling the client library sets; and the calling thread's CPU per call
+# against libcurl's alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup_all EXIT
 need wrk wrk
@@ -35,8 +39,20 @@ drain_until "$N" "$T0"
 RATE=$(calc "$DRAIN_DONE / $DRAIN_SECS")
 say "delivered $DRAIN_DONE in $(printf %.1f "$DRAIN_SECS") s from httpd's start: $(printf %.0f "$RATE")/s (first call after $(printf %.2f "$DRAIN_START") s)"
 DPID=$(dispatcher_pid)
-say "dispatcher CPU (utime+stime): $(awk '{printf "%.1f s", ($14+$15)/100}' /proc/$DPID/stat)"
+D_US=$(cpu_us "$DPID"); C_US=$(thread_cpu_us "$DPID" et-calls)
+say "dispatcher CPU: $(calc "round($D_US / 1e6, 2)") s, of which the calling thread $(calc "round($C_US / 1e6, 2)") s"
 httpd_stop
+
+# The ceiling that libcurl sets: the same PUTs made by libcurl alone, as
+# the calling thread makes them (one multi handle, WORKERS at once), with
+# no outbox, no signing, nothing else (bench/calls.c).
+say "libcurl alone: $N PUTs, $WORKERS at once (bench/calls.c multi)"
+CALLS_BIN=$(calls_bin)
+line=$("$CALLS_BIN" "${NGX_URL}w1-1?event=post-update&txn=$TXN" "$N" "$WORKERS" multi "$EVBODY") \
+    || die "bench/calls.c failed: $line"
+say "$line"
+L_RATE=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$line")
+L_CPU=$(sed -n 's/.* cpu_us=\([0-9.]*\).*/\1/p' <<<"$line")
 
 say "baseline again"
 wrk_put "$NGX_URL" "$WORKERS" "$SECS" ET_QUERY="?event=post-update&txn=$TXN" ET_BODY="$EVBODY"
@@ -46,3 +62,6 @@ RT=$(ratio "$RATE" "$BASE")
 LABEL="2 delivery: rate, ${N} backlog (ev/s)"
 [ "$DRAIN_DONE" -ge "$N" ] || LABEL="$LABEL [first $DRAIN_DONE in $(printf %.0f "$DRAIN_SECS") s]"
 result "$LABEL" "$(printf %.0f "$RATE")" "$(printf %.0f "$BASE")" "$RT" ">= 0.5" "$(verdict_ge "$RT" 0.5)" ""
+result "2 libcurl alone, same PUTs (calls/s)" "$(printf %.0f "$L_RATE")" "$(printf %.0f "$BASE")" "$(ratio "$L_RATE" "$BASE")" "(info: ceiling)" "-" ""
+C_EV=$(calc "round($C_US / $DRAIN_DONE, 1)")
+result "2 calling thread vs libcurl alone (µs CPU/call)" "$C_EV" "$L_CPU" "$(ratio "$C_EV" "$L_CPU")" "(info)" "-" ""

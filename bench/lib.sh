@@ -176,6 +176,38 @@ rss_kb() {                            # total RSS of the instance, kB
     echo "$t"
 }
 
+# CPU used so far (user + system, every thread), in microseconds
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_us() {                            # PID... -> those processes' CPU
+    local t=0 p v
+    for p in "$@"; do
+        v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo $((t * TICK_US))
+}
+thread_cpu_us() {                     # PID COMM -> CPU of PID's threads named COMM
+    local t=0 d v
+    for d in /proc/"$1"/task/*; do
+        [ "$(cat "$d/comm" 2>/dev/null)" = "$2" ] || continue
+        v=$(awk '{print $14 + $15}' "$d/stat" 2>/dev/null) || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo $((t * TICK_US))
+}
+
+# bench/calls.c (libcurl alone, no module), built once per work directory
+calls_bin() {
+    need curl-config libcurl4-openssl-dev
+    local bin=$W/calls
+    if [ ! -x "$bin" ] || [ "$BENCH/calls.c" -nt "$bin" ]; then
+        mkdir -p "$W"
+        gcc -O2 -Wall -Wextra -Werror -o "$bin" "$BENCH/calls.c" $(curl-config --libs) -lpthread \
+            || die "cannot build bench/calls.c"
+    fi
+    echo "$bin"
+}
+
 OUTBOX() { echo "$HT_DIR/state/outbox.db"; }
 # count of events in a state (0 pending, 1 delivered); read-only, WAL
 ob_count() {
