@@ -63,6 +63,57 @@ apr_status_t et_give_to_user(apr_pool_t *p, const char *path, int must)
     return APR_SUCCESS;
 }
 
+/* Can httpd's User write in the directory @a fi describes? (By its
+ * owner, group or others bits; supplementary groups are not looked at.) */
+static int user_may_write(const apr_finfo_t *fi)
+{
+    apr_fileperms_t w = APR_FPROT_WWRITE, x = APR_FPROT_WEXECUTE;
+
+    if (fi->user == ap_unixd_config.user_id) {
+        w = APR_FPROT_UWRITE;
+        x = APR_FPROT_UEXECUTE;
+    }
+    else if (fi->group == ap_unixd_config.group_id) {
+        w = APR_FPROT_GWRITE;
+        x = APR_FPROT_GEXECUTE;
+    }
+    return (fi->protection & w) && (fi->protection & x);
+}
+
+/* The outbox's directory @a dir (no trailing slash). The levels that are
+ * missing are made (0750) and given to httpd's User, as mod_md does with
+ * its store; a level that was there stays whose it is: chowning it would
+ * give away /var/lib, or ServerRoot for a relative EventTriggerStore. */
+static apr_status_t make_store_dir(apr_pool_t *p, const char *dir)
+{
+    apr_finfo_t fi;
+    apr_status_t rv;
+    char *up, *slash;
+
+    rv = apr_stat(&fi, dir, APR_FINFO_TYPE, p);
+    if (rv == APR_SUCCESS) {
+        return fi.filetype == APR_DIR ? APR_SUCCESS : APR_ENOTDIR;
+    }
+    if (!APR_STATUS_IS_ENOENT(rv)) {
+        return rv;
+    }
+    up = apr_pstrdup(p, dir);
+    slash = strrchr(up, '/');
+    if (slash && slash != up) {
+        *slash = '\0';
+        if ((rv = make_store_dir(p, up)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    rv = apr_dir_make(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                      | APR_FPROT_UEXECUTE | APR_FPROT_GREAD
+                      | APR_FPROT_GEXECUTE, p);
+    if (rv == APR_SUCCESS) {
+        return et_give_to_user(p, dir, 1);
+    }
+    return APR_STATUS_IS_EEXIST(rv) ? APR_SUCCESS : rv;
+}
+
 /* Create the sqlite3 outbox's directory and schema; check that it opens. */
 static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
@@ -73,22 +124,33 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 
     if (!strncmp(et_g.store, "sqlite3:", 8)) {
         char *dir;
+        apr_size_t n;
+        apr_finfo_t fi;
 
         file = et_g.store + 8;
         dir = ap_make_dirstr_parent(ptemp, file);
-        rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
-                                    | APR_FPROT_UEXECUTE | APR_FPROT_GREAD
-                                    | APR_FPROT_GEXECUTE, ptemp);
-        if (rv != APR_SUCCESS) {
+        n = strlen(dir);
+        if (n > 1 && dir[n - 1] == '/') {
+            dir[n - 1] = '\0';
+        }
+        if ((rv = make_store_dir(ptemp, dir)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          "ET00001: cannot create the outbox directory %s "
                          "(EventTriggerStore)", dir);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if ((rv = et_give_to_user(ptemp, dir, 1)) != APR_SUCCESS) {
+        if (geteuid() == 0
+            && ((rv = apr_stat(&fi, dir, APR_FINFO_USER | APR_FINFO_GROUP
+                               | APR_FINFO_PROT, ptemp)) != APR_SUCCESS
+                || !user_may_write(&fi))) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
-                         "ET00002: cannot give the outbox directory %s to "
-                         "httpd's User", dir);
+                         "ET00002: the outbox directory %s is not one that "
+                         "httpd's User (%s) may write in; make it theirs "
+                         "(chown %s %s) or name a directory of its own in "
+                         "EventTriggerStore: the module gives away only the "
+                         "directories it makes", dir,
+                         ap_unixd_config.user_name,
+                         ap_unixd_config.user_name, dir);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -255,7 +317,7 @@ static void et_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_allocator_t *alloc;
     apr_thread_mutex_t *mutex;
-    apr_pool_t *p;
+    apr_pool_t *p, *rp;
     apr_status_t rv;
     int threads = 1;
 
@@ -312,10 +374,14 @@ static void et_child_init(apr_pool_t *pchild, server_rec *s)
     }
 
     /* Connections for reading (status page) open on first use, at most
-     * one per thread; idle ones close after a minute. */
+     * one per thread; idle ones close after a minute. The reslist
+     * allocates from its pool under its own lock only: a pool of its own,
+     * which no other reslist allocates from. */
+    apr_pool_create(&rp, p);
+    apr_pool_tag(rp, "et_reader_conns");
     rv = apr_reslist_create(&et_g.outboxes, 0, threads, threads,
                             apr_time_from_sec(60), conn_construct,
-                            conn_destruct, NULL, p);
+                            conn_destruct, NULL, rp);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "ET00008: cannot create the outbox connection pool; "
@@ -371,6 +437,8 @@ static void et_register_hooks(apr_pool_t *p)
     ap_hook_post_config(et_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(et_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_filter(et_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(et_insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
     ap_hook_handler(et_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     et_register_filter();
     et_status_register_hooks();

@@ -107,6 +107,7 @@ const et_site_t *et_site_lookup(void *baton, const char *name);
 /* mod_eventtrigger_filter.c */
 void et_register_filter(void);
 void et_insert_filter(request_rec *r);
+void et_insert_error_filter(request_rec *r);
 
 /* mod_eventtrigger_daemon.c */
 int et_daemon_start(apr_pool_t *pconf, server_rec *s);

@@ -40,6 +40,7 @@ typedef struct et_filter_ctx_t {
     apr_bucket_brigade *held;         /* the last byte passed so far */
     int seen_first;
     int incomplete;
+    int canned;                       /* the answer is httpd's own page */
     int done;
 } et_filter_ctx_t;
 
@@ -92,6 +93,49 @@ void et_insert_filter(request_rec *r)
     ctx->accept_encoding = apr_table_get(r->headers_in, "Accept-Encoding");
     if (ctx->accept_encoding) {
         apr_table_unset(r->headers_in, "Accept-Encoding");
+    }
+    /* for et_insert_error_filter */
+    ap_set_module_config(r->request_config, &eventtrigger_module, ctx);
+    ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
+}
+
+/*
+ * A handler that returns its status ("return HTTP_NO_CONTENT;", as
+ * mod_dav's DELETE does) instead of setting r->status and returning OK has
+ * the answer sent by ap_send_error_response(), which drops every resource
+ * filter, this one too: a 2xx answered that way would make no event, and
+ * nothing would say so. Put the filter back for a 2xx. What the handler
+ * may have passed before is gone: the answer starts over, and its body is
+ * httpd's page, not the console's object, so the event is made as for an
+ * answer without a body (the path, or a create's Location, names the
+ * object).
+ */
+void et_insert_error_filter(request_rec *r)
+{
+    et_filter_ctx_t *ctx = ap_get_module_config(r->request_config,
+                                                &eventtrigger_module);
+
+    if (!ctx || ctx->done) {
+        return;
+    }
+    if (ctx->accept_encoding) {
+        apr_table_setn(r->headers_in, "Accept-Encoding", ctx->accept_encoding);
+        ctx->accept_encoding = NULL;
+    }
+    if (!ap_is_HTTP_SUCCESS(r->status)) {
+        ctx->done = 1;
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                      "ET00036: status %d is no event", r->status);
+        return;
+    }
+    ctx->canned = 1;
+    ctx->seen_first = 1;              /* httpd's page has no coding of its own */
+    ctx->content_encoding = NULL;
+    ctx->len = 0;
+    ctx->total = 0;
+    ctx->incomplete = 0;
+    if (ctx->held) {
+        apr_brigade_cleanup(ctx->held);
     }
     ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
 }
@@ -204,7 +248,8 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
     cap.max_depth = ctx->sc->max_depth;
     cap.max_id_len = ET_MAX_ID_LEN;
     cap.content_encoding = ctx->content_encoding;
-    cap.incomplete = ctx->incomplete || short_body(r, ctx);
+    /* httpd's own page has the length it says, and is not the object */
+    cap.incomplete = ctx->incomplete || (!ctx->canned && short_body(r, ctx));
 
     rv = et_capture_to_event(r->pool, &cap, &ev);
     if (rv != APR_SUCCESS || !ev) {
@@ -310,6 +355,9 @@ static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         /* Reading morphs file and pipe buckets in place, as mod_deflate's
          * reads do; the data still passes on unchanged. */
+        if (ctx->canned) {
+            continue;                 /* httpd's page: not the object */
+        }
         rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
         if (rv != APR_SUCCESS) {
             ctx->incomplete = 1;

@@ -69,7 +69,8 @@ if [ -d "$DEMO/run" ]; then
     done
 fi
 rm -rf "$DEMO"
-mkdir -p "$DEMO"/{conf,logs,run,htdocs,state}
+# no state/: the module makes the outbox's directory and gives it to User
+mkdir -p "$DEMO"/{conf,logs,run,htdocs}
 chmod 755 "$DEMO"
 
 # --- 3. build -----------------------------------------------------------

@@ -716,6 +716,7 @@ apr_status_t et_intake_client_create(et_intake_client_t **out, apr_pool_t *p,
                                      apr_interval_time_t wait)
 {
     et_intake_client_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_pool_t *rp;
     apr_status_t rv;
 
     c->wait = wait;
@@ -726,9 +727,12 @@ apr_status_t et_intake_client_create(et_intake_client_t **out, apr_pool_t *p,
     if (max < 1) {
         max = 1;
     }
-    /* one connection per calling thread at most; kept while they work */
+    /* one connection per calling thread at most; kept while they work.
+     * The reslist allocates from its pool under its own lock only, so it
+     * gets a pool no one else allocates from (@a p may be shared). */
+    apr_pool_create(&rp, p);
     rv = apr_reslist_create(&c->conns, 0, max, max, 0, cconn_make,
-                            cconn_drop, c, p);
+                            cconn_drop, c, rp);
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -19,6 +19,10 @@
  *     X-Console-Status: NNN   answer NNN with {"error": ...}
  *     X-Console-Chunked: 1    send the body in flushed pieces (chunked)
  *     X-Console-Raw: 1        echo the request body as application/json
+ *     X-Console-Return: NNN   no body: the handler returns NNN instead of
+ *                             OK (as a handler that "return HTTP_NO_CONTENT;"
+ *                             does), so httpd answers through ap_die(); a
+ *                             POST's Location names the new object
  *   In a subrequest the request body is not read (it is the main request's);
  *   it counts as {}.
  *
@@ -166,9 +170,27 @@ static int send_error(request_rec *r, int status, const char *msg)
     return send_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
+/* X-Console-Return: the handler's answer is only its return code, which
+ * httpd then sends through ap_die() (a POST's Location names the object). */
+static int return_status(request_rec *r, json_t *data, const char *returned)
+{
+    int status = atoi(returned);
+
+    if (r->method_number == M_POST) {
+        const char *nid = json_string_value(json_object_get(data, "id"));
+
+        apr_table_setn(r->headers_out, "Location",
+                       apr_pstrcat(r->pool, r->uri, "/",
+                                   ap_escape_uri(r->pool, nid ? nid : ""),
+                                   NULL));
+    }
+    json_decref(data);
+    return status >= 200 && status <= 599 ? status : HTTP_BAD_REQUEST;
+}
+
 static int et_console_handler(request_rec *r)
 {
-    const char *forced, *raw, *seg;
+    const char *forced, *raw, *seg, *returned;
     char *body;
     apr_size_t len;
     json_t *data, *id;
@@ -244,7 +266,13 @@ static int et_console_handler(request_rec *r)
                 apr_psprintf(r->pool, "%s-%ld-%u", *seg ? seg : "obj",
                              (long)getpid(), n)));
         }
+        if ((returned = apr_table_get(r->headers_in, "X-Console-Return"))) {
+            return return_status(r, data, returned);
+        }
         return send_json(r, HTTP_CREATED, data);
+    }
+    if ((returned = apr_table_get(r->headers_in, "X-Console-Return"))) {
+        return return_status(r, data, returned);
     }
     if (!*seg) {
         json_decref(data);
