@@ -330,6 +330,25 @@ static site_state_t *site_state(dispatcher_t *d, const char *site)
     return st;
 }
 
+/* When the first paused endpoint may be probed (APR_INT64_MAX if none
+ * is paused): its due events wait for that, not for a due time. */
+static apr_time_t pause_ends(dispatcher_t *d)
+{
+    apr_time_t first = APR_INT64_MAX;
+    apr_hash_index_t *hi;
+
+    apr_thread_mutex_lock(d->cb_lock);
+    for (hi = apr_hash_first(NULL, d->circuits); hi; hi = apr_hash_next(hi)) {
+        const site_state_t *st = apr_hash_this_val(hi);
+
+        if (st->cb.state == ET_CB_OPEN && st->cb.open_until < first) {
+            first = st->cb.open_until;
+        }
+    }
+    apr_thread_mutex_unlock(d->cb_lock);
+    return first;
+}
+
 /* The circuit of @a site; call with d->cb_lock held. */
 static et_circuit_t *circuit_of(dispatcher_t *d, const char *site)
 {
@@ -664,6 +683,17 @@ static void start_call(dispatcher_t *d, job_t *job)
         give_back(d, job);
         return;
     }
+    if (!job->probe && circuit_gate(d, ev->site) != 1) {
+        /* its endpoint was paused after the claim (claimed ahead behind
+         * calls that failed): a paused endpoint gets no calls, and what
+         * waits behind a pause uses no attempt */
+        dlog(d->conf, ET_LOG_DEBUG,
+             apr_psprintf(p, "ET01040: txn=%s: site %s was paused after "
+                          "it was claimed; back in line untried", ev->txn,
+                          ev->site));
+        give_back(d, job);
+        return;
+    }
     memset(&req, 0, sizeof(req));
     req.method = et_event_method(ev->event);
     req.url = ev->url;
@@ -735,7 +765,8 @@ static void call_done(void *baton, const et_http_response_t *r)
             took = apr_time_from_sec(3600);
         }
         apr_atomic_set32(&d->call_us,
-                         (apr_uint32_t)((mean * 7 + (apr_uint64_t)took) / 8));
+                         (apr_uint32_t)(((apr_uint64_t)mean * 7
+                                         + (apr_uint64_t)took) / 8));
     }
     if (resp.aborted) {
         /* the dispatcher stops: back in line untried (the receiver may
@@ -886,7 +917,7 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
          && store_outcomes(d, p, jobs, 0) == 0
          && (room <= 0 || claim_sites(d, p, room, got) == 0);
     /* apr_dbd rolls back a transaction in which a statement failed */
-    if (trans && et_outbox_end(d->ob, trans) != APR_SUCCESS) {
+    if (trans && et_outbox_end(d->ob, p, trans) != APR_SUCCESS) {
         ok = 0;
     }
     if (!ok) {
@@ -1325,7 +1356,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
                 d.soonest = APR_INT64_MAX;
                 if (known_due <= now || now - due_read >= conf->poll) {
                     apr_thread_mutex_lock(d.ob_lock);
-                    rv = et_outbox_next_due(d.ob, &due);
+                    rv = et_outbox_next_due(d.ob, now, &due);
                     apr_thread_mutex_unlock(d.ob_lock);
                     /* on error: read again after the next round */
                     known_due = rv == APR_SUCCESS ? due
@@ -1334,6 +1365,11 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
                 }
                 if (known_due - now < wait) {
                     wait = known_due > now ? known_due - now : 0;
+                }
+                /* events due already wait for a pause to end */
+                due = pause_ends(&d);
+                if (due - now < wait) {
+                    wait = due > now ? due - now : 0;
                 }
                 if (wait <= 0 && claimed == 0) {
                     /* due but not claimable: behind an earlier event of

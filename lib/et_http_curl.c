@@ -238,6 +238,9 @@ apr_status_t et_http_start(et_http_t *h, apr_pool_t *p,
 
     c->start = apr_time_now();
     if (curl_multi_add_handle(h->multi, curl) != CURLM_OK) {
+        /* an idle handle keeps none of this call's options (its site's
+         * CA or client key would go with the next call) */
+        curl_easy_reset(curl);
         curl_slist_free_all(c->hdrs);
         c->handle->next = h->free_list;
         h->free_list = c->handle;

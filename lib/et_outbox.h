@@ -52,8 +52,10 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
 /** Start a transaction (so that several writes make one commit). */
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
                              apr_dbd_transaction_t **trans);
-/** Commit it (or roll it back if a statement in it failed). */
-apr_status_t et_outbox_end(et_outbox_t *ob, apr_dbd_transaction_t *trans);
+/** Commit it (or roll it back if a statement in it failed); @a p is the
+ * pool given to et_outbox_begin. */
+apr_status_t et_outbox_end(et_outbox_t *ob, apr_pool_t *p,
+                           apr_dbd_transaction_t *trans);
 
 /**
  * Store @a n events in one transaction (each[i] says how each went; if the
@@ -96,8 +98,11 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
 /** Release @a owner's leases without counting an attempt (clean shutdown). */
 apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner);
 
-/** The earliest due time of a pending event, APR_NOTFOUND if none. */
-apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due);
+/** The earliest due time after @a after of a pending event, APR_NOTFOUND
+ * if none. (Events due already that no claim took wait for something
+ * else: an earlier event of their object, or their endpoint's pause.) */
+apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t after,
+                                apr_time_t *due);
 
 typedef struct et_outbox_counts_t {
     apr_int64_t pending, leased, delivered, dead, failed;

@@ -35,6 +35,11 @@ struct et_outbox_t {
     apr_dbd_t *db;
     const char *file;                 /* sqlite3 only */
     int is_pgsql;
+    /* pgsql: the connection's one transaction object, made at open and
+     * reused by every BEGIN. APR-util's pgsql driver writes through a NULL
+     * one when a BEGIN fails with a result (a connection the server
+     * closed): a crash instead of an error. */
+    apr_dbd_transaction_t *trans;
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
 };
@@ -160,10 +165,12 @@ static const char *const stmt_sql[ET_STMTS] = {
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
     " WHERE lease_owner = %s AND state = 0",
-    /* ST_NEXT_DUE: per site, the first pending row in et_event_claim */
+    /* ST_NEXT_DUE: per site, the first pending row in et_event_claim that
+     * is due after now (one that is due already but was not claimed waits
+     * for something else: the event before it, or its endpoint's pause) */
     ET_SITES_CTE
     "SELECT MIN((SELECT MIN(p.due) FROM et_event p"
-    " WHERE p.site = s.site AND p.state = 0))"
+    " WHERE p.site = s.site AND p.state = 0 AND p.due > %lld))"
     " FROM s WHERE s.site IS NOT NULL",
     /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
@@ -421,6 +428,17 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
             goto fail;
         }
     }
+    if (ob->is_pgsql) {
+        int dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &ob->trans);
+
+        if (!dbrv && ob->trans) {
+            dbrv = apr_dbd_transaction_end(ob->drv, p, ob->trans);
+        }
+        if (dbrv || !ob->trans) {
+            rv = set_error(ob, dbrv, "starting a transaction");
+            goto fail;
+        }
+    }
     apr_pool_destroy(ptemp);
     *pob = ob;
     return APR_SUCCESS;
@@ -569,19 +587,42 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
     return APR_SUCCESS;
 }
 
+/* BEGIN on the connection; *trans is set even if it failed (then end it:
+ * the driver may have marked the connection as in a transaction). */
+static int begin(et_outbox_t *ob, apr_pool_t *p, apr_dbd_transaction_t **trans)
+{
+    *trans = ob->trans;               /* NULL for sqlite3: made per BEGIN */
+    if (*trans) {
+        /* a reused one keeps the mode a failed batch set */
+        apr_dbd_transaction_mode_set(ob->drv, *trans,
+                                     APR_DBD_TRANSACTION_COMMIT);
+    }
+    return apr_dbd_transaction_start(ob->drv, p, ob->db, trans);
+}
+
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
                              apr_dbd_transaction_t **trans)
 {
-    int dbrv;
+    int dbrv = begin(ob, p, trans);
 
-    *trans = NULL;
-    dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, trans);
-    return dbrv ? set_error(ob, dbrv, "starting a transaction") : APR_SUCCESS;
+    if (dbrv) {
+        apr_status_t rv = set_error(ob, dbrv, "starting a transaction");
+
+        if (*trans) {
+            apr_dbd_transaction_end(ob->drv, p, *trans);
+            *trans = NULL;
+        }
+        return rv;
+    }
+    return APR_SUCCESS;
 }
 
-apr_status_t et_outbox_end(et_outbox_t *ob, apr_dbd_transaction_t *trans)
+apr_status_t et_outbox_end(et_outbox_t *ob, apr_pool_t *p,
+                           apr_dbd_transaction_t *trans)
 {
-    int dbrv = apr_dbd_transaction_end(ob->drv, ob->pool, trans);
+    /* p: the pool given to et_outbox_begin, which holds the transaction's
+     * cleanup (left there, it would COMMIT again when p is cleared) */
+    int dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
 
     return dbrv ? set_error(ob, dbrv, "committing") : APR_SUCCESS;
 }
@@ -598,10 +639,10 @@ apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
         return each[0] = et_outbox_insert(ob, evs[0]);
     }
     apr_pool_create(&p, ob->pool);
-    dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &trans);
+    dbrv = begin(ob, p, &trans);
     if (dbrv) {
         rv = set_error(ob, dbrv, "starting a transaction");
-        apr_pool_destroy(p);
+        apr_pool_destroy(p);          /* its cleanup ends the transaction */
         return rv;
     }
     for (i = 0; i < n && !failed; i++) {
@@ -763,7 +804,8 @@ apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner)
     return rv ? set_error(ob, rv, "releasing leases") : APR_SUCCESS;
 }
 
-apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
+apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t after,
+                                apr_time_t *due)
 {
     apr_pool_t *p;
     apr_dbd_results_t *res = NULL;
@@ -772,14 +814,16 @@ apr_status_t et_outbox_next_due(et_outbox_t *ob, apr_time_t *due)
     int rv;
 
     apr_pool_create(&p, ob->pool);
-    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_NEXT_DUE], 1);
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st[ST_NEXT_DUE], 1,
+                          i64(p, after), NULL);
     if (rv) {
         st = set_error(ob, rv, "reading the next due time");
     }
     else {
         while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
             const char *v = entry_str(ob, p, row, 0);
-            if (v) {
+            /* NULL: no pending event (pgsql gives "" for a NULL) */
+            if (v && *v) {
                 *due = apr_atoi64(v);
                 st = APR_SUCCESS;
             }

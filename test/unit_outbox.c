@@ -249,8 +249,33 @@ START_TEST(a_retry_waits_until_due)
     finish(EV(a, 0), "d1", ET_ST_PENDING,
            apr_time_now() + apr_time_from_sec(60));
     ck_assert_int_eq(claim("d1", 1)->nelts, 0);
-    ck_assert_int_eq(et_outbox_next_due(ob, &due), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_next_due(ob, apr_time_now(), &due),
+                     APR_SUCCESS);
     ck_assert(due > apr_time_now() + apr_time_from_sec(50));
+}
+END_TEST
+
+/* An event due now but not claimable (its object's earlier event waits for
+ * a retry) does not hide that retry's time: a dispatcher sleeping until
+ * "the next due" would otherwise wait a whole poll interval for it. */
+START_TEST(the_next_due_skips_events_that_wait_behind_another)
+{
+    apr_array_header_t *a;
+    apr_time_t due, now, retry_at;
+
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_DELETE, ET_ST_PENDING);
+    retry_at = apr_time_now() + apr_time_from_sec(5);
+    finish(EV(a, 0), "d1", ET_ST_PENDING, retry_at);
+    ck_assert_int_eq(claim("d1", 8)->nelts, 0);     /* the delete waits */
+    now = apr_time_now();
+    ck_assert_int_eq(et_outbox_next_due(ob, now, &due), APR_SUCCESS);
+    ck_assert_msg(due == retry_at, "next due %" APR_TIME_T_FMT
+                  " is not the retry's %" APR_TIME_T_FMT, due, retry_at);
+    ck_assert_msg(et_outbox_next_due(ob, retry_at, &due) == APR_NOTFOUND,
+                  "next due after the retry: %" APR_TIME_T_FMT " (retry %" APR_TIME_T_FMT ")", due, retry_at);
 }
 END_TEST
 
@@ -939,6 +964,7 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, failed_events_are_kept_but_never_claimed);
     tcase_add_test(tc, one_object_in_capture_order_others_in_parallel);
     tcase_add_test(tc, a_retry_waits_until_due);
+    tcase_add_test(tc, the_next_due_skips_events_that_wait_behind_another);
     tcase_add_test(tc, only_the_lease_holder_records_the_outcome);
     tcase_add_test(tc, release_returns_leases_without_using_an_attempt);
     tcase_add_test(tc, counts_follow_the_states);
@@ -953,6 +979,51 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, prune_deletes_only_old_finished_events);
     tcase_add_test(tc, latencies_are_per_site_and_retries_lead_recent_failures);
 }
+
+/* PostgreSQL ended the outbox's session (a server restart, an admin's
+ * pg_terminate_backend): the next BEGIN fails with a result, on which
+ * APR-util's pgsql driver wrote through a NULL transaction (a crash of the
+ * child or the dispatcher); it must be an error the caller can log. */
+START_TEST(a_session_the_server_ended_is_an_error_not_a_crash)
+{
+    const char *conninfo = getenv("ET_TEST_PGSQL");
+    const char *spec = apr_pstrcat(ut_pool, "pgsql:", conninfo,
+                                   " application_name=et_unit_ended", NULL);
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *admin = NULL;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    apr_dbd_transaction_t *trans = NULL;
+    et_outbox_t *ob2 = NULL;
+    const char *err = NULL;
+    et_event_t *evs[2];
+    apr_status_t each[2];
+    int ended = 0;
+
+    ck_assert_msg(et_outbox_open(&ob2, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, conninfo, &admin, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_select(drv, ut_pool, admin, &res,
+                                    "SELECT pg_terminate_backend(pid)"
+                                    " FROM pg_stat_activity WHERE"
+                                    " application_name = 'et_unit_ended'", 0),
+                     0);
+    while (apr_dbd_get_row(drv, ut_pool, res, &row, -1) == 0) {
+        ended++;
+    }
+    apr_dbd_close(drv, admin);
+    ck_assert_int_eq(ended, 1);
+
+    ck_assert_int_ne(et_outbox_begin(ob2, ut_pool, &trans), APR_SUCCESS);
+    ck_assert_ptr_null(trans);
+    evs[0] = mk("s1", ET_OBJ_MEMBER, "e1", ET_EV_CREATE, ET_ST_PENDING);
+    evs[1] = mk("s1", ET_OBJ_MEMBER, "e2", ET_EV_CREATE, ET_ST_PENDING);
+    ck_assert_int_ne(et_outbox_insert_batch(ob2, evs, 2, each), APR_SUCCESS);
+    et_outbox_close(ob2);
+}
+END_TEST
 
 Suite *outbox_suite(void)
 {
@@ -971,6 +1042,7 @@ Suite *outbox_suite(void)
 
         tcase_add_checked_fixture(tp, ob_setup_pg, ob_teardown);
         add_outbox_tests(tp);
+        tcase_add_test(tp, a_session_the_server_ended_is_an_error_not_a_crash);
         suite_add_tcase(s, tp);
     }
 

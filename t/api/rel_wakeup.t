@@ -2,8 +2,10 @@
 # interval: with EventTriggerPollInterval at 10 minutes, a failed call's
 # retry is made when its retry delay (500 ms) says, both for an event the
 # intake handed over leased and for one the claim loop claimed, and a
-# burst of saves is delivered at once. A standalone httpd whose receiver
-# answers 503 twice before it answers 200.
+# burst of saves is delivered at once; and an event that waits behind its
+# object's earlier one does not hide that one's retry (the next due time
+# is the soonest one after now). A standalone httpd whose receiver answers
+# 503 twice before it answers 200.
 use strict;
 use warnings FATAL => 'all';
 
@@ -15,7 +17,7 @@ use HTTP::Request ();
 use LWP::UserAgent ();
 use JSON::PP ();
 
-plan tests => 9;
+plan tests => 12;
 
 my %P;
 for my $name (qw(ET_REL_WAKE_PORT ET_REL_WAKE_RECEIVER_PORT)) {
@@ -84,6 +86,17 @@ my($done, $rows) = mini_wait_delivered($db, 5, '', $one, @two);
 ok($done, 'all delivered') or diag(explain $rows);
 my $slow = grep { $_ > 3 } gaps(@t0), gaps(@t1);
 is($slow, 0, 'no retry waited for the poll interval') or diag(explain [\@t0, \@t1]);
+
+# 3. two saves of one object: the second is due at once but waits behind
+# the first, whose retries must still come at their delays
+my $same = uniq('wake');
+ok(plan_for($same), 'the receiver will answer 503 twice (one object, two saves)');
+is(mini_post_members($P{ET_REL_WAKE_PORT}, $same, $same), 2, 'saved twice');
+my @ts = call_times($same, 4);
+my $late = grep { $_ > 3 } gaps(@ts);
+ok(@ts == 4 && !$late,
+   'three calls of the first and then the second within 8 s, none after a poll interval')
+    or diag(explain \@ts);
 
 mini_httpd_stop($pid);
 stop_proc($rpid);
