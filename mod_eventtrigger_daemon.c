@@ -30,6 +30,7 @@
 #include <sys/prctl.h>
 #endif
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "mod_eventtrigger.h"
 #include "et_dispatch.h"
@@ -39,6 +40,9 @@
 static apr_pool_t *daemon_pconf;
 static server_rec *daemon_server;
 static apr_time_t daemon_started;
+/* the dispatcher forked last has not been reaped yet: its pid is still
+ * its own, and may be signalled (parent process, one thread) */
+static int daemon_running;
 
 /* Dispatcher side: set by the signal handler, read by the claim loop. */
 static volatile int daemon_should_exit;
@@ -124,6 +128,17 @@ static void offer_to_intake(void *baton, const et_lessee_t *lessee)
     et_intake_lessee(baton, lessee);
 }
 
+/* The dispatcher cannot start (its caller said why): exit after a pause,
+ * since the parent restarts it at once and what failed will most likely
+ * fail again (no fork loop). SIGTERM ends the pause. */
+static void daemon_give_up(void)
+{
+    if (!daemon_should_exit) {
+        apr_sleep(apr_time_from_sec(10));
+    }
+    _exit(1);
+}
+
 /* Runs in the forked child; never returns. */
 static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 {
@@ -159,24 +174,38 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
 
     apr_pool_create(&p, pconf);
     apr_pool_tag(p, "et_dispatcher");
+    {
+        /* every MPM thread of every child may keep a connection to the
+         * intake: as many descriptors as the hard limit allows (the
+         * intake sheds connections when it runs out anyway) */
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     listener = intake_listen(p, s);
     if (ap_run_drop_privileges(p, s)) {
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
-                     "ET00040: dispatcher cannot switch to httpd's User");
-        _exit(1);
+                     "ET00040: dispatcher cannot switch to httpd's User; "
+                     "it restarts in 10s");
+        daemon_give_up();
     }
     if (et_g.lock
-        && apr_global_mutex_child_init(&et_g.lock,
-                                       apr_global_mutex_lockfile(et_g.lock),
-                                       p) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
-                     "ET00046: dispatcher cannot attach the outbox lock");
-        _exit(1);
+        && (rv = apr_global_mutex_child_init(&et_g.lock,
+                                             apr_global_mutex_lockfile(et_g.lock),
+                                             p)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ALERT, rv, s,
+                     "ET00046: dispatcher cannot attach the outbox lock; it "
+                     "restarts in 10s");
+        daemon_give_up();
     }
     if (et_http_curl_global_init() != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ALERT, 0, s,
-                     "ET00041: dispatcher cannot initialise libcurl");
-        _exit(1);
+                     "ET00041: dispatcher cannot initialise libcurl; it "
+                     "restarts in 10s");
+        daemon_give_up();
     }
 
     memset(&conf, 0, sizeof(conf));
@@ -238,6 +267,9 @@ static void daemon_maint(int reason, void *data, apr_wait_t status)
     switch (reason) {
     case APR_OC_REASON_DEATH:
     case APR_OC_REASON_LOST:
+        /* reaped: its pid may be another process's by now, so the
+         * UNREGISTER that unregistering calls back with must not kill it */
+        daemon_running = 0;
         apr_proc_other_child_unregister(data);
         if (ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state) == APR_SUCCESS
             && mpm_state != AP_MPMQ_STOPPING) {
@@ -255,7 +287,9 @@ static void daemon_maint(int reason, void *data, apr_wait_t status)
         break;
     case APR_OC_REASON_UNREGISTER:
         /* pconf is being cleaned up: stop this generation's dispatcher */
-        kill(proc->pid, SIGTERM);
+        if (daemon_running && proc->pid > 0) {
+            kill(proc->pid, SIGTERM);
+        }
         break;
     }
 }
@@ -276,6 +310,7 @@ static int daemon_fork(apr_pool_t *pconf, server_rec *s, apr_proc_t *proc)
         return DECLINED;
     }
     daemon_started = apr_time_now();
+    daemon_running = 1;
     /* Stopped (SIGTERM, then SIGKILL after 3s) when pconf is cleaned up. */
     apr_pool_note_subprocess(pconf, proc, APR_KILL_AFTER_TIMEOUT);
     apr_proc_other_child_register(proc, daemon_maint, proc, NULL, pconf);

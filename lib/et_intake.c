@@ -4,6 +4,7 @@
  * et_intake.h.
  */
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include <apr_strings.h>
@@ -211,6 +212,7 @@ struct et_intake_t {
     et_writer_t *w;                   /* the outbox connection */
     int ob_failing;                   /* its failure is logged once */
     int accept_failing;               /* likewise */
+    apr_file_t *spare;                /* a descriptor held back (shed) */
     int poll_failing;                 /* likewise */
     /* The dispatcher that leases fresh events as they are stored, if
      * one is running (et_intake_lessee). The lock is held across a whole
@@ -288,6 +290,39 @@ static void conn_close(et_intake_t *in, iconn_t *c)
     apr_pool_destroy(c->pool);
 }
 
+/*
+ * Out of descriptors: the listener stays readable and children that
+ * connected wait in its backlog for an answer that would not come (up to
+ * ET_INTAKE_WAIT each). Give up the spare descriptor, accept and close
+ * what waits (those children hear EOF and store their events themselves
+ * at once), then take the spare back.
+ */
+static void shed(et_intake_t *in)
+{
+    apr_pool_t *tp;
+
+    if (!in->spare) {
+        apr_sleep(apr_time_from_msec(10));    /* no spare: do not spin */
+        return;
+    }
+    apr_file_close(in->spare);
+    in->spare = NULL;
+    apr_pool_create(&tp, in->pool);
+    for (;;) {
+        apr_socket_t *s;
+
+        if (apr_socket_accept(&s, in->listener, tp) != APR_SUCCESS) {
+            break;
+        }
+        apr_socket_close(s);
+    }
+    apr_pool_destroy(tp);
+    if (apr_file_open(&in->spare, "/dev/null", APR_FOPEN_READ,
+                      APR_FPROT_OS_DEFAULT, in->pool) != APR_SUCCESS) {
+        in->spare = NULL;
+    }
+}
+
 static void accept_all(et_intake_t *in)
 {
     for (;;) {
@@ -301,15 +336,20 @@ static void accept_all(et_intake_t *in)
         if (rv != APR_SUCCESS) {
             apr_pool_destroy(cp);
             if (!APR_STATUS_IS_EAGAIN(rv) && !APR_STATUS_IS_EINTR(rv)) {
-                /* out of descriptors, say: the listener stays readable,
-                 * so pause rather than spin; once until one succeeds */
+                /* logged once until an accept succeeds */
                 if (!in->accept_failing) {
                     in->accept_failing = 1;
                     ilog(in, ET_LOG_WARNING, "ET01028: intake cannot accept "
                          "a connection: %pm; the children store their "
                          "events themselves meanwhile", &rv);
                 }
-                apr_sleep(apr_time_from_msec(10));
+                if (rv == APR_FROM_OS_ERROR(EMFILE)
+                    || rv == APR_FROM_OS_ERROR(ENFILE)) {
+                    shed(in);
+                }
+                else {
+                    apr_sleep(apr_time_from_msec(10));   /* do not spin */
+                }
             }
             return;
         }
@@ -608,6 +648,11 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in->conf = *conf;
     in->listener = listener;
     in->w = et_writer_create(ip, conf->store, conf->lock);
+    /* see shed(); without it, only the pause */
+    if (apr_file_open(&in->spare, "/dev/null", APR_FOPEN_READ,
+                      APR_FPROT_OS_DEFAULT, ip) != APR_SUCCESS) {
+        in->spare = NULL;
+    }
     apr_socket_timeout_set(listener, 0);
     rv = apr_pollset_create(&in->ps, 4096, ip, APR_POLLSET_WAKEABLE);
     if (rv == APR_SUCCESS) {

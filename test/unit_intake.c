@@ -465,6 +465,45 @@ static void *APR_THREAD_FUNC mute_server(apr_thread_t *t, void *data)
 
 /* The wait is the client's own: a kept connection that hears nothing
  * times out once ("in time"), without a second try on a new one. */
+/* The dispatcher out of descriptors: a child that connected must not wait
+ * out its whole timeout in the listener's backlog; it hears at once and
+ * stores its event itself, and the intake takes connections again once
+ * descriptors are free. */
+START_TEST(out_of_descriptors_a_child_hears_at_once)
+{
+    static int fds[65536];
+    int n = 0, i;
+    const char *err = NULL;
+    apr_time_t t0;
+    apr_interval_time_t took;
+    apr_status_t rv;
+
+    ck_assert_int_eq(et_intake_client_create(&client, ut_pool, sock, 1,
+                                             apr_time_from_sec(5)),
+                     APR_SUCCESS);
+    /* every descriptor but one taken: the client's socket gets it */
+    while (n < (int)(sizeof(fds) / sizeof(fds[0]))
+           && (fds[n] = dup(0)) >= 0) {
+        n++;
+    }
+    ck_assert_int_gt(n, 0);
+    close(fds[--n]);
+    t0 = apr_time_now();
+    rv = et_intake_store(client, mk("m-fd"), ut_pool, &err);
+    took = apr_time_now() - t0;
+    for (i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    ck_assert_int_ne(rv, APR_SUCCESS);
+    ck_assert_msg(took < apr_time_from_sec(2),
+                  "the client waited %" APR_TIME_T_FMT " us", took);
+    ck_assert(has_logged("ET01028"));
+    /* descriptors again: stored */
+    ck_assert_msg(et_intake_store(client, mk("m-fd2"), ut_pool, &err)
+                  == APR_SUCCESS, "store: %s", err ? err : "?");
+}
+END_TEST
+
 START_TEST(a_silent_intake_times_out_once)
 {
     apr_socket_t *l;
@@ -637,6 +676,7 @@ Suite *intake_suite(void)
     tcase_add_test(srv, a_garbled_connection_is_closed_and_others_go_on);
     tcase_add_test(srv, an_intake_that_cannot_store_says_why);
     tcase_add_test(srv, a_silent_intake_times_out_once);
+    tcase_add_test(srv, out_of_descriptors_a_child_hears_at_once);
     tcase_add_test(srv,
                    fresh_events_are_leased_to_the_dispatcher_as_they_are_stored);
     suite_add_tcase(s, srv);
