@@ -156,6 +156,18 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     }
 
     rv = et_outbox_open(&ob, ptemp, et_g.store, 1, &err);
+    if (rv != APR_SUCCESS && !file
+        && ap_state_query(AP_SQ_CONFIG_GEN) > 1) {
+        /* A restart (a logrotate's graceful) while the PostgreSQL server
+         * is down must not stop a running httpd: the schema is there from
+         * the first start, and the dispatcher (restarting every 10s) and
+         * the children connect again once it answers. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET00017: EventTriggerStore: %s; httpd restarts "
+                     "anyway, and events are stored once the database "
+                     "answers", err ? err : "cannot open the outbox");
+        return OK;
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      "ET00003: EventTriggerStore: %s", err ? err : "cannot "

@@ -48,23 +48,30 @@ void et_writer_close(et_writer_t *w)
     }
 }
 
-apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen)
+static apr_status_t writer_open(et_writer_t *w, char *err, apr_size_t errlen)
 {
     const char *oerr = NULL;
     apr_status_t rv;
 
+    /* the connection is the writer's: a subpool it can drop; the driver's
+     * error text lives in it, so it is copied first */
+    apr_pool_create(&w->ob_pool, w->pool);
+    rv = et_outbox_open(&w->ob, w->ob_pool, w->store, 0, &oerr);
+    if (rv != APR_SUCCESS) {
+        apr_cpystrn(err, oerr ? oerr : "cannot open the outbox", errlen);
+        apr_pool_destroy(w->ob_pool);
+        w->ob = NULL;
+    }
+    return rv;
+}
+
+apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen)
+{
+    apr_status_t rv;
+
     *err = '\0';
-    if (!w->ob) {
-        /* the connection is the writer's: a subpool it can drop; the
-         * driver's error text lives in it, so it is copied first */
-        apr_pool_create(&w->ob_pool, w->pool);
-        rv = et_outbox_open(&w->ob, w->ob_pool, w->store, 0, &oerr);
-        if (rv != APR_SUCCESS) {
-            apr_cpystrn(err, oerr ? oerr : "cannot open the outbox", errlen);
-            apr_pool_destroy(w->ob_pool);
-            w->ob = NULL;
-            return rv;
-        }
+    if (!w->ob && (rv = writer_open(w, err, errlen)) != APR_SUCCESS) {
+        return rv;
     }
     if (w->lock && (rv = apr_global_mutex_lock(w->lock)) != APR_SUCCESS) {
         apr_cpystrn(err, "cannot take the outbox lock", errlen);
@@ -73,29 +80,53 @@ apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen)
     return APR_SUCCESS;
 }
 
+static int any_failed(const apr_status_t *each, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (each[i] != APR_SUCCESS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
                              apr_status_t *each, char *err,
                              apr_size_t errlen)
 {
+    char oerr[256] = "";
     apr_status_t rv;
 
     rv = et_outbox_insert_batch(w->ob, evs, n, each);
+    if ((rv != APR_SUCCESS || any_failed(each, n))
+        && et_outbox_ping(w->ob) != APR_SUCCESS) {
+        /* The connection itself is gone (a PostgreSQL server restarted,
+         * or ended the session): a new one, and the batch once more on
+         * it, rather than lose it. A txn is stored once, whatever the
+         * first try left behind. */
+        et_writer_close(w);
+        if (writer_open(w, oerr, sizeof(oerr)) == APR_SUCCESS) {
+            rv = et_outbox_insert_batch(w->ob, evs, n, each);
+        }
+    }
     if (w->lock) {
         apr_global_mutex_unlock(w->lock);
     }
     if (rv == APR_SUCCESS) {
-        int i;
-        for (i = 0; i < n; i++) {
-            if (each[i] != APR_SUCCESS) {
-                apr_cpystrn(err, et_outbox_error(w->ob), errlen);
-                break;
-            }
+        if (any_failed(each, n)) {
+            apr_cpystrn(err, et_outbox_error(w->ob), errlen);
         }
     }
-    else {
+    else if (w->ob) {
         apr_cpystrn(err, et_outbox_error(w->ob), errlen);
         /* a broken connection is opened again for the next batch */
         et_writer_close(w);
+    }
+    else {
+        apr_snprintf(err, errlen, "the outbox connection broke, and a new "
+                     "one cannot be opened: %s", oerr);
     }
     return rv;
 }

@@ -27,7 +27,9 @@
  * One writer connection to the outbox, for the two places that store
  * captured events (a child's group commit below and the dispatcher's
  * intake, et_intake.h): opened on first use, closed and opened again after
- * a batch that failed, each batch under the outbox's cross-process lock.
+ * a batch that failed (at once, the batch tried again on the new one, if
+ * the connection itself no longer answered), each batch under the
+ * outbox's cross-process lock.
  * Not thread-safe: one thread at a time (the committer's leader, the
  * intake's thread).
  */

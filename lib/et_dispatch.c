@@ -66,6 +66,9 @@
 #define ET_PRUNE_EVERY apr_time_from_sec(60)
 /* How long calls under way may run on once the dispatcher is stopping. */
 #define ET_STOP_GRACE apr_time_from_msec(1500)
+/* A call starts only if its timeout, and this much more, ends before its
+ * lease does (start_call) */
+#define ET_LEASE_MARGIN apr_time_from_sec(1)
 #define ET_PRUNE_BATCH 1000
 
 /* Rounds (outcomes stored and claims made, one transaction and so one
@@ -123,6 +126,8 @@ typedef struct dispatcher_t {
     apr_uint32_t rnd;                 /* retry jitter: calling thread only */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
+    int conn_lost;                    /* claiming thread: the outbox no
+                                       * longer answers (see do_round) */
     apr_time_t soonest;               /* claiming thread: the soonest due
                                        * among outcomes it stored since it
                                        * last read the outbox's (next_due) */
@@ -670,9 +675,15 @@ static void start_call(dispatcher_t *d, job_t *job)
     et_event_t *ev = job->ev;
     const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
     et_http_request_t req;
+    apr_interval_time_t slack, margin;
     int i;
 
-    if (apr_time_now() + site->timeout >= job->lease_until) {
+    /* a call ends a little after its timeout (libcurl's timers), and the
+     * outcome is written after that: room for both, within the slack the
+     * configuration leaves (EventTriggerLease > EventTriggerTimeout) */
+    slack = d->conf->lease - site->timeout;
+    margin = slack / 2 < ET_LEASE_MARGIN ? slack / 2 : ET_LEASE_MARGIN;
+    if (apr_time_now() + site->timeout + margin >= job->lease_until) {
         /* Queued (claimed ahead) behind slow calls for so long that this
          * one could outlive its lease and be claimed twice: back in line
          * untried instead. */
@@ -927,6 +938,11 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
                           et_outbox_error(d->ob)));
         apr_array_clear(got);
         store_outcomes(d, p, jobs, 1);
+        /* a connection the database server ended (PostgreSQL restarted)
+         * stays dead: the dispatcher must start again on new ones */
+        if (et_outbox_ping(d->ob) != APR_SUCCESS) {
+            d->conn_lost = 1;
+        }
     }
     ob_leave(d);
 
@@ -995,6 +1011,7 @@ static job_t *make_job(dispatcher_t *d, const et_event_t *src,
     ev->url = apr_pstrdup(p, src->url);
     ev->content_type = apr_pstrdup(p, src->content_type);
     ev->body = src->body ? apr_pstrmemdup(p, src->body, src->body_len) : NULL;
+    ev->error = apr_pstrdup(p, src->error);
     ev->lease_owner = NULL;           /* the job's lease is d->owner's */
     job->d = d;
     job->pool = p;
@@ -1343,6 +1360,15 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         if (ndone >= batch || now - last_round >= ET_ROUND_GAP) {
             int claimed = do_round(&d, iter, room);
 
+            if (d.conn_lost) {
+                dlog(conf, ET_LOG_ERR,
+                     apr_psprintf(iter, "ET01041: the outbox no longer "
+                                  "answers (%s); the dispatcher stops, to "
+                                  "start again with new connections",
+                                  et_outbox_error(d.ob)));
+                *conf->stop = 1;      /* the other threads end as for a stop */
+                break;
+            }
             last_round = now;
             if (room > 0 && claimed < room) {
                 /* caught up: the soonest retry or lease expiry bounds the
@@ -1424,5 +1450,5 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     }
     dlog(conf, ET_LOG_INFO,
          apr_psprintf(p, "ET01008: dispatcher %s stopped", d.owner));
-    return APR_SUCCESS;
+    return d.conn_lost ? APR_EGENERAL : APR_SUCCESS;
 }

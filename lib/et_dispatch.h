@@ -55,7 +55,9 @@ typedef struct et_dispatch_conf_t {
     apr_file_t *wakeup;               /* read end: a byte means "new event" */
     apr_interval_time_t keep_delivered;   /* then deleted; 0: kept forever */
     apr_interval_time_t keep_dead;        /* dead and failed events */
-    volatile int *stop;               /* set non-zero to end et_dispatch_run */
+    volatile int *stop;               /* set non-zero to end et_dispatch_run;
+                                       * it sets it itself when it gives up
+                                       * (ET01041) */
     apr_global_mutex_t *lock;         /* outbox writers' lock, or NULL */
     apr_array_header_t *sites;        /* names of the configured sites */
     /* Called with the dispatcher's et_lessee_t once it runs, and with NULL
@@ -81,7 +83,9 @@ void et_thread_name(const char *name);
 /**
  * Run until *conf->stop: claims, delivers, records. Returns when stopped,
  * after in-flight deliveries finished (their outcome recorded) or, past a
- * grace period, were left to expire their lease.
+ * grace period, were left to expire their lease. Returns an error, the
+ * same way, when the outbox's connection stopped answering (ET01041): the
+ * caller starts a dispatcher again, on new connections.
  */
 apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf);
 

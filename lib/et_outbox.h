@@ -49,6 +49,11 @@ const char *et_outbox_error(et_outbox_t *ob);
  *  it is stored plainly and ev->lease_owner is cleared. */
 apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
 
+/** Does the connection still answer (SELECT 1)? Not if the database
+ * server ended the session (PostgreSQL restarted): then only a new
+ * connection will do. */
+apr_status_t et_outbox_ping(et_outbox_t *ob);
+
 /** Start a transaction (so that several writes make one commit). */
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
                              apr_dbd_transaction_t **trans);

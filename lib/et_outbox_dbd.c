@@ -40,6 +40,11 @@ struct et_outbox_t {
      * one when a BEGIN fails with a result (a connection the server
      * closed): a crash instead of an error. */
     apr_dbd_transaction_t *trans;
+    /* pgsql: one object's events are stored one at a time, machines
+     * included (see lock_objects) */
+    apr_dbd_prepared_t *st_lock;
+    int in_txn;                       /* et_outbox_begin's, or a batch's */
+    int locked;                       /* the batch holds its objects' locks */
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
 };
@@ -112,6 +117,9 @@ static const char *const schema_pgsql[] =
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
 static const char pgsql_last_id[] = "SELECT lastval()";
+/* PostgreSQL: an object's lock until the transaction ends (lock_objects) */
+static const char pgsql_object_lock[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))";
 
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT */
@@ -255,6 +263,28 @@ void et_outbox_close(et_outbox_t *ob)
     if (ob) {
         apr_pool_cleanup_run(ob->pool, ob, close_cleanup);
     }
+}
+
+apr_status_t et_outbox_ping(et_outbox_t *ob)
+{
+    apr_pool_t *p;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
+    apr_status_t st = APR_SUCCESS;
+    int rv;
+
+    apr_pool_create(&p, ob->pool);
+    /* random access: see select_one */
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res, "SELECT 1", 1);
+    if (rv) {
+        st = set_error(ob, rv, "reaching the database");
+    }
+    else {
+        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        }
+    }
+    apr_pool_destroy(p);
+    return st;
 }
 
 /* A statement that answers with a row (PRAGMA): apr_dbd_query treats a
@@ -429,7 +459,14 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         }
     }
     if (ob->is_pgsql) {
-        int dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &ob->trans);
+        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, pgsql_object_lock,
+                                   NULL, &ob->st_lock);
+
+        if (dbrv) {
+            rv = set_error(ob, dbrv, "preparing the outbox statements");
+            goto fail;
+        }
+        dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &ob->trans);
 
         if (!dbrv && ob->trans) {
             dbrv = apr_dbd_transaction_end(ob->drv, p, ob->trans);
@@ -547,7 +584,7 @@ static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
     return 1;
 }
 
-apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
+static apr_status_t insert_one(et_outbox_t *ob, et_event_t *ev)
 {
     apr_pool_t *p;
     int nrows = 0, rv;
@@ -600,6 +637,92 @@ static int begin(et_outbox_t *ob, apr_pool_t *p, apr_dbd_transaction_t **trans)
     return apr_dbd_transaction_start(ob->drv, p, ob->db, trans);
 }
 
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * PostgreSQL: lock the objects of @a evs until the transaction ends. An
+ * event's id and its ordering check (is an earlier one of its object
+ * pending?) are only right if no other writer stores an event of the same
+ * object between them and its commit: under READ COMMITTED an uncommitted
+ * earlier event is invisible, so another machine could lease or claim the
+ * later one first. SQLite needs none of this: its writers are serialised.
+ * Locks are taken in one order (sorted), so two batches cannot deadlock.
+ */
+static int lock_objects(et_outbox_t *ob, apr_pool_t *p, et_event_t **evs,
+                        int n)
+{
+    const char **keys = apr_palloc(p, n * sizeof(*keys));
+    int i, rv = 0;
+
+    for (i = 0; i < n; i++) {
+        keys[i] = apr_pstrcat(p, evs[i]->site ? evs[i]->site : "", "\x1f",
+                              et_object_name(evs[i]->object)
+                              ? et_object_name(evs[i]->object) : "",
+                              "\x1f", evs[i]->oid ? evs[i]->oid : "", NULL);
+    }
+    qsort(keys, n, sizeof(*keys), by_string);
+    for (i = 0; i < n && !rv; i++) {
+        apr_dbd_results_t *res = NULL;
+        apr_dbd_row_t *row = NULL;
+
+        if (i > 0 && !strcmp(keys[i], keys[i - 1])) {
+            continue;
+        }
+        /* random access: see select_one */
+        rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st_lock, 1,
+                              keys[i], NULL);
+        while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        }
+    }
+    return rv;
+}
+
+apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    apr_pool_t *p;
+    apr_status_t rv;
+    int dbrv;
+
+    if (!ob->is_pgsql || ob->locked) {
+        return insert_one(ob, ev);
+    }
+    if (ob->in_txn) {
+        /* the caller's transaction: the lock lasts until it ends */
+        apr_pool_create(&p, ob->pool);
+        dbrv = lock_objects(ob, p, &ev, 1);
+        apr_pool_destroy(p);
+        return dbrv ? set_error(ob, dbrv, "locking the event's object")
+                    : insert_one(ob, ev);
+    }
+    /* PostgreSQL, alone: in a transaction of its own, for the lock */
+    apr_pool_create(&p, ob->pool);
+    if ((dbrv = begin(ob, p, &trans)) != 0) {
+        rv = set_error(ob, dbrv, "starting a transaction");
+        apr_pool_destroy(p);          /* its cleanup ends the transaction */
+        return rv;
+    }
+    if ((dbrv = lock_objects(ob, p, &ev, 1)) != 0) {
+        rv = set_error(ob, dbrv, "locking the event's object");
+        apr_pool_destroy(p);
+        return rv;
+    }
+    rv = insert_one(ob, ev);
+    if (rv != APR_SUCCESS) {
+        apr_dbd_transaction_mode_set(ob->drv, trans,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
+    apr_pool_destroy(p);
+    if (rv == APR_SUCCESS && dbrv) {
+        rv = set_error(ob, dbrv, "committing");
+    }
+    return rv;
+}
+
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
                              apr_dbd_transaction_t **trans)
 {
@@ -614,6 +737,7 @@ apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
         }
         return rv;
     }
+    ob->in_txn = 1;
     return APR_SUCCESS;
 }
 
@@ -624,6 +748,7 @@ apr_status_t et_outbox_end(et_outbox_t *ob, apr_pool_t *p,
      * cleanup (left there, it would COMMIT again when p is cleared) */
     int dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
 
+    ob->in_txn = 0;
     return dbrv ? set_error(ob, dbrv, "committing") : APR_SUCCESS;
 }
 
@@ -645,9 +770,14 @@ apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
         apr_pool_destroy(p);          /* its cleanup ends the transaction */
         return rv;
     }
+    if (ob->is_pgsql && lock_objects(ob, p, evs, n)) {
+        failed = 1;
+    }
+    ob->locked = 1;
     for (i = 0; i < n && !failed; i++) {
         failed = et_outbox_insert(ob, evs[i]) != APR_SUCCESS;
     }
+    ob->locked = 0;
     if (failed) {
         apr_dbd_transaction_mode_set(ob->drv, trans,
                                      APR_DBD_TRANSACTION_ROLLBACK);

@@ -20,6 +20,7 @@
 #include "et_outbox.h"
 #include "et_committer.h"
 #include "et_dispatch.h"
+#include "et_http.h"
 #include "et_url.h"
 #include "unit_tests.h"
 
@@ -980,48 +981,245 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, latencies_are_per_site_and_retries_lead_recent_failures);
 }
 
-/* PostgreSQL ended the outbox's session (a server restart, an admin's
- * pg_terminate_backend): the next BEGIN fails with a result, on which
- * APR-util's pgsql driver wrote through a NULL transaction (a crash of the
- * child or the dispatcher); it must be an error the caller can log. */
-START_TEST(a_session_the_server_ended_is_an_error_not_a_crash)
+/* End the PostgreSQL sessions named @a app (as a server restart or an
+ * admin's pg_terminate_backend would); how many there were. */
+static int end_sessions(const char *app)
 {
-    const char *conninfo = getenv("ET_TEST_PGSQL");
-    const char *spec = apr_pstrcat(ut_pool, "pgsql:", conninfo,
-                                   " application_name=et_unit_ended", NULL);
     const apr_dbd_driver_t *drv;
     apr_dbd_t *admin = NULL;
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row = NULL;
-    apr_dbd_transaction_t *trans = NULL;
-    et_outbox_t *ob2 = NULL;
     const char *err = NULL;
-    et_event_t *evs[2];
-    apr_status_t each[2];
     int ended = 0;
 
-    ck_assert_msg(et_outbox_open(&ob2, ut_pool, spec, 1, &err) == APR_SUCCESS,
-                  "open: %s", err ? err : "?");
     ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
-    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, conninfo, &admin, &err),
-                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, getenv("ET_TEST_PGSQL"),
+                                     &admin, &err), APR_SUCCESS);
     ck_assert_int_eq(apr_dbd_select(drv, ut_pool, admin, &res,
+                                    apr_psprintf(ut_pool,
                                     "SELECT pg_terminate_backend(pid)"
                                     " FROM pg_stat_activity WHERE"
-                                    " application_name = 'et_unit_ended'", 0),
+                                    " application_name = '%s'", app), 0),
                      0);
     while (apr_dbd_get_row(drv, ut_pool, res, &row, -1) == 0) {
         ended++;
     }
     apr_dbd_close(drv, admin);
-    ck_assert_int_eq(ended, 1);
+    return ended;
+}
+
+static const char *pg_spec_named(const char *app)
+{
+    return apr_pstrcat(ut_pool, "pgsql:", getenv("ET_TEST_PGSQL"),
+                       " application_name=", app, NULL);
+}
+
+/* PostgreSQL ended the outbox's session: the next BEGIN fails with a
+ * result, on which APR-util's pgsql driver wrote through a NULL
+ * transaction (a crash of the child or the dispatcher); it must be an
+ * error the caller can log, and the connection says it no longer answers. */
+START_TEST(a_session_the_server_ended_is_an_error_not_a_crash)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    et_outbox_t *ob2 = NULL;
+    const char *err = NULL;
+    et_event_t *evs[2];
+    apr_status_t each[2];
+
+    ck_assert_msg(et_outbox_open(&ob2, ut_pool, pg_spec_named("et_unit_ended"),
+                                 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    ck_assert_int_eq(et_outbox_ping(ob2), APR_SUCCESS);
+    ck_assert_int_eq(end_sessions("et_unit_ended"), 1);
 
     ck_assert_int_ne(et_outbox_begin(ob2, ut_pool, &trans), APR_SUCCESS);
     ck_assert_ptr_null(trans);
-    evs[0] = mk("s1", ET_OBJ_MEMBER, "e1", ET_EV_CREATE, ET_ST_PENDING);
-    evs[1] = mk("s1", ET_OBJ_MEMBER, "e2", ET_EV_CREATE, ET_ST_PENDING);
+    evs[0] = build("s1", ET_OBJ_MEMBER, "e1", ET_EV_CREATE, ET_ST_PENDING);
+    evs[1] = build("s1", ET_OBJ_MEMBER, "e2", ET_EV_CREATE, ET_ST_PENDING);
     ck_assert_int_ne(et_outbox_insert_batch(ob2, evs, 2, each), APR_SUCCESS);
+    ck_assert_int_ne(et_outbox_ping(ob2), APR_SUCCESS);
     et_outbox_close(ob2);
+}
+END_TEST
+
+/* The writer of the intake and of the children's group commit: a batch
+ * that meets a session the server ended is stored on a new connection,
+ * not lost (the console has answered the admin already). */
+START_TEST(a_writer_stores_its_batch_on_a_new_session)
+{
+    et_writer_t *w = et_writer_create(ut_pool, pg_spec_named("et_unit_writer"),
+                                      NULL);
+    et_event_t *evs[2];
+    apr_status_t each[2] = { APR_EGENERAL, APR_EGENERAL };
+    et_outbox_counts_t c;
+    char err[256];
+    int n;
+
+    for (n = 1; n <= 2; n++) {
+        evs[0] = build("s1", ET_OBJ_MEMBER, apr_psprintf(ut_pool, "w%d", n),
+                       ET_EV_CREATE, ET_ST_PENDING);
+        evs[1] = build("s1", ET_OBJ_KEY, apr_psprintf(ut_pool, "k%d", n),
+                       ET_EV_CREATE, ET_ST_PENDING);
+        ck_assert_int_eq(et_writer_enter(w, err, sizeof(err)), APR_SUCCESS);
+        ck_assert_msg(et_writer_store(w, evs, 2, each, err, sizeof(err))
+                      == APR_SUCCESS, "batch %d: %s", n, err);
+        ck_assert_int_eq(each[0], APR_SUCCESS);
+        ck_assert_int_eq(each[1], APR_SUCCESS);
+        if (n == 1) {
+            ck_assert_int_eq(end_sessions("et_unit_writer"), 1);
+        }
+    }
+    et_writer_close(w);
+    counts_s1(&c);
+    ck_assert_int_eq(c.pending, 4);
+}
+END_TEST
+
+/* Two writers (two machines on one PostgreSQL outbox) store events of one
+ * object at once: the later one waits for the earlier one's commit, so
+ * its ordering check sees it pending and it is not leased ahead of it
+ * (under READ COMMITTED an uncommitted event is invisible). */
+static et_outbox_t *ob_b;
+static et_event_t *ev_b;
+static volatile apr_uint32_t b_done;
+static apr_status_t b_rv;
+
+static void *APR_THREAD_FUNC store_b(apr_thread_t *t, void *data)
+{
+    b_rv = et_outbox_insert(ob_b, ev_b);
+    apr_atomic_set32(&b_done, 1);
+    return NULL;
+}
+
+START_TEST(one_object_s_events_are_stored_one_after_the_other)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    et_event_t *first = build("s1", ET_OBJ_MEMBER, "m-race", ET_EV_UPDATE,
+                              ET_ST_PENDING);
+    apr_thread_t *t;
+    apr_status_t trv;
+    const char *err = NULL;
+    apr_time_t until;
+
+    ck_assert_msg(et_outbox_open(&ob_b, ut_pool, pg_spec_named("et_unit_b"),
+                                 0, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    ev_b = build("s1", ET_OBJ_MEMBER, "m-race", ET_EV_DELETE, ET_ST_PENDING);
+    ev_b->lease_owner = "d2";
+    ev_b->lease_until = apr_time_now() + apr_time_from_sec(30);
+
+    /* writer A: the first event stored, not committed yet */
+    ck_assert_int_eq(et_outbox_begin(ob, ut_pool, &trans), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_insert(ob, first), APR_SUCCESS);
+    /* writer B: the second, meanwhile */
+    apr_atomic_set32(&b_done, 0);
+    ck_assert_int_eq(apr_thread_create(&t, NULL, store_b, NULL, ut_pool),
+                     APR_SUCCESS);
+    apr_sleep(apr_time_from_msec(300));
+    ck_assert_msg(!apr_atomic_read32(&b_done),
+                  "the second event was stored before the first committed");
+    ck_assert_int_eq(et_outbox_end(ob, ut_pool, trans), APR_SUCCESS);
+    until = apr_time_now() + apr_time_from_sec(10);
+    while (!apr_atomic_read32(&b_done) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    apr_thread_join(&trv, t);
+    ck_assert_int_eq(b_rv, APR_SUCCESS);
+    ck_assert_msg(ev_b->lease_owner == NULL,
+                  "the second event was leased ahead of the first");
+    et_outbox_close(ob_b);
+}
+END_TEST
+
+/* A dispatcher on a session the server ended: it says so (ET01041) and
+ * stops with an error, so that httpd starts one again on new connections
+ * (every round would fail on the old one for good). */
+static char disp_log[8192];
+static apr_thread_mutex_t *disp_log_mu;
+static volatile int disp_stop;
+static apr_status_t disp_rv = APR_EINIT;
+static volatile apr_uint32_t disp_done;
+
+static void disp_logger(void *baton, int level, const char *msg)
+{
+    apr_thread_mutex_lock(disp_log_mu);
+    apr_cpystrn(disp_log + strlen(disp_log), msg,
+                sizeof(disp_log) - strlen(disp_log));
+    apr_thread_mutex_unlock(disp_log_mu);
+}
+
+static int disp_logged(const char *s)
+{
+    int found;
+
+    apr_thread_mutex_lock(disp_log_mu);
+    found = strstr(disp_log, s) != NULL;
+    apr_thread_mutex_unlock(disp_log_mu);
+    return found;
+}
+
+static const et_site_t *disp_site(void *baton, const char *name)
+{
+    static et_site_t site;
+
+    site.name = name;
+    site.timeout = apr_time_from_sec(1);
+    site.connect_timeout = apr_time_from_sec(1);
+    return &site;
+}
+
+static void *APR_THREAD_FUNC disp_main(apr_thread_t *t, void *data)
+{
+    apr_pool_t *p;
+
+    apr_pool_create(&p, NULL);
+    disp_rv = et_dispatch_run(p, data);
+    apr_pool_destroy(p);
+    apr_atomic_set32(&disp_done, 1);
+    return NULL;
+}
+
+START_TEST(a_dispatcher_whose_session_ended_stops_to_start_again)
+{
+    et_dispatch_conf_t conf;
+    apr_thread_t *t;
+    apr_status_t trv;
+    apr_time_t until;
+
+    ck_assert_int_eq(et_http_curl_global_init(), APR_SUCCESS);
+    ck_assert_int_eq(apr_thread_mutex_create(&disp_log_mu,
+                                             APR_THREAD_MUTEX_DEFAULT,
+                                             ut_pool), APR_SUCCESS);
+    memset(&conf, 0, sizeof(conf));
+    conf.store = pg_spec_named("et_unit_disp");
+    conf.workers = 1;
+    conf.lease = apr_time_from_sec(10);
+    conf.poll = apr_time_from_msec(50);
+    conf.lookup = disp_site;
+    conf.log = disp_logger;
+    conf.stop = &disp_stop;
+    conf.sites = apr_array_make(ut_pool, 1, sizeof(const char *));
+    ck_assert_int_eq(apr_thread_create(&t, NULL, disp_main, &conf, ut_pool),
+                     APR_SUCCESS);
+    /* running: its session is there */
+    until = apr_time_now() + apr_time_from_sec(10);
+    while (!disp_logged("ET01005") && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    ck_assert_msg(disp_logged("ET01005"), "not running: %s", disp_log);
+    ck_assert_int_ge(end_sessions("et_unit_disp"), 1);
+
+    until = apr_time_now() + apr_time_from_sec(10);
+    while (!apr_atomic_read32(&disp_done) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    if (!apr_atomic_read32(&disp_done)) {
+        disp_stop = 1;                /* let the thread end; then fail */
+    }
+    apr_thread_join(&trv, t);
+    ck_assert_msg(disp_rv == APR_EGENERAL && disp_logged("ET01041"),
+                  "the dispatcher did not stop for a new session: %s",
+                  disp_log);
 }
 END_TEST
 
@@ -1041,8 +1239,13 @@ Suite *outbox_suite(void)
         TCase *tp = tcase_create("pgsql");
 
         tcase_add_checked_fixture(tp, ob_setup_pg, ob_teardown);
+        tcase_set_timeout(tp, 60);    /* the dispatcher's deadlines, slowed
+                                       * down under valgrind */
         add_outbox_tests(tp);
         tcase_add_test(tp, a_session_the_server_ended_is_an_error_not_a_crash);
+        tcase_add_test(tp, a_writer_stores_its_batch_on_a_new_session);
+        tcase_add_test(tp, one_object_s_events_are_stored_one_after_the_other);
+        tcase_add_test(tp, a_dispatcher_whose_session_ended_stops_to_start_again);
         suite_add_tcase(s, tp);
     }
 
