@@ -44,6 +44,26 @@ typedef struct et_filter_ctx_t {
     int done;
 } et_filter_ctx_t;
 
+static int add_value(void *rec, const char *key, const char *value)
+{
+    *(const char **)apr_array_push(rec) = value;
+    return 1;
+}
+
+/* Every line of a list header @a name of the request, as one value (NULL
+ * if none): apr_table_get would keep only the first of several. */
+static const char *header_list(request_rec *r, const char *name)
+{
+    apr_array_header_t *v = apr_array_make(r->pool, 1, sizeof(const char *));
+
+    apr_table_do(add_value, v, r->headers_in, name, NULL);
+    if (!v->nelts) {
+        return NULL;
+    }
+    return v->nelts == 1 ? APR_ARRAY_IDX(v, 0, const char *)
+                         : apr_array_pstrcat(r->pool, v, ',');
+}
+
 void et_insert_filter(request_rec *r)
 {
     const et_dir_conf_t *dc;
@@ -90,7 +110,7 @@ void et_insert_filter(request_rec *r)
      * copy cannot be read. Ask the handler for identity; the client's
      * Accept-Encoding is put back before mod_deflate, which runs after
      * this filter, looks at it. */
-    ctx->accept_encoding = apr_table_get(r->headers_in, "Accept-Encoding");
+    ctx->accept_encoding = header_list(r, "Accept-Encoding");
     if (ctx->accept_encoding) {
         apr_table_unset(r->headers_in, "Accept-Encoding");
     }
@@ -125,7 +145,8 @@ void et_insert_error_filter(request_rec *r)
     if (!ap_is_HTTP_SUCCESS(r->status)) {
         ctx->done = 1;
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
-                      "ET00036: status %d is no event", r->status);
+                      "ET00037: status %d (the handler's own) is no event",
+                      r->status);
         return;
     }
     ctx->canned = 1;

@@ -36,8 +36,9 @@
 #include "et_event.h"
 #include "et_dispatch.h"
 
-/** Largest record either end accepts (a body is capped far below). */
-#define ET_INTAKE_MAX_RECORD (64 * 1024 * 1024)
+/** Largest record either end accepts: the largest body
+ * (EventTriggerCaptureLimit 64M) and room for the event's other fields. */
+#define ET_INTAKE_MAX_RECORD (65 * 1024 * 1024)
 
 /** Encode @a ev as one record, allocated from @a p. */
 apr_status_t et_intake_encode(apr_pool_t *p, const et_event_t *ev,

@@ -1,16 +1,20 @@
 # How the admin's request and the console's answer travel must not matter:
 # Content-Length or chunked answers, several requests on one keep-alive
 # connection, HTTP/2 (h2c) single requests and concurrent streams, and
-# mod_deflate compressing the answer after the capture.
+# mod_deflate compressing the answer after the capture (with the client's
+# Accept-Encoding given back whole, even in several lines).
 use strict;
 use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Compress::Zlib ();
+use HTTP::Request ();
+use JSON::PP ();
+use LWP::UserAgent ();
 use ETTest qw(:all);
 
-plan tests => 14     # the transports' own checks, and the marker
-            + 15;    # the calls
+plan tests => 15     # the transports' own checks, and the marker
+            + 16;    # the calls
 
 start_console();
 start_receiver(truncate => 1);
@@ -146,6 +150,23 @@ for my $c (['proxy', 0], ['proxy', 1], ['inproc', 1]) {
     ok(defined $plain, 'the answer gunzips');
     push @checks, [$id, 'post-create', '/hooks/json', 'member',
                    expected_object(json_of($plain), 'member'), 'deflated answer'];
+}
+
+# -- Accept-Encoding in two lines: both are given back to mod_deflate -----------
+{
+    my $id = uniq('gz-lines');
+    my $req = HTTP::Request->new(
+        POST => site_url('et_json', '/inproc/gz/member'),
+        ['Content-Type' => 'application/json',
+         'Accept-Encoding' => 'identity;q=0.5', 'Accept-Encoding' => 'gzip'],
+        JSON::PP->new->encode({ id => $id, text => 'squeeze me ' x 200 }));
+    my $res = LWP::UserAgent->new(timeout => 30)->request($req);
+    is($res->header('Content-Encoding'), 'gzip',
+       'Accept-Encoding in two lines: the client got gzip (its second line)');
+    my $plain = Compress::Zlib::memGunzip($res->content);
+    push @checks, [$id, 'post-create', '/hooks/json', 'member',
+                   expected_object(json_of($plain // '{}'), 'member'),
+                   'deflated answer, Accept-Encoding in two lines'];
 }
 
 # -- all the calls ---------------------------------------------------------------
