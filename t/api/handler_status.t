@@ -29,29 +29,29 @@ my @refused = (
 
 plan tests => @made * 2 + @refused * 2 + 1;
 
-my @cases;
-for my $m (@made) {
-    my($name, $site, $format, $root, $object, $method, $path, $status, $event) = @$m;
-    my $id = uniq('ret');
+# The request of a case: the handler returns $status; the id it used.
+sub returned {
+    my($tag, $site, $method, $path, $status, $name) = @_;
+    my $id = uniq($tag);
     (my $p = $path) =~ s/\{id\}/$id/;
     my $res = request($site, $method => $p,
                       $method eq 'DELETE' ? () : (json => { id => $id }),
                       headers => { 'X-Console-Return' => $status });
     is($res->code, $status, "$name: the client got $status")
         or diag($res->as_string);
+    return $id;
+}
+
+my @cases;
+for my $m (@made) {
+    my($name, $site, $format, $root, $object, $method, $path, $status, $event) = @$m;
+    my $id = returned('ret', $site, $method, $path, $status, $name);
     push @cases, [$name, $id, $format, $root, $object, $event];
 }
 my @gone;
 for my $r (@refused) {
     my($name, $site, $method, $path, $status) = @$r;
-    my $id = uniq('ret-err');
-    (my $p = $path) =~ s/\{id\}/$id/;
-    my $res = request($site, $method => $p,
-                      $method eq 'DELETE' ? () : (json => { id => $id }),
-                      headers => { 'X-Console-Return' => $status });
-    is($res->code, $status, "$name: the client got $status")
-        or diag($res->as_string);
-    push @gone, [$name, $id];
+    push @gone, [$name, returned('ret-err', $site, $method, $path, $status, $name)];
 }
 
 wait_for(sub { !grep { !calls_for_id($_->[1]) } @cases }, 30);
@@ -60,11 +60,9 @@ ok(marker(), 'marker call arrived');
 for my $c (@cases) {
     my($name, $id, $format, $root, $object, $event) = @$c;
     # no body from the console: the object is its id (and object_type)
-    my $id_field = 'id';
     check_call([calls_for_event($id, $event)], name => "$name: its call",
                root => $root, object => $object, id => $id, event => $event,
-               format => $format,
-               body => { $id_field => $id, object_type => $object });
+               format => $format, body => { id => $id, object_type => $object });
 }
 for my $g (@gone) {
     my($name, $id) = @$g;
