@@ -250,13 +250,14 @@ static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     memset(&et_g, 0, sizeof(et_g));
     et_g.main_server = s;
-    et_g.store = et_srv_conf(s)->store;
     if (!any_site_sends(s)) {
+        /* no store either: the status page answers 503 without a word */
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "ET00005: no site has an EventTriggerEndpoint; the "
                      "dispatcher is not started");
         return OK;
     }
+    et_g.store = et_srv_conf(s)->store;
     if ((status = prepare_outbox(pconf, ptemp, s)) != OK) {
         return status;
     }

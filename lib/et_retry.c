@@ -137,7 +137,9 @@ apr_status_t et_time_parse(const char *s, apr_time_t now, apr_time_t *out)
     }
     if (apr_isdigit(*s) && !strpbrk(s, "smhd")) {
         apr_int64_t secs = apr_strtoi64(s, &end, 10);
-        if (*end == '\0' && secs >= 0) {
+        /* in range for apr_time_t's microseconds (strtoi64 saturates) */
+        if (*end == '\0' && secs >= 0
+            && secs <= APR_INT64_MAX / APR_USEC_PER_SEC) {
             *out = apr_time_from_sec(secs);
             return APR_SUCCESS;
         }

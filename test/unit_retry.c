@@ -69,6 +69,27 @@ START_TEST(test_duration_bad)
 }
 END_TEST
 
+/* A point in time (replay_since, etctl --since): epoch seconds, a date or
+ * an age; out of range is refused, not wrapped around. */
+START_TEST(test_time_parse)
+{
+    apr_time_t now = apr_time_from_sec(1800000000), t;
+
+    ck_assert_int_eq(et_time_parse("1700000000", now, &t), APR_SUCCESS);
+    ck_assert(t == apr_time_from_sec(1700000000));
+    ck_assert_int_eq(et_time_parse("2026-11-27T10:00:00Z", now, &t),
+                     APR_SUCCESS);
+    ck_assert(t == apr_time_from_sec(1795773600));
+    ck_assert_int_eq(et_time_parse("2h", now, &t), APR_SUCCESS);
+    ck_assert(t == now - apr_time_from_sec(7200));
+    ck_assert_int_eq(et_time_parse("99999999999999", now, &t), APR_EINVAL);
+    ck_assert_int_eq(et_time_parse("99999999999999999999999", now, &t),
+                     APR_EINVAL);
+    ck_assert_int_eq(et_time_parse("-5", now, &t), APR_EINVAL);
+    ck_assert_int_eq(et_time_parse("yesterday", now, &t), APR_EINVAL);
+}
+END_TEST
+
 START_TEST(test_retry_default)
 {
     static const apr_interval_time_t want[] = {
@@ -251,6 +272,7 @@ Suite *retry_suite(void)
     tcase_add_test(tc, test_retry_zero_stays_zero);
     tcase_add_test(tc, test_retry_jitter_bounds);
     tcase_add_test(tc, test_retry_no_jitter);
+    tcase_add_test(tc, test_time_parse);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <grp.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -120,7 +121,10 @@ static int become_owner(const char *store)
         fprintf(stderr, "etctl: %s: no such outbox\n", store + 8);
         return -1;
     }
-    if (st.st_uid != 0 && (setgid(st.st_gid) < 0 || setuid(st.st_uid) < 0)) {
+    /* root's supplementary groups go too, or they would stay ours */
+    if (st.st_uid != 0
+        && (setgroups(0, NULL) < 0 || setgid(st.st_gid) < 0
+            || setuid(st.st_uid) < 0)) {
         perror("etctl: cannot become the outbox's owner");
         return -1;
     }
