@@ -76,7 +76,8 @@ typedef struct et_event_t {
      * it leased to this owner until lease_until if nothing of its object
      * is pending (et_outbox_insert clears lease_owner if it was not). */
     const char *lease_owner;
-    apr_time_t lease_until;
+    apr_time_t lease_until;   /* also: the lease a claim took (the outcome
+                               * is written for that lease only) */
 } et_event_t;
 
 #endif /* ET_EVENT_H */

@@ -94,8 +94,10 @@ typedef struct et_outcome_t {
 } et_outcome_t;
 
 /**
- * Record an attempt's outcome and release @a owner's lease. APR_EBUSY if
- * the lease had expired and another dispatcher holds the event now.
+ * Record an attempt's outcome and release @a owner's lease, the one
+ * ev->lease_until names (set by et_outbox_claim, or by the intake for an
+ * event stored leased). APR_EBUSY if that lease had expired and the event
+ * was claimed again (by another dispatcher, or by this one).
  */
 apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
                               const char *owner, const et_outcome_t *out);
@@ -115,7 +117,8 @@ typedef struct et_outbox_counts_t {
 } et_outbox_counts_t;
 
 
-/** Give a claimed event back untried: lease released, attempt not counted. */
+/** Give a claimed event back untried: lease released (the one
+ * ev->lease_until names), attempt not counted. */
 apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,
                                const char *owner);
 

@@ -162,13 +162,16 @@ static const char *const stmt_sql[ET_STMTS] = {
      * state (testing every pending row against the IN list). */
     " AND +state = 0 AND +lease_until < %lld"
     " RETURNING " EV_COLS,
-    /* ST_FINISH: only the lease holder may write the outcome. A finished
-     * event's due is its finishing time: (site, state, due) then lists a
-     * site's latest deliveries too. done_at stays NULL while pending. */
+    /* ST_FINISH: only the lease holder may write the outcome, and only
+     * for the lease it holds: a lease that ran out and was claimed again
+     * by the same owner (a clock that jumped, a call that overran) is not
+     * the job's any more. A finished event's due is its finishing time:
+     * (site, state, due) then lists a site's latest deliveries too.
+     * done_at stays NULL while pending. */
     "UPDATE et_event SET state = %d, last_status = %d, last_error = %s,"
     " due = %lld, lease_until = 0, lease_owner = NULL, done_at = %lld,"
     " latency = %lld"
-    " WHERE id = %lld AND lease_owner = %s",
+    " WHERE id = %lld AND lease_owner = %s AND lease_until = %lld",
     /* ST_RELEASE */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
@@ -182,7 +185,8 @@ static const char *const stmt_sql[ET_STMTS] = {
     " FROM s WHERE s.site IS NOT NULL",
     /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
-    " attempts = attempts - 1 WHERE id = %lld AND lease_owner = %s",
+    " attempts = attempts - 1 WHERE id = %lld AND lease_owner = %s"
+    " AND lease_until = %lld",
     /* ST_CIRCUIT_SET */
     "INSERT INTO et_circuit (site, state, failures, open_until, changed,"
     " last_error) VALUES (%s, %d, %d, %lld, %lld, %s)"
@@ -897,6 +901,16 @@ apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
     if (a->nelts > 1) {
         qsort(a->elts, a->nelts, sizeof(et_event_t *), cmp_rowid);
     }
+    {
+        int i;
+
+        /* the lease as stored: what finish and unclaim match on */
+        for (i = 0; i < a->nelts; i++) {
+            et_event_t *ev = APR_ARRAY_IDX(a, i, et_event_t *);
+
+            ev->lease_until = now + lease;
+        }
+    }
     return APR_SUCCESS;
 }
 
@@ -913,7 +927,8 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
                          out->error,
                          i64(p, out->state == ET_ST_PENDING ? out->due : now),
                          out->state == ET_ST_PENDING ? NULL : i64(p, now),
-                         i64(p, out->latency), i64(p, ev->rowid), owner);
+                         i64(p, out->latency), i64(p, ev->rowid), owner,
+                         i64(p, ev->lease_until));
     apr_pool_destroy(p);
     if (rv) {
         return set_error(ob, rv, "recording a delivery");
@@ -971,7 +986,8 @@ apr_status_t et_outbox_unclaim(et_outbox_t *ob, const et_event_t *ev,
 
     apr_pool_create(&p, ob->pool);
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_UNCLAIM],
-                         i64(p, apr_time_now()), i64(p, ev->rowid), owner);
+                         i64(p, apr_time_now()), i64(p, ev->rowid), owner,
+                         i64(p, ev->lease_until));
     apr_pool_destroy(p);
     return rv ? set_error(ob, rv, "giving an event back") : APR_SUCCESS;
 }

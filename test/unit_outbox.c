@@ -485,6 +485,39 @@ START_TEST(an_expired_lease_is_claimed_again)
 }
 END_TEST
 
+/* The same dispatcher's lease ran out (a wall clock that jumped, a call
+ * that overran) and it claimed the event again: the first job's outcome
+ * or give-back must not touch the second lease, or the object's next
+ * event would go out while the event is still being called. */
+START_TEST(an_outcome_counts_for_its_own_lease_only)
+{
+    et_event_t *e = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE, ET_ST_PENDING);
+    apr_array_header_t *a = NULL, *b = NULL;
+    et_outcome_t out;
+
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s1", "d1",
+                                     apr_time_from_msec(1), 1, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 1);
+    apr_sleep(apr_time_from_msec(5));
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s1", "d1",
+                                     apr_time_from_sec(30), 1, &b),
+                     APR_SUCCESS);
+    ck_assert_int_eq(b->nelts, 1);
+    ck_assert_str_eq(EV(b, 0)->txn, e->txn);
+
+    memset(&out, 0, sizeof(out));
+    out.state = ET_ST_DELIVERED;
+    out.status = 200;
+    ck_assert_int_eq(et_outbox_finish(ob, EV(a, 0), "d1", &out), APR_EBUSY);
+    ck_assert_int_eq(et_outbox_unclaim(ob, EV(a, 0), "d1"), APR_SUCCESS);
+    /* the second lease still holds: nothing to claim, and its outcome
+     * is the one recorded */
+    ck_assert_int_eq(claim("d2", 1)->nelts, 0);
+    ck_assert_int_eq(et_outbox_finish(ob, EV(b, 0), "d1", &out), APR_SUCCESS);
+}
+END_TEST
+
 START_TEST(unclaim_gives_back_without_an_attempt)
 {
     apr_array_header_t *a;
@@ -975,6 +1008,7 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, claims_are_per_site_and_health_rows_are_kept);
     tcase_add_test(tc, unclaim_gives_back_without_an_attempt);
     tcase_add_test(tc, an_expired_lease_is_claimed_again);
+    tcase_add_test(tc, an_outcome_counts_for_its_own_lease_only);
     tcase_add_test(tc, replay_puts_dead_letters_back_with_their_txn);
     tcase_add_test(tc, site_counts_and_recent_errors);
     tcase_add_test(tc, prune_deletes_only_old_finished_events);
