@@ -41,6 +41,7 @@ typedef struct et_filter_ctx_t {
     int seen_first;
     int incomplete;
     int canned;                       /* the answer is httpd's own page */
+    const char *location;             /* the handler's, if it was */
     int done;
 } et_filter_ctx_t;
 
@@ -150,6 +151,9 @@ void et_insert_error_filter(request_rec *r)
         return;
     }
     ctx->canned = 1;
+    /* before ap_send_error_response clears headers_out (it keeps the
+     * Location of a 201 and a 3xx only) */
+    ctx->location = apr_table_get(r->headers_out, "Location");
     ctx->seen_first = 1;              /* httpd's page has no coding of its own */
     ctx->content_encoding = NULL;
     ctx->len = 0;
@@ -261,7 +265,8 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
     cap.event = ctx->event;
     cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
     cap.uri_path = r->uri;
-    cap.location = apr_table_get(r->headers_out, "Location");
+    cap.location = ctx->canned ? ctx->location
+                               : apr_table_get(r->headers_out, "Location");
     cap.body = ctx->buf ? ctx->buf : "";
     cap.body_len = ctx->len;
     cap.body_total = ctx->total;

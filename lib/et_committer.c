@@ -107,7 +107,8 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
          * it, rather than lose it. A txn is stored once, whatever the
          * first try left behind. */
         et_writer_close(w);
-        if (writer_open(w, oerr, sizeof(oerr)) == APR_SUCCESS) {
+        rv = writer_open(w, oerr, sizeof(oerr));
+        if (rv == APR_SUCCESS) {
             rv = et_outbox_insert_batch(w->ob, evs, n, each);
         }
     }

@@ -1392,10 +1392,11 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
                 if (known_due - now < wait) {
                     wait = known_due > now ? known_due - now : 0;
                 }
-                /* events due already wait for a pause to end */
+                /* events due already wait for a pause to end (one that
+                 * has ended waits for its probe: a round, or a nudge) */
                 due = pause_ends(&d);
-                if (due - now < wait) {
-                    wait = due > now ? due - now : 0;
+                if (due > now && due - now < wait) {
+                    wait = due - now;
                 }
                 if (wait <= 0 && claimed == 0) {
                     /* due but not claimable: behind an earlier event of

@@ -5,6 +5,8 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include <apr_strings.h>
@@ -212,7 +214,8 @@ struct et_intake_t {
     et_writer_t *w;                   /* the outbox connection */
     int ob_failing;                   /* its failure is logged once */
     int accept_failing;               /* likewise */
-    apr_file_t *spare;                /* a descriptor held back (shed) */
+    int spare;                        /* a descriptor held back (shed),
+                                       * -1 if none */
     int poll_failing;                 /* likewise */
     /* The dispatcher that leases fresh events as they are stored, if
      * one is running (et_intake_lessee). The lock is held across a whole
@@ -297,16 +300,29 @@ static void conn_close(et_intake_t *in, iconn_t *c)
  * what waits (those children hear EOF and store their events themselves
  * at once), then take the spare back.
  */
+static apr_status_t close_spare(void *data)
+{
+    et_intake_t *in = data;
+
+    if (in->spare >= 0) {
+        close(in->spare);
+        in->spare = -1;
+    }
+    return APR_SUCCESS;
+}
+
 static void shed(et_intake_t *in)
 {
     apr_pool_t *tp;
 
-    if (!in->spare) {
-        apr_sleep(apr_time_from_msec(10));    /* no spare: do not spin */
+    if (in->spare < 0) {
+        /* lost to another thread last time: take one back if one is free */
+        in->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        apr_sleep(apr_time_from_msec(10));    /* do not spin meanwhile */
         return;
     }
-    apr_file_close(in->spare);
-    in->spare = NULL;
+    close(in->spare);
+    in->spare = -1;
     apr_pool_create(&tp, in->pool);
     for (;;) {
         apr_socket_t *s;
@@ -315,12 +331,10 @@ static void shed(et_intake_t *in)
             break;
         }
         apr_socket_close(s);
+        apr_pool_clear(tp);
     }
     apr_pool_destroy(tp);
-    if (apr_file_open(&in->spare, "/dev/null", APR_FOPEN_READ,
-                      APR_FPROT_OS_DEFAULT, in->pool) != APR_SUCCESS) {
-        in->spare = NULL;
-    }
+    in->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 static void accept_all(et_intake_t *in)
@@ -648,11 +662,9 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in->conf = *conf;
     in->listener = listener;
     in->w = et_writer_create(ip, conf->store, conf->lock);
-    /* see shed(); without it, only the pause */
-    if (apr_file_open(&in->spare, "/dev/null", APR_FOPEN_READ,
-                      APR_FPROT_OS_DEFAULT, ip) != APR_SUCCESS) {
-        in->spare = NULL;
-    }
+    /* see shed(); -1: only the pause, until one is free */
+    in->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    apr_pool_cleanup_register(ip, in, close_spare, apr_pool_cleanup_null);
     apr_socket_timeout_set(listener, 0);
     rv = apr_pollset_create(&in->ps, 4096, ip, APR_POLLSET_WAKEABLE);
     if (rv == APR_SUCCESS) {
@@ -693,7 +705,7 @@ void et_intake_stop(et_intake_t *in)
         conn_close(in, in->conns);
     }
     et_writer_close(in->w);
-    apr_pool_destroy(in->pool);
+    apr_pool_destroy(in->pool);       /* closes the spare descriptor too */
 }
 
 /* ------------------------------------------------------------------ */

@@ -470,6 +470,12 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
             rv = set_error(ob, dbrv, "preparing the outbox statements");
             goto fail;
         }
+        /* The driver's NULL transaction (above) again, for this first
+         * BEGIN: a session that already answered makes its failure as
+         * unlikely as it can be made through apr_dbd. */
+        if ((rv = et_outbox_ping(ob)) != APR_SUCCESS) {
+            goto fail;
+        }
         dbrv = apr_dbd_transaction_start(ob->drv, p, ob->db, &ob->trans);
 
         if (!dbrv && ob->trans) {

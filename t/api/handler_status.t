@@ -21,6 +21,9 @@ my @made = (
      PUT => '/inproc/key/{id}', 204, 'post-update'],
     ['POST returns 201 with a Location', 'et_json', 'json', '/hooks/json',
      'application', POST => '/inproc/application', 201, 'post-create'],
+    # httpd keeps the Location of a 201 only: the module reads it first
+    ['POST returns 202 with a Location', 'et_json', 'json', '/hooks/json',
+     'member', POST => '/inproc/member', 202, 'post-create'],
 );
 my @refused = (
     ['DELETE returns 409', 'et_json', DELETE => '/inproc/member/{id}', 409],
