@@ -43,8 +43,7 @@ struct et_outbox_t {
     /* pgsql: one object's events are stored one at a time, machines
      * included (see lock_objects) */
     apr_dbd_prepared_t *st_lock;
-    int in_txn;                       /* et_outbox_begin's, or a batch's */
-    int locked;                       /* the batch holds its objects' locks */
+    int in_txn;                       /* in et_outbox_begin's transaction */
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
 };
@@ -690,37 +689,34 @@ static int lock_objects(et_outbox_t *ob, apr_pool_t *p, et_event_t **evs,
     return rv;
 }
 
-apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
+/*
+ * Store @a evs in one transaction of their own, on PostgreSQL under their
+ * objects' locks. APR_SUCCESS: all stored. APR_EINCOMPLETE: not stored
+ * (an event, the lock or the commit failed; rolled back): they may go in
+ * one by one. Another error: no transaction could be started.
+ */
+static apr_status_t insert_in_txn(et_outbox_t *ob, et_event_t **evs, int n)
 {
     apr_dbd_transaction_t *trans = NULL;
     apr_pool_t *p;
-    apr_status_t rv;
-    int dbrv;
+    apr_status_t rv = APR_SUCCESS;
+    int i, dbrv;
 
-    if (!ob->is_pgsql || ob->locked) {
-        return insert_one(ob, ev);
-    }
-    if (ob->in_txn) {
-        /* the caller's transaction: the lock lasts until it ends */
-        apr_pool_create(&p, ob->pool);
-        dbrv = lock_objects(ob, p, &ev, 1);
-        apr_pool_destroy(p);
-        return dbrv ? set_error(ob, dbrv, "locking the event's object")
-                    : insert_one(ob, ev);
-    }
-    /* PostgreSQL, alone: in a transaction of its own, for the lock */
     apr_pool_create(&p, ob->pool);
     if ((dbrv = begin(ob, p, &trans)) != 0) {
         rv = set_error(ob, dbrv, "starting a transaction");
         apr_pool_destroy(p);          /* its cleanup ends the transaction */
         return rv;
     }
-    if ((dbrv = lock_objects(ob, p, &ev, 1)) != 0) {
-        rv = set_error(ob, dbrv, "locking the event's object");
-        apr_pool_destroy(p);
-        return rv;
+    if (ob->is_pgsql && (dbrv = lock_objects(ob, p, evs, n)) != 0) {
+        set_error(ob, dbrv, "locking the events' objects");
+        rv = APR_EINCOMPLETE;
     }
-    rv = insert_one(ob, ev);
+    for (i = 0; i < n && rv == APR_SUCCESS; i++) {
+        if (insert_one(ob, evs[i]) != APR_SUCCESS) {
+            rv = APR_EINCOMPLETE;
+        }
+    }
     if (rv != APR_SUCCESS) {
         apr_dbd_transaction_mode_set(ob->drv, trans,
                                      APR_DBD_TRANSACTION_ROLLBACK);
@@ -728,9 +724,29 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
     dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
     apr_pool_destroy(p);
     if (rv == APR_SUCCESS && dbrv) {
-        rv = set_error(ob, dbrv, "committing");
+        set_error(ob, dbrv, "committing");
+        rv = APR_EINCOMPLETE;
     }
     return rv;
+}
+
+apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
+{
+    apr_pool_t *p;
+    int dbrv;
+
+    if (!ob->is_pgsql) {
+        return insert_one(ob, ev);    /* SQLite serialises its writers */
+    }
+    if (!ob->in_txn) {
+        return insert_in_txn(ob, &ev, 1);     /* for the object's lock */
+    }
+    /* the caller's transaction: the lock lasts until it ends */
+    apr_pool_create(&p, ob->pool);
+    dbrv = lock_objects(ob, p, &ev, 1);
+    apr_pool_destroy(p);
+    return dbrv ? set_error(ob, dbrv, "locking the event's object")
+                : insert_one(ob, ev);
 }
 
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
@@ -765,44 +781,20 @@ apr_status_t et_outbox_end(et_outbox_t *ob, apr_pool_t *p,
 apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
                                     apr_status_t *each)
 {
-    apr_dbd_transaction_t *trans = NULL;
-    apr_pool_t *p;
-    apr_status_t rv = APR_SUCCESS;
-    int i, failed = 0, dbrv;
+    apr_status_t rv;
+    int i;
 
     if (n == 1) {
         return each[0] = et_outbox_insert(ob, evs[0]);
     }
-    apr_pool_create(&p, ob->pool);
-    dbrv = begin(ob, p, &trans);
-    if (dbrv) {
-        rv = set_error(ob, dbrv, "starting a transaction");
-        apr_pool_destroy(p);          /* its cleanup ends the transaction */
+    rv = insert_in_txn(ob, evs, n);
+    if (rv != APR_SUCCESS && rv != APR_EINCOMPLETE) {
         return rv;
     }
-    if (ob->is_pgsql && lock_objects(ob, p, evs, n)) {
-        failed = 1;
-    }
-    ob->locked = 1;
-    for (i = 0; i < n && !failed; i++) {
-        failed = et_outbox_insert(ob, evs[i]) != APR_SUCCESS;
-    }
-    ob->locked = 0;
-    if (failed) {
-        apr_dbd_transaction_mode_set(ob->drv, trans,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
-    }
-    dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
-    apr_pool_destroy(p);
-    if (!failed && !dbrv) {
-        for (i = 0; i < n; i++) {
-            each[i] = APR_SUCCESS;
-        }
-        return APR_SUCCESS;
-    }
-    /* one bad event must not sink the others: one by one, each alone */
     for (i = 0; i < n; i++) {
-        each[i] = et_outbox_insert(ob, evs[i]);
+        /* one bad event must not sink the others: one by one, each alone */
+        each[i] = rv == APR_SUCCESS ? APR_SUCCESS
+                                    : et_outbox_insert(ob, evs[i]);
     }
     return APR_SUCCESS;
 }
