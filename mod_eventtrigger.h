@@ -105,6 +105,11 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 const et_site_t *et_site_lookup(void *baton, const char *name);
 
 /* mod_eventtrigger_filter.c */
+/** Non-zero if @a r (a main request to a mapped location, with a method
+ *  that creates, updates or deletes) makes an event when answered with a
+ *  2xx; then *dcp and *evp (each may be NULL) say how. */
+int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
+                     et_event_e *evp);
 void et_register_filter(void);
 void et_insert_filter(request_rec *r);
 void et_insert_error_filter(request_rec *r);

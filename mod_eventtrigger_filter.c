@@ -65,19 +65,18 @@ static const char *header_list(request_rec *r, const char *name)
                          : apr_array_pstrcat(r->pool, v, ',');
 }
 
-void et_insert_filter(request_rec *r)
+int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
+                     et_event_e *evp)
 {
     const et_dir_conf_t *dc;
-    const et_srv_conf_t *sc;
-    et_filter_ctx_t *ctx;
     et_event_e ev;
 
     if (r->main) {
-        return;                       /* subrequests are never events */
+        return 0;                     /* subrequests are never events */
     }
     dc = ap_get_module_config(r->per_dir_config, &eventtrigger_module);
     if (!dc || !dc->object_set || dc->object == ET_OBJ_NONE) {
-        return;
+        return 0;
     }
     switch (r->method_number) {
     case M_POST:
@@ -91,9 +90,28 @@ void et_insert_filter(request_rec *r)
         ev = ET_EV_DELETE;
         break;
     default:
-        return;
+        return 0;
     }
     if (r->header_only) {
+        return 0;
+    }
+    if (dcp) {
+        *dcp = dc;
+    }
+    if (evp) {
+        *evp = ev;
+    }
+    return 1;
+}
+
+void et_insert_filter(request_rec *r)
+{
+    const et_dir_conf_t *dc;
+    const et_srv_conf_t *sc;
+    et_filter_ctx_t *ctx;
+    et_event_e ev;
+
+    if (!et_request_event(r, &dc, &ev)) {
         return;
     }
     sc = et_srv_conf(r->server);
