@@ -66,13 +66,31 @@ typedef struct et_srv_conf_t {
     const char *lease_where;
 } et_srv_conf_t;
 
-/* Per directory/location. */
+/* EventTriggerEvent: which event a mapped request makes. */
+typedef enum {
+    ET_EVMODE_UNSET = 0,
+    ET_EVMODE_AUTO,                   /* by method: POST creates, ... */
+    ET_EVMODE_CREATE,
+    ET_EVMODE_UPDATE,
+    ET_EVMODE_DELETE
+} et_evmode_e;
+
+/* Per directory/location. Built at configuration time, read-only after. */
 typedef struct et_dir_conf_t {
     et_object_e object;
     int object_set;
+    int jsonrpc;                      /* EventTrigger jsonrpc: object and
+                                       * event from each call's method */
     const char *object_where;         /* "FILE:LINE" of EventTrigger */
-    const char *id_field;             /* NULL: unset ("id") */
+    const char *id_field;             /* NULL: unset ("id"); a name or a
+                                       * JSON pointer ("/...") */
+    const char *object_ptr;           /* EventTriggerObject; NULL: unset */
+    et_evmode_e evmode;               /* EventTriggerEvent */
 } et_dir_conf_t;
+
+/* The location maps events (an object, or JSON-RPC calls). */
+#define ET_DIR_MAPS(dc) \
+    ((dc) && (dc)->object_set && ((dc)->object != ET_OBJ_NONE || (dc)->jsonrpc))
 
 /*
  * Process-wide state. Written in post_config (parent) and child_init

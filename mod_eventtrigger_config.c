@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mod_eventtrigger.h"
+#include "et_json.h"
 #include "et_url.h"
 #include "et_retry.h"
 #include "et_sign.h"
@@ -113,8 +114,11 @@ void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     c->object_set = add->object_set || base->object_set;
     c->object = add->object_set ? add->object : base->object;
+    c->jsonrpc = add->object_set ? add->jsonrpc : base->jsonrpc;
     c->object_where = add->object_set ? add->object_where : base->object_where;
     c->id_field = add->id_field ? add->id_field : base->id_field;
+    c->object_ptr = add->object_ptr ? add->object_ptr : base->object_ptr;
+    c->evmode = add->evmode != ET_EVMODE_UNSET ? add->evmode : base->evmode;
     return c;
 }
 
@@ -222,10 +226,14 @@ static const char *set_object(cmd_parms *cmd, void *dcv, const char *arg)
 {
     et_dir_conf_t *dc = dcv;
 
-    if (!et_object_parse(arg, &dc->object)) {
+    dc->jsonrpc = !strcasecmp(arg, "jsonrpc");
+    if (dc->jsonrpc) {
+        dc->object = ET_OBJ_NONE;
+    }
+    else if (!et_object_parse(arg, &dc->object)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not an object; use "
-                            "member, application, key, package_key or off",
-                            cmd->cmd->name, arg);
+                            "member, application, key, package_key, "
+                            "jsonrpc or off", cmd->cmd->name, arg);
     }
     dc->object_set = 1;
     dc->object_where = directive_where(cmd);
@@ -236,11 +244,61 @@ static const char *set_id_field(cmd_parms *cmd, void *dcv, const char *arg)
 {
     et_dir_conf_t *dc = dcv;
 
+    const char *err;
+
     if (!*arg) {
         return apr_psprintf(cmd->pool, "%s: a field name is required",
                             cmd->cmd->name);
     }
+    if (*arg == '/' && (err = et_json_pointer_check(arg)) != NULL) {
+        return apr_psprintf(cmd->pool, "%s: '%s': %s", cmd->cmd->name, arg,
+                            err);
+    }
+    if (!strcmp(arg, "/")) {
+        /* the member named "" - surely not what was meant */
+        return apr_psprintf(cmd->pool, "%s: '/' names a member with an "
+                            "empty name; give the field's name or a pointer "
+                            "such as /attributes/id", cmd->cmd->name);
+    }
     dc->id_field = arg;
+    return NULL;
+}
+
+static const char *set_object_ptr(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+    const char *err = et_json_pointer_check(arg);
+
+    if (err != NULL) {
+        return apr_psprintf(cmd->pool, "%s: '%s': %s (e.g. /data or "
+                            "/member; \"\" for the whole answer)",
+                            cmd->cmd->name, arg, err);
+    }
+    dc->object_ptr = arg;
+    return NULL;
+}
+
+static const char *set_event_mode(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+
+    if (!strcasecmp(arg, "auto")) {
+        dc->evmode = ET_EVMODE_AUTO;
+    }
+    else if (!strcasecmp(arg, "create")) {
+        dc->evmode = ET_EVMODE_CREATE;
+    }
+    else if (!strcasecmp(arg, "update")) {
+        dc->evmode = ET_EVMODE_UPDATE;
+    }
+    else if (!strcasecmp(arg, "delete")) {
+        dc->evmode = ET_EVMODE_DELETE;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an event; use "
+                            "auto, create, update or delete",
+                            cmd->cmd->name, arg);
+    }
     return NULL;
 }
 
@@ -655,9 +713,16 @@ const command_rec et_cmds[] = {
                   "The outbox: sqlite3:PATH or pgsql:CONNINFO"),
     AP_INIT_TAKE1("EventTrigger", set_object, NULL, ACCESS_CONF,
                   "What requests here create, update and delete: member, "
-                  "application, key, package_key or off"),
+                  "application, key, package_key, jsonrpc or off"),
     AP_INIT_TAKE1("EventTriggerIdField", set_id_field, NULL, ACCESS_CONF,
-                  "The field of the saved object that holds its id"),
+                  "The field of the saved object that holds its id: a "
+                  "name, or a JSON pointer relative to the object"),
+    AP_INIT_TAKE1("EventTriggerObject", set_object_ptr, NULL, ACCESS_CONF,
+                  "JSON pointer to the saved object inside the answer "
+                  "(e.g. /data); default: the whole answer"),
+    AP_INIT_TAKE1("EventTriggerEvent", set_event_mode, NULL, ACCESS_CONF,
+                  "The event requests here make: auto (by method), "
+                  "create, update or delete"),
     AP_INIT_RAW_ARGS("EventTriggerRetry", set_retry, NULL, RSRC_CONF,
                      "Delays before each attempt, e.g. 0 5s 5m 30m 2h"),
     AP_INIT_TAKE1("EventTriggerConnectTimeout", set_connect_timeout, NULL,
@@ -756,7 +821,7 @@ static void check_unsent_sections(server_rec *s, server_rec *vs,
             et_dir_conf_t *dc = ap_get_module_config(sec, &eventtrigger_module);
             core_dir_config *cd = ap_get_core_module_config(sec);
 
-            if (dc && dc->object_set && dc->object != ET_OBJ_NONE) {
+            if (ET_DIR_MAPS(dc)) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
                              "ET00014: %s: <%s %s> maps %s events, but "
                              "this site (%s) has no EventTriggerEndpoint: "
@@ -764,7 +829,8 @@ static void check_unsent_sections(server_rec *s, server_rec *vs,
                              dc->object_where ? dc->object_where : "?",
                              a == 0 ? "Location" : "Directory",
                              cd && cd->d ? cd->d : "?",
-                             et_object_name(dc->object),
+                             dc->jsonrpc ? "JSON-RPC"
+                                         : et_object_name(dc->object),
                              server_where(ptemp, vs));
             }
         }

@@ -24,17 +24,26 @@
 
 #include "mod_eventtrigger.h"
 #include "et_capture.h"
+#include "et_jsonrpc.h"
 
 #define ET_MAX_ID_LEN 256
+#define ET_IN_FILTER_NAME "EVENTTRIGGER_IN"
+
+/* A bounded copy of a body, in r->pool. */
+typedef struct et_copy_t {
+    char *buf;                        /* at most capture_limit bytes */
+    apr_size_t len;
+    apr_size_t cap;
+    apr_off_t total;                  /* every body byte seen */
+} et_copy_t;
 
 typedef struct et_filter_ctx_t {
     const et_dir_conf_t *dc;
     const et_srv_conf_t *sc;
     et_event_e event;
-    char *buf;                        /* the copy, at most capture_limit */
-    apr_size_t len;
-    apr_size_t cap;
-    apr_off_t total;                  /* every body byte seen */
+    et_copy_t out;                    /* the console's answer */
+    et_copy_t in;                     /* a JSON-RPC request's body */
+    int in_eos;                       /* all of the request body was read */
     const char *content_encoding;     /* as the handler set it */
     const char *accept_encoding;      /* the client's, held back */
     apr_bucket_brigade *held;         /* the last byte passed so far */
@@ -75,7 +84,7 @@ int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
         return 0;                     /* subrequests are never events */
     }
     dc = ap_get_module_config(r->per_dir_config, &eventtrigger_module);
-    if (!dc || !dc->object_set || dc->object == ET_OBJ_NONE) {
+    if (!ET_DIR_MAPS(dc)) {
         return 0;
     }
     switch (r->method_number) {
@@ -94,6 +103,22 @@ int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
     }
     if (r->header_only) {
         return 0;
+    }
+    if (dc->jsonrpc) {
+        /* every call is POSTed; each call's method says what it is, and
+         * the create here stands for "some event" until then */
+        if (r->method_number != M_POST) {
+            return 0;
+        }
+    }
+    else if (dc->evmode == ET_EVMODE_CREATE) {
+        ev = ET_EV_CREATE;
+    }
+    else if (dc->evmode == ET_EVMODE_UPDATE) {
+        ev = ET_EV_UPDATE;
+    }
+    else if (dc->evmode == ET_EVMODE_DELETE) {
+        ev = ET_EV_DELETE;
     }
     if (dcp) {
         *dcp = dc;
@@ -136,6 +161,10 @@ void et_insert_filter(request_rec *r)
     /* for et_insert_error_filter */
     ap_set_module_config(r->request_config, &eventtrigger_module, ctx);
     ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
+    if (dc->jsonrpc) {
+        /* which calls are events is in the request body */
+        ap_add_input_filter(ET_IN_FILTER_NAME, ctx, r, r->connection);
+    }
 }
 
 /*
@@ -174,8 +203,8 @@ void et_insert_error_filter(request_rec *r)
     ctx->location = apr_table_get(r->headers_out, "Location");
     ctx->seen_first = 1;              /* httpd's page has no coding of its own */
     ctx->content_encoding = NULL;
-    ctx->len = 0;
-    ctx->total = 0;
+    ctx->out.len = 0;
+    ctx->out.total = 0;
     ctx->incomplete = 0;
     if (ctx->held) {
         apr_brigade_cleanup(ctx->held);
@@ -183,11 +212,9 @@ void et_insert_error_filter(request_rec *r)
     ap_add_output_filter(ET_FILTER_NAME, ctx, r, r->connection);
 }
 
-static void keep_bytes(et_filter_ctx_t *ctx, apr_pool_t *p, const char *data,
-                       apr_size_t len)
+static void keep_bytes(et_copy_t *ctx, apr_size_t limit, apr_pool_t *p,
+                       const char *data, apr_size_t len)
 {
-    apr_size_t limit = (apr_size_t)ctx->sc->capture_limit;
-
     ctx->total += len;
     if (ctx->total > (apr_off_t)limit) {
         return;                       /* over the limit: only count */
@@ -216,7 +243,7 @@ static void keep_bytes(et_filter_ctx_t *ctx, apr_pool_t *p, const char *data,
 }
 
 /* Declared length vs. what came through: a console that closed early. */
-static int short_body(request_rec *r, const et_filter_ctx_t *ctx)
+static int short_body(request_rec *r, const et_copy_t *ctx)
 {
     const char *cl = apr_table_get(r->headers_out, "Content-Length");
     apr_off_t want;
@@ -269,40 +296,12 @@ static int store_via_intake(request_rec *r, et_event_t *ev)
     return 0;
 }
 
-static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
+/* Store @a ev (made for @a r) and say what became of it. */
+static void store_event(request_rec *r, et_event_t *ev)
 {
-    et_capture_t cap;
-    et_event_t *ev = NULL;
     const char *err = NULL;
     apr_status_t rv;
     int via_intake;
-
-    memset(&cap, 0, sizeof(cap));
-    cap.site = &ctx->sc->site;
-    cap.object = ctx->dc->object;
-    cap.event = ctx->event;
-    cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
-    cap.uri_path = r->uri;
-    cap.location = ctx->canned ? ctx->location
-                               : apr_table_get(r->headers_out, "Location");
-    cap.body = ctx->buf ? ctx->buf : "";
-    cap.body_len = ctx->len;
-    cap.body_total = ctx->total;
-    cap.limit = (apr_size_t)ctx->sc->capture_limit;
-    cap.max_depth = ctx->sc->max_depth;
-    cap.max_id_len = ET_MAX_ID_LEN;
-    cap.content_encoding = ctx->content_encoding;
-    /* httpd's own page has the length it says, and is not the object */
-    cap.incomplete = ctx->incomplete || (!ctx->canned && short_body(r, ctx));
-
-    rv = et_capture_to_event(r->pool, &cap, &ev);
-    if (rv != APR_SUCCESS || !ev) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                      "ET00031: cannot make an event for this %s %s "
-                      "(no transaction id could be generated); NOT recorded",
-                      et_object_name(cap.object), et_event_name(cap.event));
-        return;
-    }
 
     via_intake = store_via_intake(r, ev);
     if (via_intake) {
@@ -322,18 +321,24 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
                       "queued", ev->txn, ev->site,
                       et_object_name(ev->object), et_event_name(ev->event),
                       ev->oid, err ? err : "unknown error");
-    }
-    if (rv != APR_SUCCESS) {
         return;
     }
 
-    /* for CustomLog "%{eventtrigger-txn}n" next to the admin's request */
-    apr_table_setn(r->notes, "eventtrigger-txn", ev->txn);
+    /* for CustomLog "%{eventtrigger-txn}n" next to the admin's request (a
+     * JSON-RPC batch's events: every txn, in order) */
+    {
+        const char *prev = apr_table_get(r->notes, "eventtrigger-txn");
+
+        apr_table_setn(r->notes, "eventtrigger-txn",
+                       prev ? apr_pstrcat(r->pool, prev, ",", ev->txn, NULL)
+                            : ev->txn);
+    }
     if (ev->state == ET_ST_FAILED) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "ET00034: %s %s not sent: %s (txn=%s, recorded as "
-                      "failed)", et_object_name(cap.object),
-                      et_event_name(cap.event), ev->error, ev->txn);
+                      "ET00034: %s %s not sent: %s [%s %s] (txn=%s, "
+                      "recorded as failed)", et_object_name(ev->object),
+                      et_event_name(ev->event), ev->error, r->method,
+                      ap_escape_logitem(r->pool, r->uri), ev->txn);
     }
     else {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -345,6 +350,151 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
             et_wake_dispatcher();
         }
     }
+}
+
+/* The calls of a JSON-RPC request that are events, or NULL (logged). */
+static apr_array_header_t *rpc_calls(request_rec *r, et_filter_ctx_t *ctx,
+                                     int *batch)
+{
+    apr_array_header_t *calls;
+    const char *err = NULL;
+    apr_size_t limit = (apr_size_t)ctx->sc->capture_limit;
+
+    if (ctx->in.total > (apr_off_t)limit) {
+        err = apr_psprintf(r->pool, "the request body of %" APR_OFF_T_FMT
+                           " bytes exceeds EventTriggerCaptureLimit %"
+                           APR_SIZE_T_FMT, ctx->in.total, limit);
+    }
+    else if (!ctx->in_eos) {
+        err = "the console did not read the whole request body";
+    }
+    else if (et_rpc_parse_request(r->pool, ctx->in.buf, ctx->in.len,
+                                  ctx->sc->max_depth, &calls, batch, &err)
+             == APR_SUCCESS) {
+        if (calls->nelts == 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                          "ET00060: no call of this JSON-RPC request "
+                          "creates, updates or deletes: no event");
+            return NULL;
+        }
+        return calls;
+    }
+    /* Nothing says which objects the calls were about, so no event can
+     * even be recorded as failed: the error log is where it shows. */
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "ET00061: JSON-RPC request %s answered %d, but its calls "
+                  "cannot be read: %s; no event is made for it",
+                  ap_escape_logitem(r->pool, r->uri), r->status, err);
+    return NULL;
+}
+
+static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
+{
+    et_capture_t cap;
+    et_event_t *ev = NULL;
+    apr_array_header_t *calls = NULL, *events;
+    apr_status_t rv;
+    int batch = 0, i;
+
+    if (ctx->dc->jsonrpc && (calls = rpc_calls(r, ctx, &batch)) == NULL) {
+        return;
+    }
+    memset(&cap, 0, sizeof(cap));
+    cap.site = &ctx->sc->site;
+    cap.object = ctx->dc->object;
+    cap.event = ctx->event;
+    cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
+    cap.object_ptr = ctx->dc->object_ptr;
+    cap.uri_path = r->uri;
+    /* <LocationMatch "^/members/(?<etid>[^/]+)/edit$">: the id the
+     * operator's pattern names, where the last segment is no id */
+    cap.path_id = apr_table_get(r->subprocess_env, "MATCH_ETID");
+    cap.location = ctx->canned ? ctx->location
+                               : apr_table_get(r->headers_out, "Location");
+    cap.body = ctx->out.buf ? ctx->out.buf : "";
+    cap.body_len = ctx->out.len;
+    cap.body_total = ctx->out.total;
+    cap.limit = (apr_size_t)ctx->sc->capture_limit;
+    cap.max_depth = ctx->sc->max_depth;
+    cap.max_id_len = ET_MAX_ID_LEN;
+    cap.content_encoding = ctx->content_encoding;
+    cap.content_type = ctx->canned ? NULL : r->content_type;
+    /* httpd's own page has the length it says, and is not the object */
+    cap.incomplete = ctx->incomplete
+                     || (!ctx->canned && short_body(r, &ctx->out));
+
+    if (calls) {
+        rv = et_capture_jsonrpc(r->pool, &cap, calls, batch, &events);
+    }
+    else {
+        rv = et_capture_to_event(r->pool, &cap, &ev);
+        events = NULL;
+    }
+    if (rv != APR_SUCCESS || (!ev && !events)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "ET00031: cannot make an event for this %s %s "
+                      "(no transaction id could be generated); NOT recorded",
+                      calls ? "JSON-RPC request" : et_object_name(cap.object),
+                      calls ? "" : et_event_name(cap.event));
+        return;
+    }
+    if (ev) {
+        store_event(r, ev);
+        return;
+    }
+    if (events->nelts < calls->nelts) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "ET00062: %d of %d JSON-RPC calls that would be events "
+                      "were answered with an error (or not at all): no "
+                      "event for them", calls->nelts - events->nelts,
+                      calls->nelts);
+    }
+    /* in the request's order: one object's events stay in order */
+    for (i = 0; i < events->nelts; i++) {
+        store_event(r, APR_ARRAY_IDX(events, i, et_event_t *));
+    }
+}
+
+/*
+ * JSON-RPC locations: copy the request body aside (bounded by
+ * EventTriggerCaptureLimit) as the console reads it, to know its calls.
+ * What the console reads is passed on as it came; nothing is held.
+ */
+static apr_status_t et_in_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                 ap_input_mode_t mode,
+                                 apr_read_type_e block, apr_off_t readbytes)
+{
+    et_filter_ctx_t *ctx = f->ctx;
+    apr_bucket *e;
+    apr_status_t rv;
+
+    rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    /* a speculative read is read again later */
+    if (rv != APR_SUCCESS || !ctx || ctx->in_eos
+        || mode == AP_MODE_SPECULATIVE) {
+        return rv;
+    }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+
+        if (APR_BUCKET_IS_EOS(e)) {
+            ctx->in_eos = 1;
+            break;
+        }
+        if (APR_BUCKET_IS_METADATA(e)) {
+            continue;
+        }
+        if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
+            /* the console gets the same error; the copy is short */
+            ctx->in.total = (apr_off_t)ctx->sc->capture_limit + 1;
+            continue;
+        }
+        keep_bytes(&ctx->in, (apr_size_t)ctx->sc->capture_limit, f->r->pool,
+                   data, len);
+    }
+    return rv;
 }
 
 static apr_status_t pass_holding_last_byte(ap_filter_t *f,
@@ -407,7 +557,8 @@ static apr_status_t et_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             ctx->incomplete = 1;
             return rv;
         }
-        keep_bytes(ctx, r->pool, data, len);
+        keep_bytes(&ctx->out, (apr_size_t)ctx->sc->capture_limit, r->pool,
+                   data, len);
     }
     return pass_holding_last_byte(f, ctx, bb);
 }
@@ -466,4 +617,6 @@ void et_register_filter(void)
 {
     ap_register_output_filter(ET_FILTER_NAME, et_out_filter, NULL,
                               AP_FTYPE_RESOURCE);
+    ap_register_input_filter(ET_IN_FILTER_NAME, et_in_filter, NULL,
+                             AP_FTYPE_RESOURCE);
 }

@@ -17,6 +17,7 @@
 #include "et_capture.h"
 #include "et_form.h"
 #include "et_json.h"
+#include "et_jsonrpc.h"
 #include "et_url.h"
 
 #define DEFAULT_ID_FIELD "id"
@@ -33,7 +34,6 @@ static apr_status_t fail(et_event_t *ev, const char *why)
     return APR_SUCCESS;
 }
 
-/* The last non-empty segment of @a path, "" if there is none. */
 /* The decoded path of a Location (absolute URL or path); query and
  * fragment dropped. */
 static const char *location_path(apr_pool_t *p, const char *location)
@@ -48,6 +48,7 @@ static const char *location_path(apr_pool_t *p, const char *location)
     return path ? path : "";
 }
 
+/* The last non-empty segment of @a path, "" if there is none. */
 static const char *last_segment(apr_pool_t *p, const char *path)
 {
     const char *end, *start;
@@ -119,15 +120,32 @@ static const char *verbatim_with_type(apr_pool_t *p, const char *body,
     return out;
 }
 
-apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
-                                 et_event_t **out)
+int et_capture_is_json_type(const char *ct)
 {
-    int has_type;
-    const char *oname = et_object_name(c->object);
-    const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
-    const char *txn, *id, *err;
+    apr_size_t n;
+
+    if (ct == NULL) {
+        return 1;
+    }
+    while (apr_isspace(*ct)) {
+        ct++;
+    }
+    n = strcspn(ct, "; \t");
+    if (n == 0) {
+        return 1;
+    }
+    return (n == 16 && !strncasecmp(ct, "application/json", n))
+           || (n == 9 && !strncasecmp(ct, "text/json", n))
+           || (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
+}
+
+/* A new pending event of @a object and @a event, with its txn. */
+static apr_status_t new_event(apr_pool_t *p, const et_capture_t *c,
+                              et_object_e object, et_event_e event,
+                              et_event_t **out)
+{
+    const char *txn;
     et_event_t *ev;
-    json_t *obj;
     apr_status_t rv;
 
     *out = NULL;
@@ -138,8 +156,8 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
     ev = apr_pcalloc(p, sizeof(*ev));
     ev->txn = txn;
     ev->site = (c->site && c->site->name) ? c->site->name : "";
-    ev->object = c->object;
-    ev->event = c->event;
+    ev->object = object;
+    ev->event = event;
     ev->oid = "";
     ev->content_type = et_format_content_type(c->site ? c->site->format
                                                       : ET_FMT_JSON);
@@ -152,24 +170,28 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                  ? c->site->retry->delays[0] : 0);
     ev->state = ET_ST_PENDING;
     *out = ev;
+    return APR_SUCCESS;
+}
 
-    if (oname == NULL) {
-        return fail(ev, "no object type configured for this location");
+/* NULL if the answer can be read as the object's JSON, else why not. Also
+ * sets the URL a failed event shows (where the call would have gone). */
+static const char *answer_problem(apr_pool_t *p, const et_capture_t *c,
+                                  et_event_t *ev)
+{
+    if (et_object_name(ev->object) == NULL) {
+        return "no object type configured for this location";
     }
     if (c->site == NULL || c->site->endpoint == NULL) {
-        return fail(ev, "no EventTriggerEndpoint configured for this site");
+        return "no EventTriggerEndpoint configured for this site";
     }
-    /* the URL of a failed event is never called; it shows where the call
-     * would have gone */
-    ev->url = et_url_build(p, c->site->endpoint, c->object, "", c->event,
-                           txn);
+    ev->url = et_url_build(p, c->site->endpoint, ev->object, "", ev->event,
+                           ev->txn);
     if (ev->url == NULL) {
         ev->url = "";
-        return fail(ev, "cannot build the call URL");
+        return "cannot build the call URL";
     }
-
     if (c->incomplete) {
-        return fail(ev, "response incomplete");
+        return "response incomplete";
     }
     if (c->content_encoding != NULL && *c->content_encoding != '\0'
         && strcasecmp(c->content_encoding, "identity") != 0) {
@@ -177,8 +199,8 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
         const char *coding = apr_pescape_echo(
             p, apr_pstrndup(p, c->content_encoding, CODING_SHOWN), 0);
 
-        return fail(ev, apr_psprintf(p, "response is content-encoded (%s), "
-                                     "cannot read the object", coding));
+        return apr_psprintf(p, "response is content-encoded (%s), cannot "
+                            "read the object", coding);
     }
     /* compared unsigned: a limit of APR_SIZE_MAX must not turn negative */
     if ((c->body_total > 0
@@ -187,9 +209,133 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
         apr_off_t total = c->body_total > (apr_off_t)c->body_len
                           ? c->body_total : (apr_off_t)c->body_len;
 
-        return fail(ev, apr_psprintf(p, "response body of %" APR_OFF_T_FMT
-                                     " bytes exceeds EventTriggerCaptureLimit "
-                                     "%" APR_SIZE_T_FMT, total, c->limit));
+        return apr_psprintf(p, "response body of %" APR_OFF_T_FMT " bytes "
+                            "exceeds EventTriggerCaptureLimit %"
+                            APR_SIZE_T_FMT, total, c->limit);
+    }
+    if (c->body_len > 0 && !et_capture_is_json_type(c->content_type)) {
+        /* an admin's browser page (DRF's browsable API, a form's HTML
+         * answer): say what it was rather than how it failed to parse */
+        const char *ct = apr_pescape_echo(
+            p, apr_pstrndup(p, c->content_type, CODING_SHOWN), 0);
+
+        return apr_psprintf(p, "answer is %.*s, not JSON",
+                            (int)strcspn(ct, "; \t"), ct);
+    }
+    return NULL;
+}
+
+/* The id the request names: the glue's, else the path's last segment. */
+static const char *request_id(apr_pool_t *p, const et_capture_t *c)
+{
+    return c->path_id && *c->path_id ? c->path_id
+                                     : last_segment(p, c->uri_path);
+}
+
+/* Put @a id into @a obj under the id field (a name or a pointer). */
+static int add_id(json_t *obj, const char *id_field, const char *id)
+{
+    json_t *v = json_string(id);
+
+    /* json_string refuses invalid UTF-8 */
+    if (v == NULL) {
+        return -1;
+    }
+    if (*id_field == '/') {
+        return et_json_pointer_set(obj, id_field, v);
+    }
+    return json_object_set_new(obj, id_field, v);
+}
+
+/*
+ * The rest of an event, from the saved object @a obj and its @a id: the
+ * URL, and the body in the site's format. @a verbatim (JSON format only)
+ * is the console's own text of @a obj, sent as it was written (numbers,
+ * key order and escapes kept); NULL to serialise @a obj.
+ */
+static apr_status_t finish_event(apr_pool_t *p, const et_capture_t *c,
+                                 et_event_t *ev, json_t *obj, const char *id,
+                                 const char *verbatim, apr_size_t vlen)
+{
+    const char *oname = et_object_name(ev->object);
+    const char *err = check_id(p, c, id);
+    int has_type;
+
+    if (err != NULL) {
+        return fail(ev, err);
+    }
+    ev->oid = id;
+    ev->url = et_url_build(p, c->site->endpoint, ev->object, id, ev->event,
+                           ev->txn);
+    has_type = json_object_get(obj, OBJECT_TYPE) != NULL;
+    if (c->site->format == ET_FMT_JSON && verbatim != NULL) {
+        /* object_type, if missing, goes in before the closing brace of the
+         * (validated) object */
+        ev->body = verbatim_with_type(p, verbatim, vlen,
+                                      json_object_size(obj) == 0,
+                                      has_type ? NULL : oname, &ev->body_len);
+        return APR_SUCCESS;
+    }
+    if (!has_type
+        && json_object_set_new(obj, OBJECT_TYPE, json_string(oname)) != 0) {
+        return fail(ev, "cannot add object_type to the object");
+    }
+    if (c->site->format == ET_FMT_FORM) {
+        if (et_form_encode(p, obj, &ev->body, &ev->body_len) != APR_SUCCESS) {
+            return fail(ev, "cannot form-encode the object");
+        }
+    }
+    else {
+        ev->body = et_json_dump(p, obj, &ev->body_len);
+        if (ev->body == NULL) {
+            return fail(ev, "cannot serialise the object as JSON");
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* What EventTriggerObject names in @a root, or NULL with *err. */
+static json_t *saved_object(apr_pool_t *p, const et_capture_t *c,
+                            const json_t *root, const char *where,
+                            const char **err)
+{
+    json_t *obj = et_json_pointer_get(root, c->object_ptr);
+
+    *err = NULL;
+    if (obj == NULL) {
+        *err = apr_psprintf(p, "EventTriggerObject %s finds nothing in %s",
+                            c->object_ptr, where);
+    }
+    else if (!json_is_object(obj)) {
+        *err = c->object_ptr && *c->object_ptr
+               ? apr_psprintf(p, "EventTriggerObject %s finds a JSON %s in "
+                              "%s, not an object", c->object_ptr,
+                              et_json_type_name(obj), where)
+               : apr_psprintf(p, "%s is a JSON %s, not an object", where,
+                              et_json_type_name(obj));
+        obj = NULL;
+    }
+    return obj;
+}
+
+apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
+                                 et_event_t **out)
+{
+    const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
+    const char *id, *err;
+    et_event_t *ev;
+    json_t *obj, *root;
+    apr_status_t rv;
+    int whole = c->object_ptr == NULL || *c->object_ptr == '\0';
+
+    rv = new_event(p, c, c->object, c->event, out);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    ev = *out;
+    err = answer_problem(p, c, ev);
+    if (err != NULL) {
+        return fail(ev, err);
     }
 
     if (c->body_len == 0 || c->body == NULL) {
@@ -203,7 +349,7 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
             id = last_segment(p, location_path(p, c->location));
         }
         else {
-            id = last_segment(p, c->uri_path);
+            id = request_id(p, c);
         }
         if (*id == '\0') {
             return fail(ev, "no response body and no id in the request path");
@@ -213,61 +359,200 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
             return fail(ev, err);
         }
         obj = et_json_pool_own(p, json_object());
-        /* json_string refuses invalid UTF-8 */
-        if (obj == NULL
-            || json_object_set_new(obj, id_field, json_string(id)) != 0) {
+        if (obj == NULL || add_id(obj, id_field, id) != 0) {
             return fail(ev, "id in the request path is not valid UTF-8");
         }
+        return finish_event(p, c, ev, obj, id, NULL, 0);
     }
-    else {
-        rv = et_json_parse_object(p, c->body, c->body_len, c->max_depth,
-                                  &obj, &err);
-        if (rv != APR_SUCCESS) {
-            return fail(ev, err);
-        }
-        rv = et_json_scalar_id(p, obj, id_field, &id, &err);
-        if (rv == APR_NOTFOUND) {
-            return fail(ev, apr_psprintf(p, "saved object has no '%s' field",
-                                         id_field));
-        }
-        if (rv != APR_SUCCESS) {
-            return fail(ev, err ? err : "unusable id");
+
+    rv = whole ? et_json_parse_object(p, c->body, c->body_len, c->max_depth,
+                                      &root, &err)
+               : et_json_parse_value(p, c->body, c->body_len, c->max_depth,
+                                     &root, &err);
+    if (rv != APR_SUCCESS) {
+        return fail(ev, err);
+    }
+    obj = saved_object(p, c, root, "the answer", &err);
+    if (obj == NULL) {
+        return fail(ev, err);
+    }
+    rv = et_json_scalar_id(p, obj, id_field, &id, &err);
+    if (rv == APR_NOTFOUND) {
+        /* An answer without the id (json-server's "{}" to a DELETE, an
+         * update answered with the changed fields): the request names the
+         * object, a create its Location. The id goes into the body. */
+        id = c->event != ET_EV_CREATE ? request_id(p, c)
+             : c->location ? last_segment(p, location_path(p, c->location))
+             : "";
+        if (*id == '\0') {
+            return fail(ev, apr_psprintf(p, "saved object has no '%s' "
+                                         "field%s", id_field,
+                                         c->event == ET_EV_CREATE
+                                         ? " and no Location names it"
+                                         : " and the request path names no "
+                                           "id"));
         }
         err = check_id(p, c, id);
         if (err != NULL) {
             return fail(ev, err);
         }
-    }
-    ev->oid = id;
-    ev->url = et_url_build(p, c->site->endpoint, c->object, id, c->event,
-                           txn);
-
-    has_type = json_object_get(obj, OBJECT_TYPE) != NULL;
-    if (c->site->format == ET_FMT_JSON && c->body_len) {
-        /* The console's own bytes: numbers, key order and escapes exactly
-         * as it wrote them; object_type, if missing, goes in before the
-         * closing brace of the (validated) object. */
-        ev->body = verbatim_with_type(p, c->body, c->body_len,
-                                      json_object_size(obj) == 0,
-                                      has_type ? NULL : oname,
-                                      &ev->body_len);
-        return APR_SUCCESS;
-    }
-    if (!has_type
-        && json_object_set_new(obj, OBJECT_TYPE, json_string(oname)) != 0) {
-        return fail(ev, "cannot add object_type to the object");
-    }
-    if (c->site->format == ET_FMT_FORM) {
-        rv = et_form_encode(p, obj, &ev->body, &ev->body_len);
-        if (rv != APR_SUCCESS) {
-            return fail(ev, "cannot form-encode the object");
+        if (add_id(obj, id_field, id) != 0) {
+            return fail(ev, apr_psprintf(p, "cannot add the id to the saved "
+                                         "object under '%s'", id_field));
         }
+        return finish_event(p, c, ev, obj, id, NULL, 0);
+    }
+    if (rv != APR_SUCCESS) {
+        return fail(ev, err ? err : "unusable id");
+    }
+    return finish_event(p, c, ev, obj, id, whole ? c->body : NULL,
+                        c->body_len);
+}
+
+/* The id a JSON-RPC call's first param names: itself if it is a string
+ * or an integer, else the id field of the object it is. */
+static const char *param_id(apr_pool_t *p, const et_rpc_call_t *call,
+                            const char *id_field)
+{
+    const char *id = NULL, *err;
+    json_t *wrap;
+
+    if (call->param == NULL) {
+        return "";
+    }
+    if (json_is_object(call->param)) {
+        et_json_scalar_id(p, call->param, id_field, &id, &err);
+        return id ? id : "";
+    }
+    /* a bare string or number: looked at as the only member of an object */
+    wrap = et_json_pool_own(p, json_object());
+    if (wrap == NULL
+        || json_object_set(wrap, "id", (json_t *)call->param) != 0) {
+        return "";
+    }
+    et_json_scalar_id(p, wrap, "id", &id, &err);
+    return id ? id : "";
+}
+
+/* The event of one answered call. */
+static apr_status_t rpc_event(apr_pool_t *p, const et_capture_t *c,
+                              const et_rpc_call_t *call,
+                              const json_t *response, et_event_t **out)
+{
+    const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
+    const char *id, *err, *where;
+    json_t *result, *obj;
+    et_event_t *ev;
+    apr_status_t rv;
+
+    rv = new_event(p, c, call->object, call->event, out);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    ev = *out;
+    err = answer_problem(p, c, ev);
+    if (err != NULL) {
+        return fail(ev, err);
+    }
+    where = apr_psprintf(p, "the result of %s",
+                         apr_pescape_echo(p, apr_pstrndup(p, call->method,
+                                                          64), 0));
+    result = json_object_get(response, "result");
+    if (call->event == ET_EV_DELETE
+        && (!json_is_object(result)
+            || (c->object_ptr && *c->object_ptr
+                && !json_is_object(et_json_pointer_get(result,
+                                                       c->object_ptr))))) {
+        /* a delete's result is often true or null: the params name it */
+        obj = et_json_pool_own(p, json_object());
     }
     else {
-        ev->body = et_json_dump(p, obj, &ev->body_len);
-        if (ev->body == NULL) {
-            return fail(ev, "cannot serialise the object as JSON");
+        obj = saved_object(p, c, result, where, &err);
+        if (obj == NULL) {
+            return fail(ev, err);
         }
+        /* the body is built from it, with the id added if need be: a copy,
+         * so that the parsed answer stays as it was for the other calls */
+        obj = et_json_pool_own(p, json_deep_copy(obj));
+    }
+    if (obj == NULL) {
+        return fail(ev, "out of memory");
+    }
+    rv = et_json_scalar_id(p, obj, id_field, &id, &err);
+    if (rv == APR_SUCCESS) {
+        return finish_event(p, c, ev, obj, id, NULL, 0);
+    }
+    if (rv != APR_NOTFOUND) {
+        return fail(ev, err ? err : "unusable id");
+    }
+    id = call->event == ET_EV_CREATE ? "" : param_id(p, call, id_field);
+    if (*id == '\0') {
+        return fail(ev, apr_psprintf(p, "%s has no '%s' field%s", where,
+                                     id_field,
+                                     call->event == ET_EV_CREATE ? ""
+                                     : " and its first param names no id"));
+    }
+    err = check_id(p, c, id);
+    if (err != NULL) {
+        return fail(ev, err);
+    }
+    if (add_id(obj, id_field, id) != 0) {
+        return fail(ev, apr_psprintf(p, "cannot add the id to the saved "
+                                     "object under '%s'", id_field));
+    }
+    return finish_event(p, c, ev, obj, id, NULL, 0);
+}
+
+apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,
+                                const apr_array_header_t *calls, int batch,
+                                apr_array_header_t **out)
+{
+    const et_rpc_call_t *first;
+    const char *err;
+    et_event_t *ev;
+    json_t *answer = NULL;
+    apr_status_t rv;
+    int i;
+
+    *out = apr_array_make(p, calls->nelts, sizeof(et_event_t *));
+    if (calls->nelts == 0) {
+        return APR_SUCCESS;
+    }
+    first = APR_ARRAY_IDX(calls, 0, const et_rpc_call_t *);
+    /* an answer that cannot be read at all: one failed event says so */
+    rv = new_event(p, c, first->object, first->event, &ev);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    err = answer_problem(p, c, ev);
+    if (err == NULL && (c->body_len == 0 || c->body == NULL)) {
+        err = "JSON-RPC answer without a body";
+    }
+    if (err == NULL
+        && et_json_parse_value(p, c->body, c->body_len, c->max_depth,
+                               &answer, &err) == APR_SUCCESS
+        && !json_is_object(answer) && !json_is_array(answer)) {
+        err = apr_psprintf(p, "JSON-RPC answer is a JSON %s",
+                           et_json_type_name(answer));
+    }
+    if (err != NULL) {
+        fail(ev, err);
+        *(et_event_t **)apr_array_push(*out) = ev;
+        return APR_SUCCESS;
+    }
+    for (i = 0; i < calls->nelts; i++) {
+        const et_rpc_call_t *call = APR_ARRAY_IDX(calls, i,
+                                                  const et_rpc_call_t *);
+        const json_t *response = et_rpc_response(answer, batch, call);
+
+        if (response == NULL || et_rpc_failed(response)) {
+            continue;                 /* not saved, or nothing says so */
+        }
+        rv = rpc_event(p, c, call, response, &ev);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        *(et_event_t **)apr_array_push(*out) = ev;
     }
     return APR_SUCCESS;
 }

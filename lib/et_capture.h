@@ -9,13 +9,19 @@
 
 #include "et_event.h"
 #include "et_site.h"
+#include <apr_tables.h>
 
 typedef struct et_capture_t {
     const et_site_t *site;
     et_object_e object;
     et_event_e event;
-    const char *id_field;     /* field of the saved object holding its id */
+    const char *id_field;     /* field of the saved object holding its id,
+                               * or a JSON pointer relative to it ("/...") */
+    const char *object_ptr;   /* EventTriggerObject: JSON pointer to the
+                               * saved object in the answer; NULL: all of it */
     const char *uri_path;     /* decoded request path, for the id fallback */
+    const char *path_id;      /* the id the request names, if the glue knows
+                               * better than uri_path's last segment */
     const char *location;     /* response's Location, for a bodiless create */
     const char *body;         /* the response body as captured */
     apr_size_t body_len;      /* bytes captured (<= limit) */
@@ -24,6 +30,7 @@ typedef struct et_capture_t {
     int max_depth;            /* JSON nesting limit */
     apr_size_t max_id_len;
     const char *content_encoding;  /* of the response, NULL if identity */
+    const char *content_type; /* of the response, NULL if none */
     int incomplete;           /* an error bucket or short body was seen */
 } et_capture_t;
 
@@ -35,5 +42,23 @@ typedef struct et_capture_t {
  */
 apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                                  et_event_t **out);
+
+/**
+ * The events of a JSON-RPC exchange: @a calls (et_rpc_call_t *, from
+ * et_rpc_parse_request, at least one) were sent, c->body is the answer.
+ * *out gets one event per call answered without an error, in the calls'
+ * order (c->object and c->event are not read: each call has its own).
+ * An answer that cannot be read at all gives one failed event, for the
+ * first call. The saved object is the call's "result" (or what
+ * c->object_ptr names inside it); a delete or update whose result has no
+ * id takes it from the call's first param.
+ */
+apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,
+                                const apr_array_header_t *calls, int batch,
+                                apr_array_header_t **out);
+
+/** Non-zero if the media type @a ct is JSON (application/json, a "+json"
+ *  type, text/json); a missing type counts as JSON. */
+int et_capture_is_json_type(const char *ct);
 
 #endif /* ET_CAPTURE_H */

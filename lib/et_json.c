@@ -122,9 +122,9 @@ static int depth_exceeds(const json_t *j, int depth, int limit)
     return 0;
 }
 
-apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
-                                  apr_size_t len, int max_depth,
-                                  json_t **out, const char **err)
+apr_status_t et_json_parse_value(apr_pool_t *p, const char *buf,
+                                 apr_size_t len, int max_depth,
+                                 json_t **out, const char **err)
 {
     json_error_t e;
     json_t *j;
@@ -147,19 +147,13 @@ apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
             return APR_EINVAL;
         }
     }
-    /* JSON_DECODE_ANY only so that a scalar body gets a clear message; no
-     * JSON_ALLOW_NUL, so NUL and \u0000 are refused. Duplicate names are
-     * refused: the body goes out as the console wrote it, and a receiver
-     * that keeps the first "id" would read another id than the URL's. */
+    /* no JSON_ALLOW_NUL, so NUL and \u0000 are refused. Duplicate names
+     * are refused: the body goes out as the console wrote it, and a
+     * receiver that keeps the first "id" would read another id than the
+     * URL's. */
     j = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
     if (j == NULL) {
         *err = load_error(p, &e, max_depth);
-        return APR_EINVAL;
-    }
-    if (!json_is_object(j)) {
-        *err = apr_psprintf(p, "body is a JSON %s, not an object",
-                            type_name(j));
-        json_decref(j);
         return APR_EINVAL;
     }
     if (max_depth > 0 && depth_exceeds(j, 1, max_depth)) {
@@ -169,6 +163,161 @@ apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
     }
     *out = et_json_pool_own(p, j);
     return APR_SUCCESS;
+}
+
+apr_status_t et_json_parse_object(apr_pool_t *p, const char *buf,
+                                  apr_size_t len, int max_depth,
+                                  json_t **out, const char **err)
+{
+    apr_status_t rv = et_json_parse_value(p, buf, len, max_depth, out, err);
+
+    /* any value was parsed so that a scalar body gets a clear message */
+    if (rv == APR_SUCCESS && !json_is_object(*out)) {
+        *err = apr_psprintf(p, "body is a JSON %s, not an object",
+                            type_name(*out));
+        *out = NULL;
+        return APR_EINVAL;
+    }
+    return rv;
+}
+
+const char *et_json_type_name(const json_t *j)
+{
+    return j ? type_name(j) : "nothing";
+}
+
+/*
+ * RFC 6901. jansson has no JSON Pointer, and the pointers here are short
+ * strings from the configuration: a walk over their reference tokens is
+ * all it takes.
+ */
+const char *et_json_pointer_check(const char *ptr)
+{
+    const char *s;
+
+    if (ptr == NULL || *ptr == '\0') {
+        return NULL;                  /* the whole document */
+    }
+    if (*ptr != '/') {
+        return "a JSON pointer starts with '/'";
+    }
+    for (s = ptr; *s; s++) {
+        if (*s == '~' && s[1] != '0' && s[1] != '1') {
+            return "'~' in a JSON pointer must be followed by 0 or 1";
+        }
+    }
+    return NULL;
+}
+
+/* The next reference token of @a *ptr (just past a '/'), unescaped, into
+ * @a buf of @a size bytes; *ptr moves to the next '/' or the end. Returns
+ * the token's length, or -1 if it does not fit. */
+static int next_token(const char **ptr, char *buf, apr_size_t size)
+{
+    const char *s = *ptr;
+    apr_size_t n = 0;
+
+    for (; *s && *s != '/'; s++) {
+        char c = *s;
+
+        if (c == '~') {
+            c = s[1] == '1' ? '/' : '~';
+            s++;
+        }
+        if (n + 1 >= size) {
+            return -1;
+        }
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    *ptr = s;
+    return (int)n;
+}
+
+/* An array index token: decimal digits, no leading zero; -1 if not. */
+static long array_index(const char *tok)
+{
+    long v = 0;
+    const char *s;
+
+    if (!*tok || (tok[0] == '0' && tok[1]) || strlen(tok) > 9) {
+        return -1;
+    }
+    for (s = tok; *s; s++) {
+        if (*s < '0' || *s > '9') {
+            return -1;
+        }
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+#define TOKEN_MAX 256
+
+json_t *et_json_pointer_get(const json_t *root, const char *ptr)
+{
+    json_t *j = (json_t *)root;
+    char tok[TOKEN_MAX];
+
+    if (ptr == NULL || et_json_pointer_check(ptr) != NULL) {
+        return ptr == NULL ? j : NULL;
+    }
+    while (j != NULL && *ptr == '/') {
+        ptr++;
+        if (next_token(&ptr, tok, sizeof(tok)) < 0) {
+            return NULL;
+        }
+        if (json_is_object(j)) {
+            j = json_object_get(j, tok);
+        }
+        else if (json_is_array(j)) {
+            long i = array_index(tok);
+
+            j = i < 0 ? NULL : json_array_get(j, (size_t)i);
+        }
+        else {
+            j = NULL;
+        }
+    }
+    return j;
+}
+
+int et_json_pointer_set(json_t *root, const char *ptr, json_t *value)
+{
+    json_t *j = root;
+    char tok[TOKEN_MAX];
+
+    if (!json_is_object(root) || ptr == NULL || *ptr != '/'
+        || et_json_pointer_check(ptr) != NULL) {
+        json_decref(value);
+        return -1;
+    }
+    for (;;) {
+        json_t *next;
+
+        ptr++;
+        if (next_token(&ptr, tok, sizeof(tok)) < 0) {
+            break;
+        }
+        if (*ptr == '\0') {
+            return json_object_set_new(j, tok, value);
+        }
+        /* only objects are made or walked into: an array's index would
+         * say nothing of where a missing id belongs */
+        next = json_object_get(j, tok);
+        if (next == NULL) {
+            next = json_object();
+            if (json_object_set_new(j, tok, next) != 0) {
+                break;
+            }
+        }
+        if (!json_is_object(next)) {
+            break;
+        }
+        j = next;
+    }
+    json_decref(value);
+    return -1;
 }
 
 const char *et_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len)
@@ -206,7 +355,12 @@ apr_status_t et_json_scalar_id(apr_pool_t *p, const json_t *obj,
     if (err) {
         *err = NULL;
     }
-    v = json_is_object(obj) ? json_object_get(obj, field) : NULL;
+    if (*field == '/') {
+        v = json_is_object(obj) ? et_json_pointer_get(obj, field) : NULL;
+    }
+    else {
+        v = json_is_object(obj) ? json_object_get(obj, field) : NULL;
+    }
     if (v == NULL || json_is_null(v)) {
         return APR_NOTFOUND;
     }

@@ -479,7 +479,8 @@ START_TEST(test_capture_no_id)
 {
     cap_body("{\"uid\":\"abc\"}");
     ck_assert_str_eq(failed("no 'id'")->error,
-                     "saved object has no 'id' field");
+                     "saved object has no 'id' field and no Location "
+                     "names it");
     cap_body("{\"id\":null}");
     failed("saved object has no 'id' field");
     cap.id_field = "apikey";
