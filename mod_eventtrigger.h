@@ -84,6 +84,7 @@ typedef struct et_dir_conf_t {
     const char *object_where;         /* "FILE:LINE" of EventTrigger */
     const char *id_field;             /* NULL: unset ("id"); a name or a
                                        * JSON pointer ("/...") */
+    const char *id_fields[ET_OBJ_PACKAGE_KEY + 1];   /* OBJECT=NAME */
     const char *object_ptr;           /* EventTriggerObject; NULL: unset */
     et_evmode_e evmode;               /* EventTriggerEvent */
 } et_dir_conf_t;

@@ -117,6 +117,14 @@ void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->jsonrpc = add->object_set ? add->jsonrpc : base->jsonrpc;
     c->object_where = add->object_set ? add->object_where : base->object_where;
     c->id_field = add->id_field ? add->id_field : base->id_field;
+    {
+        int i;
+
+        for (i = 0; i <= ET_OBJ_PACKAGE_KEY; i++) {
+            c->id_fields[i] = add->id_fields[i] ? add->id_fields[i]
+                                                : base->id_fields[i];
+        }
+    }
     c->object_ptr = add->object_ptr ? add->object_ptr : base->object_ptr;
     c->evmode = add->evmode != ET_EVMODE_UNSET ? add->evmode : base->evmode;
     return c;
@@ -240,12 +248,28 @@ static const char *set_object(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+/* EventTriggerIdField [OBJECT=]NAME|POINTER ...: one per object where the
+ * objects of one location name their ids differently (a JSON-RPC console:
+ * members by username, keys by apikey). */
 static const char *set_id_field(cmd_parms *cmd, void *dcv, const char *arg)
 {
     et_dir_conf_t *dc = dcv;
+    const char *err, *eq = strchr(arg, '=');
+    const char **slot = &dc->id_field;
 
-    const char *err;
+    if (eq && *arg != '/') {
+        et_object_e o;
+        char *oname = apr_pstrmemdup(cmd->temp_pool, arg, eq - arg);
 
+        if (!et_object_parse(oname, &o) || o == ET_OBJ_NONE) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not an object; use "
+                                "member=, application=, key= or "
+                                "package_key= before a field", cmd->cmd->name,
+                                oname);
+        }
+        slot = &dc->id_fields[o];
+        arg = eq + 1;
+    }
     if (!*arg) {
         return apr_psprintf(cmd->pool, "%s: a field name is required",
                             cmd->cmd->name);
@@ -260,7 +284,7 @@ static const char *set_id_field(cmd_parms *cmd, void *dcv, const char *arg)
                             "empty name; give the field's name or a pointer "
                             "such as /attributes/id", cmd->cmd->name);
     }
-    dc->id_field = arg;
+    *slot = arg;
     return NULL;
 }
 
@@ -714,9 +738,10 @@ const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTrigger", set_object, NULL, ACCESS_CONF,
                   "What requests here create, update and delete: member, "
                   "application, key, package_key, jsonrpc or off"),
-    AP_INIT_TAKE1("EventTriggerIdField", set_id_field, NULL, ACCESS_CONF,
-                  "The field of the saved object that holds its id: a "
-                  "name, or a JSON pointer relative to the object"),
+    AP_INIT_ITERATE("EventTriggerIdField", set_id_field, NULL, ACCESS_CONF,
+                    "The field of the saved object that holds its id: a "
+                    "name, or a JSON pointer relative to the object; "
+                    "OBJECT=FIELD for one object only"),
     AP_INIT_TAKE1("EventTriggerObject", set_object_ptr, NULL, ACCESS_CONF,
                   "JSON pointer to the saved object inside the answer "
                   "(e.g. /data); default: the whole answer"),

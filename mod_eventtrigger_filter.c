@@ -404,6 +404,7 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
     cap.object = ctx->dc->object;
     cap.event = ctx->event;
     cap.id_field = ctx->dc->id_field ? ctx->dc->id_field : "id";
+    cap.id_fields = ctx->dc->id_fields;
     cap.object_ptr = ctx->dc->object_ptr;
     cap.uri_path = r->uri;
     /* <LocationMatch "^/members/(?<etid>[^/]+)/edit$">: the id the

@@ -225,6 +225,16 @@ static const char *answer_problem(apr_pool_t *p, const et_capture_t *c,
     return NULL;
 }
 
+/* The id field of @a object's saved objects. */
+static const char *id_field_of(const et_capture_t *c, et_object_e object)
+{
+    if (c->id_fields && object > ET_OBJ_NONE && object <= ET_OBJ_PACKAGE_KEY
+        && c->id_fields[object]) {
+        return c->id_fields[object];
+    }
+    return c->id_field ? c->id_field : DEFAULT_ID_FIELD;
+}
+
 /* The id the request names: the glue's, else the path's last segment. */
 static const char *request_id(apr_pool_t *p, const et_capture_t *c)
 {
@@ -321,7 +331,7 @@ static json_t *saved_object(apr_pool_t *p, const et_capture_t *c,
 apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                                  et_event_t **out)
 {
-    const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
+    const char *id_field = id_field_of(c, c->object);
     const char *id, *err;
     et_event_t *ev;
     json_t *obj, *root;
@@ -439,7 +449,7 @@ static apr_status_t rpc_event(apr_pool_t *p, const et_capture_t *c,
                               const et_rpc_call_t *call,
                               const json_t *response, et_event_t **out)
 {
-    const char *id_field = c->id_field ? c->id_field : DEFAULT_ID_FIELD;
+    const char *id_field = id_field_of(c, call->object);
     const char *id, *err, *where;
     json_t *result, *obj;
     et_event_t *ev;

@@ -17,6 +17,8 @@ typedef struct et_capture_t {
     et_event_e event;
     const char *id_field;     /* field of the saved object holding its id,
                                * or a JSON pointer relative to it ("/...") */
+    const char *const *id_fields; /* per object ([et_object_e]), NULL or
+                               * NULL entries: id_field */
     const char *object_ptr;   /* EventTriggerObject: JSON pointer to the
                                * saved object in the answer; NULL: all of it */
     const char *uri_path;     /* decoded request path, for the id fallback */

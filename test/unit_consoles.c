@@ -352,8 +352,11 @@ START_TEST(test_rpc_capture)
     apr_array_header_t *ev;
     const et_event_t *e;
 
-    /* Mashery V2: members are named by username */
-    cap.id_field = "username";
+    /* Mashery V2: members are named by username, keys by apikey */
+    static const char *const v2[] = { NULL, "username", NULL, "apikey",
+                                      NULL };
+
+    cap.id_fields = v2;
     ev = rpc("{\"method\":\"member.create\",\"params\":[{\"username\":\"u1\"}],"
              "\"id\":1}",
              "{\"result\":{\"username\":\"u1\",\"email\":\"e\","
@@ -375,7 +378,6 @@ START_TEST(test_rpc_capture)
     ck_assert_int_eq(ev->nelts, 0);
 
     /* a delete answered true: the first param names it */
-    cap.id_field = "apikey";
     ev = rpc("{\"method\":\"key.delete\",\"params\":[\"k9\"],\"id\":2}",
              "{\"result\":true,\"error\":null,\"id\":2}");
     ck_assert_int_eq(ev->nelts, 1);
@@ -387,7 +389,7 @@ START_TEST(test_rpc_capture)
     ev = rpc("{\"method\":\"key.delete\",\"params\":[{\"apikey\":\"k8\"}],"
              "\"id\":3}", "{\"result\":null,\"id\":3}");
     ck_assert_str_eq(ev_at(ev, 0)->oid, "k8");
-    cap.id_field = "id";
+    /* application has no field of its own: EventTriggerIdField's */
     ev = rpc("{\"method\":\"application.delete\",\"params\":[77],\"id\":3}",
              "{\"result\":{},\"id\":3}");
     ck_assert_str_eq(ev_at(ev, 0)->oid, "77");

@@ -26,16 +26,34 @@ Test controls, as request headers:
   X-Console-Chunked: 1    answer with Transfer-Encoding: chunked (in pieces)
   X-Console-Raw: 1        answer the request body verbatim, as
                           application/json, whatever it is (bad-input tests)
+  X-Console-Shape: S      answer in another console's shape (issue 16):
+                          empty    {} to an update or delete (json-server)
+                          noid     the object without its "id"
+                          wrap:K   {"K": object, "meta": {}} (JSON:API's
+                                   "data", Rails' root)
+                          html     an HTML page (text/html), same status
+                          jsonrpc  the body is a JSON-RPC request or batch:
+                                   OBJ.create/update answer params[0] as
+                                   the result (create adds an "id" unless it
+                                   has id, username or apikey), OBJ.delete
+                                   true, OBJ.fetch {"id": params[0]}; a param
+                                   with "fail": true or an unknown method
+                                   gets an error (HTTP 200 all the same); a
+                                   batch is answered in reverse order
   X-Console-Gzip: 1       gzip the answer (Content-Encoding: gzip) if the
                           request's Accept-Encoding allows it; "force": always
                           (only this console: httpd's own handlers leave
                           compression to mod_deflate)
+
+Every answer carries X-Console-Body-Sha1 and X-Console-Body-Length, the
+SHA-1 and length of the request body the console read.
 
 Usage: console.py --port N [--bind 127.0.0.1] [--quiet]
 """
 
 import argparse
 import gzip
+import hashlib
 import itertools
 import json
 import sys
@@ -74,6 +92,9 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     def _send(self, status, body, ctype="application/json"):
         chunked = self.headers.get("X-Console-Chunked") == "1"
         self.send_response(status)
+        seen = getattr(self, "_body_read", b"")
+        self.send_header("X-Console-Body-Sha1", hashlib.sha1(seen).hexdigest())
+        self.send_header("X-Console-Body-Length", str(len(seen)))
         if body is None:
             if status != 204:
                 self.send_header("Content-Length", "0")
@@ -107,8 +128,72 @@ class ConsoleHandler(BaseHTTPRequestHandler):
 
     # -- methods ----------------------------------------------------------
 
+    def _send_shaped(self, status, data):
+        shape = self.headers.get("X-Console-Shape", "")
+        if shape == "empty" and self.command in ("PUT", "PATCH", "DELETE", "POST"):
+            data = {}
+        elif shape == "noid":
+            data = {k: v for k, v in data.items() if k != "id"}
+        elif shape.startswith("wrap:"):
+            data = {shape[5:]: data, "meta": {}}
+        elif shape == "html":
+            page = "<!DOCTYPE html>\n<html><body><p>Saved %s</p></body></html>\n" % (
+                json.dumps(data))
+            self._send(status, page.encode("utf-8"), "text/html; charset=utf-8")
+            return
+        self._send_json(status, data)
+
+    def _rpc_one(self, call):
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return {"result": None, "error": {"code": -32600,
+                                              "message": "Invalid Request"},
+                    "id": None}
+        obj, _, op = call["method"].rpartition(".")
+        params = call.get("params")
+        first = (params[0] if isinstance(params, list) and params
+                 else params if isinstance(params, dict) else None)
+        answer = {"id": call.get("id")}
+        if call.get("jsonrpc") == "2.0":
+            answer["jsonrpc"] = "2.0"
+        if isinstance(first, dict) and first.get("fail"):
+            answer.update(result=None, error={"code": 1000, "message": "refused"})
+        elif op in ("create", "update") and isinstance(first, dict):
+            result = dict(first)
+            if op == "create" and not any(k in result for k in ("id", "username", "apikey")):
+                result["id"] = _next_id(obj)
+            result["object_type"] = obj
+            answer.update(result=result, error=None)
+        elif op == "delete":
+            answer.update(result=True, error=None)
+        elif op == "fetch":
+            answer.update(result={"id": first}, error=None)
+        else:
+            answer.update(result=None,
+                          error={"code": -32601, "message": "Method not found"})
+        if answer.get("jsonrpc") == "2.0":
+            answer.pop("error" if answer["error"] is None else "result")
+        return answer
+
+    def _jsonrpc(self, body):
+        try:
+            req = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            self._send_json(200, {"result": None, "id": None,
+                                  "error": {"code": -32700, "message": "Parse error"}})
+            return
+        if isinstance(req, list):
+            answers = [self._rpc_one(c) for c in req
+                       if not (isinstance(c, dict) and "id" not in c)]
+            self._send_json(200, list(reversed(answers)))
+        else:
+            self._send_json(200, self._rpc_one(req))
+
     def _handle(self):
         body = read_body(self)
+        self._body_read = body
+        if self.headers.get("X-Console-Shape") == "jsonrpc":
+            self._jsonrpc(body)
+            return
         if self.headers.get("X-Console-Raw") == "1":
             self._send(200 if self.command != "POST" else 201, body)
             return
@@ -131,7 +216,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         if self.command == "POST":
             if data.get("id") is None:
                 data["id"] = _next_id(segs[-1] if segs else None)
-            self._send_json(201, data)
+            self._send_shaped(201, data)
             return
         if not segs:
             self._send_json(404, {"error": "no object id in the path"})
@@ -142,7 +227,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         if self.command == "DELETE" and query.get("nobody") == ["1"]:
             self._send(204, None)
             return
-        self._send_json(200, data)
+        self._send_shaped(200, data)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

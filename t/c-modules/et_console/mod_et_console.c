@@ -40,6 +40,7 @@
 #include "apr_atomic.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
+#include "apr_sha1.h"
 #include "util_script.h"
 
 #include <jansson.h>
@@ -94,6 +95,27 @@ static int read_body(request_rec *r, char **buf, apr_size_t *len)
     *buf = data;
     *len = size;
     return OK;
+}
+
+/* What the console read, for tests that compare it with what was sent. */
+static void note_body(request_rec *r, const char *body, apr_size_t len)
+{
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    char hex[2 * APR_SHA1_DIGESTSIZE + 1];
+    apr_sha1_ctx_t ctx;
+    int i;
+
+    apr_sha1_init(&ctx);
+    apr_sha1_update_binary(&ctx, (const unsigned char *)(body ? body : ""),
+                           (unsigned int)len);
+    apr_sha1_final(digest, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; i++) {
+        apr_snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    apr_table_setn(r->headers_out, "X-Console-Body-Sha1",
+                   apr_pstrdup(r->pool, hex));
+    apr_table_setn(r->headers_out, "X-Console-Body-Length",
+                   apr_psprintf(r->pool, "%" APR_SIZE_T_FMT, len));
 }
 
 /* The last segment of the decoded request path, "" if none. */
@@ -170,6 +192,139 @@ static int send_error(request_rec *r, int status, const char *msg)
     return send_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
+/* X-Console-Shape (as t/bin/console.py): the answer in another console's
+ * shape. Takes over @a data. */
+static int send_shaped(request_rec *r, int status, json_t *data)
+{
+    const char *shape = apr_table_get(r->headers_in, "X-Console-Shape");
+
+    if (!shape) {
+        return send_json(r, status, data);
+    }
+    if (!strcmp(shape, "empty")) {
+        json_decref(data);
+        return send_json(r, status, json_object());
+    }
+    if (!strcmp(shape, "noid")) {
+        json_object_del(data, "id");
+        return send_json(r, status, data);
+    }
+    if (!strncmp(shape, "wrap:", 5)) {
+        return send_json(r, status, json_pack("{s:o,s:{}}", shape + 5, data,
+                                              "meta"));
+    }
+    if (!strcmp(shape, "html")) {
+        char *text = json_dumps(data, 0);
+        const char *page = apr_pstrcat(r->pool, "<!DOCTYPE html>\n<html><body>"
+                                       "<p>Saved ", text ? text : "",
+                                       "</p></body></html>\n", NULL);
+
+        free(text);
+        json_decref(data);
+        r->status = status;
+        send_body(r, page, strlen(page), "text/html; charset=utf-8");
+        return OK;
+    }
+    return send_json(r, status, data);
+}
+
+/* One JSON-RPC call's answer (see console.py's _rpc_one). */
+static json_t *rpc_one(request_rec *r, json_t *call)
+{
+    const char *method = json_string_value(json_object_get(call, "method"));
+    const char *dot, *op;
+    json_t *params, *first = NULL, *answer, *id, *result = NULL, *err = NULL;
+    int v2;
+
+    if (!json_is_object(call) || !method) {
+        return json_pack("{s:n,s:{s:i,s:s},s:n}", "result", "error", "code",
+                         -32600, "message", "Invalid Request", "id");
+    }
+    dot = strrchr(method, '.');
+    op = dot ? dot + 1 : "";
+    params = json_object_get(call, "params");
+    if (json_is_array(params)) {
+        first = json_array_get(params, 0);
+    }
+    else if (json_is_object(params)) {
+        first = params;
+    }
+    if (json_is_object(first) && json_is_true(json_object_get(first, "fail"))) {
+        err = json_pack("{s:i,s:s}", "code", 1000, "message", "refused");
+    }
+    else if ((!strcmp(op, "create") || !strcmp(op, "update"))
+             && json_is_object(first)) {
+        char *oname = apr_pstrmemdup(r->pool, method, dot - method);
+
+        result = json_deep_copy(first);
+        if (!strcmp(op, "create") && !json_object_get(result, "id")
+            && !json_object_get(result, "username")
+            && !json_object_get(result, "apikey")) {
+            apr_uint32_t n = apr_atomic_inc32(&et_console_counter) + 1;
+
+            json_object_set_new(result, "id", json_string(
+                apr_psprintf(r->pool, "%s-%ld-%u", oname, (long)getpid(), n)));
+        }
+        json_object_set_new(result, "object_type", json_string(oname));
+    }
+    else if (!strcmp(op, "delete")) {
+        result = json_true();
+    }
+    else if (!strcmp(op, "fetch")) {
+        result = json_pack("{s:O?}", "id", first);
+    }
+    else {
+        err = json_pack("{s:i,s:s}", "code", -32601, "message",
+                        "Method not found");
+    }
+    id = json_object_get(call, "id");
+    v2 = !strcmp(json_string_value(json_object_get(call, "jsonrpc"))
+                 ? json_string_value(json_object_get(call, "jsonrpc")) : "",
+                 "2.0");
+    answer = json_pack("{s:O?}", "id", id);
+    if (v2) {
+        json_object_set_new(answer, "jsonrpc", json_string("2.0"));
+        json_object_set_new(answer, err ? "error" : "result",
+                            err ? err : result);
+    }
+    else {
+        json_object_set_new(answer, "result", result ? result : json_null());
+        json_object_set_new(answer, "error", err ? err : json_null());
+    }
+    return answer;
+}
+
+static int rpc_answer(request_rec *r, const char *body, apr_size_t len)
+{
+    json_t *req = json_loadb(body ? body : "", len, JSON_DECODE_ANY, NULL);
+    json_t *answer;
+
+    if (!req) {
+        return send_json(r, HTTP_OK,
+                         json_pack("{s:n,s:n,s:{s:i,s:s}}", "result", "id",
+                                   "error", "code", -32700, "message",
+                                   "Parse error"));
+    }
+    if (json_is_array(req)) {
+        size_t i = json_array_size(req);
+
+        answer = json_array();
+        while (i-- > 0) {             /* in reverse order */
+            json_t *call = json_array_get(req, i);
+
+            if (json_is_object(call) && !json_object_get(call, "id")) {
+                continue;             /* a 2.0 notification */
+            }
+            json_array_append_new(answer, rpc_one(r, call));
+        }
+    }
+    else {
+        answer = rpc_one(r, req);
+    }
+    json_decref(req);
+    return send_json(r, HTTP_OK, answer);
+}
+
 /* X-Console-Return: the handler's answer is only its return code, which
  * httpd then sends through ap_die() (a POST's Location names the object). */
 static int return_status(request_rec *r, json_t *data, const char *returned)
@@ -209,6 +364,14 @@ static int et_console_handler(request_rec *r)
 
     if ((rv = read_body(r, &body, &len)) != OK) {
         return rv;
+    }
+    note_body(r, body, len);
+    {
+        const char *shape = apr_table_get(r->headers_in, "X-Console-Shape");
+
+        if (shape && !strcmp(shape, "jsonrpc") && r->method_number == M_POST) {
+            return rpc_answer(r, body, len);
+        }
     }
     raw = apr_table_get(r->headers_in, "X-Console-Raw");
     if (raw && !strcmp(raw, "1") && r->method_number != M_GET) {
@@ -269,7 +432,7 @@ static int et_console_handler(request_rec *r)
         if ((returned = apr_table_get(r->headers_in, "X-Console-Return"))) {
             return return_status(r, data, returned);
         }
-        return send_json(r, HTTP_CREATED, data);
+        return send_shaped(r, HTTP_CREATED, data);
     }
     if ((returned = apr_table_get(r->headers_in, "X-Console-Return"))) {
         return return_status(r, data, returned);
@@ -291,7 +454,7 @@ static int et_console_handler(request_rec *r)
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
-    return send_json(r, HTTP_OK, data);
+    return send_shaped(r, HTTP_OK, data);
 }
 
 static int et_subreq_handler(request_rec *r)
