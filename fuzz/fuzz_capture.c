@@ -17,6 +17,7 @@
 
 #include "fuzz_common.h"
 #include "et_capture.h"
+#include "et_json.h"
 #include "et_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -144,7 +145,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ot = json_object_get(j, "object_type");
         FZ_CHECK(ot != NULL, "object_type in the body");
         {
-            json_t *idv = json_object_get(j, c.id_field ? c.id_field : "id");
+            const char *f = c.id_field ? c.id_field : "id";
+            /* a field starting with '/' is a JSON pointer */
+            json_t *idv = *f == '/' ? et_json_pointer_get(j, f)
+                                    : json_object_get(j, f);
             char num[32];
 
             if (json_is_integer(idv)) {

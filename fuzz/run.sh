@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
-targets=${*:-fuzz_form fuzz_url fuzz_capture}
+targets=${*:-fuzz_form fuzz_url fuzz_capture fuzz_jsonrpc}
 make -s
 mkdir -p work/artifacts
 rc=0

@@ -19,7 +19,7 @@ my @cases = (
     ['trailing garbage', 'et_json', POST => '/inproc/application',
      qq({"id":"t-$u"} and more)],
     ['no id field', 'et_json', POST => '/inproc/application', qq({"name":"noid-$u"})],
-    ['a null id', 'et_json', PUT => "/proxy/member/null-$u", qq({"id":null})],
+    ['a null id (a create, no Location)', 'et_json', POST => '/proxy/member', qq({"id":null})],
     ['an object as id', 'et_json', POST => '/proxy/member', qq({"id":{"v":"o-$u"}})],
     ['a boolean id', 'et_form', POST => '/inproc/member', qq({"id":true})],
     ['an empty id', 'et_json', POST => '/proxy/package_key', qq({"id":""})],
