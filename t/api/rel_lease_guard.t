@@ -88,6 +88,11 @@ unlink $db, "$db-wal", "$db-shm";
 # httpd makes the schema; the rows are then written as an earlier run
 # would have left them
 $pid = mini_httpd_start($conf, $P{ET_REL_MINI_PORT}, "$dir/logs/stdout");
+# httpd listens before its post_config makes the schema: wait for it
+wait_for(sub {
+    -e $db && @{ sqlite_rows($db, "SELECT name FROM sqlite_master"
+                                  . " WHERE name = 'et_circuit'") };
+}, 30);
 mini_httpd_stop($pid);
 my $now = int(Time::HiRes::time() * 1e6);
 my($a1, $a2, $b1) = (uniq('guard'), uniq('guard'), uniq('probe'));
