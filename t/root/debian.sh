@@ -109,8 +109,9 @@ else
         --exclude=./fuzz/work --exclude=./t/js/node_modules --exclude='./ci-*.log' \
         -cf - . 2>/dev/null | tar -xf - -C "$src"
 fi
-(cd "$src" && { [ ! -f Makefile ] || make -s distclean >/dev/null 2>&1; } \
-    && rm -rf .libs lib/.libs ./*.la ./*.lo ./*.slo ./*.o lib/*.lo lib/*.slo lib/*.o etctl)
+(cd "$src" || exit
+ [ ! -f Makefile ] || make -s distclean >/dev/null 2>&1
+ rm -rf .libs lib/.libs ./*.la ./*.lo ./*.slo ./*.o lib/*.lo lib/*.slo lib/*.o etctl)
 chown -R nobody: "$w/build" "$w/home"
 runuser -u nobody -- env HOME="$w/home" bash -c \
     "cd '$src' && dpkg-buildpackage -us -uc -b" >"$w/logs/build.log" 2>&1
