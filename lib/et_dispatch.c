@@ -58,7 +58,7 @@
 
 #include "et_dispatch.h"
 #include "et_outbox.h"
-#include "et_sign.h"
+#include "et_call.h"
 #include "et_circuit.h"
 
 /* Retention runs this often, deleting at most a batch per statement so
@@ -676,7 +676,6 @@ static void start_call(dispatcher_t *d, job_t *job)
     const et_site_t *site = d->conf->lookup(d->conf->lookup_baton, ev->site);
     et_http_request_t req;
     apr_interval_time_t slack, margin;
-    int i;
 
     /* a call ends a little after its timeout (libcurl's timers), and the
      * outcome is written after that: room for both, within the slack the
@@ -705,42 +704,8 @@ static void start_call(dispatcher_t *d, job_t *job)
         give_back(d, job);
         return;
     }
-    memset(&req, 0, sizeof(req));
-    req.method = et_event_method(ev->event);
-    req.url = ev->url;
-    req.headers = apr_array_make(p, 4, sizeof(const char *));
-    APR_ARRAY_PUSH(req.headers, const char *) = "Accept: application/json";
-    APR_ARRAY_PUSH(req.headers, const char *) =
-        apr_pstrcat(p, "User-Agent: ", site->user_agent ? site->user_agent
-                                                        : ET_USER_AGENT_DEFAULT,
-                    NULL);
-    if (ev->content_type) {
-        APR_ARRAY_PUSH(req.headers, const char *) =
-            apr_pstrcat(p, "Content-Type: ", ev->content_type, NULL);
-    }
-    for (i = 0; site->headers && i < site->headers->nelts; i++) {
-        APR_ARRAY_PUSH(req.headers, const char *) =
-            APR_ARRAY_IDX(site->headers, i, const char *);
-    }
-    req.body = ev->body ? ev->body : "";
-    req.body_len = ev->body ? ev->body_len : 0;
-    if (site->secrets && site->secrets->nelts) {
-        /* signed afresh on every attempt, over the exact bytes sent */
-        apr_int64_t ts = apr_time_sec(apr_time_now());
-
-        APR_ARRAY_PUSH(req.headers, const char *) =
-            apr_pstrcat(p, "webhook-id: ", ev->txn, NULL);
-        APR_ARRAY_PUSH(req.headers, const char *) =
-            apr_psprintf(p, "webhook-timestamp: %" APR_INT64_T_FMT, ts);
-        APR_ARRAY_PUSH(req.headers, const char *) =
-            apr_pstrcat(p, "webhook-signature: ",
-                        et_sign(p, site->secrets, ev->txn, ts, req.body,
-                                req.body_len), NULL);
-    }
-    req.tls = &site->tls;
-    req.connect_timeout = site->connect_timeout;
-    req.timeout = site->timeout;
-    req.response_keep = site->response_keep;
+    et_call_request(p, site, et_event_method(ev->event), ev->url,
+                    ev->content_type, ev->txn, ev->body, ev->body_len, &req);
 
     if (et_http_start(d->http, p, &req, call_done, job) != APR_SUCCESS) {
         dlog(d->conf, ET_LOG_ERR,
