@@ -50,6 +50,11 @@ typedef struct et_srv_conf_t {
     int cert_set;
     int circuit_set;
     apr_off_t capture_limit;          /* -1: unset */
+    apr_interval_time_t before_timeout;   /* -1: unset (5s) */
+    int before_concurrency;           /* -1: unset */
+    /* this child's before-save calls under way (set in child_init, per
+     * child; changed atomically) */
+    volatile apr_uint32_t *before_running;
     int max_depth;                    /* -1: unset */
     /* main server only */
     const char *store;                /* "sqlite3:/abs/path" */
@@ -87,7 +92,17 @@ typedef struct et_dir_conf_t {
     const char *id_fields[ET_OBJ_PACKAGE_KEY + 1];   /* OBJECT=NAME */
     const char *object_ptr;           /* EventTriggerObject; NULL: unset */
     et_evmode_e evmode;               /* EventTriggerEvent */
+    int before_mask;                  /* EventTriggerBefore: 1 << event */
+    int before_set;
+    int before_failure;               /* 0: unset (refuse), ET_BF_* */
+    apr_interval_time_t before_timeout;   /* 0: unset */
 } et_dir_conf_t;
+
+#define ET_BF_REFUSE 1
+#define ET_BF_PROCEED 2
+#define ET_BEFORE_TIMEOUT_DEFAULT apr_time_from_sec(5)
+#define ET_BEFORE_TIMEOUT_MAX apr_time_from_sec(30)
+#define ET_BEFORE_CONCURRENCY_DEFAULT 16
 
 /* The location maps events (an object, or JSON-RPC calls). */
 #define ET_DIR_MAPS(dc) \
@@ -132,6 +147,9 @@ int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
 void et_register_filter(void);
 void et_insert_filter(request_rec *r);
 void et_insert_error_filter(request_rec *r);
+
+/* mod_eventtrigger_before.c */
+void et_before_register_hooks(void);
 
 /* mod_eventtrigger_daemon.c */
 int et_daemon_start(apr_pool_t *pconf, server_rec *s);

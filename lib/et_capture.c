@@ -120,6 +120,11 @@ static const char *verbatim_with_type(apr_pool_t *p, const char *body,
     return out;
 }
 
+const char *et_capture_path_id(apr_pool_t *p, const char *path)
+{
+    return last_segment(p, path);
+}
+
 int et_capture_is_json_type(const char *ct)
 {
     apr_size_t n;

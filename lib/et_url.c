@@ -96,11 +96,13 @@ apr_status_t et_url_check_root(apr_pool_t *p, const char *root,
     return APR_SUCCESS;
 }
 
-const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
-                         const char *oid, et_event_e ev, const char *txn)
+/* {root}/v1/{object}[/{id}]?event={ename}&txn={txn}; no id segment at all
+ * when @a oid is NULL and @a with_id is 0. */
+static const char *build(apr_pool_t *p, const char *root, et_object_e obj,
+                         const char *oid, int with_id, const char *ename,
+                         const char *txn)
 {
     const char *oname = et_object_name(obj);
-    const char *ename = et_event_name(ev);
     const char *seg;
     apr_size_t rlen;
 
@@ -125,8 +127,28 @@ const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
     else {
         seg = apr_pescape_path_segment(p, oid);
     }
-    return apr_pstrcat(p, apr_pstrmemdup(p, root, rlen), "/v1/", oname, "/",
-                       seg, "?event=", ename, "&txn=", txn ? txn : "", NULL);
+    return apr_pstrcat(p, apr_pstrmemdup(p, root, rlen), "/v1/", oname,
+                       with_id ? "/" : "", with_id ? seg : "",
+                       "?event=", ename, "&txn=", txn ? txn : "", NULL);
+}
+
+const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
+                         const char *oid, et_event_e ev, const char *txn)
+{
+    return build(p, root, obj, oid, 1, et_event_name(ev), txn);
+}
+
+const char *et_url_build_before(apr_pool_t *p, const char *root,
+                                et_object_e obj, const char *oid,
+                                et_event_e ev, const char *txn)
+{
+    static const char *const names[] = { "pre-create", "pre-update",
+                                         "pre-delete" };
+
+    if ((unsigned)ev > ET_EV_DELETE) {
+        return NULL;
+    }
+    return build(p, root, obj, oid, ev != ET_EV_CREATE, names[ev], txn);
 }
 
 apr_status_t et_txn_new(apr_pool_t *p, const char **txn)

@@ -24,6 +24,15 @@ apr_status_t et_url_check_root(apr_pool_t *p, const char *root,
 const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
                          const char *oid, et_event_e ev, const char *txn);
 
+/**
+ * The URL of a before-save call (shared/protocol.md):
+ * {root}/v1/{object}?event=pre-create&txn=.. for a create (no id yet),
+ * {root}/v1/{object}/{id}?event=pre-update|pre-delete&txn=.. otherwise.
+ */
+const char *et_url_build_before(apr_pool_t *p, const char *root,
+                                et_object_e obj, const char *oid,
+                                et_event_e ev, const char *txn);
+
 /** A new transaction id: 16 random bytes as 32 lowercase hex characters. */
 apr_status_t et_txn_new(apr_pool_t *p, const char **txn);
 
