@@ -49,6 +49,7 @@ typedef struct et_srv_conf_t {
     int ca_set;
     int cert_set;
     int circuit_set;
+    int proxy_set;
     apr_off_t capture_limit;          /* -1: unset */
     int max_depth;                    /* -1: unset */
     /* main server only */

@@ -738,6 +738,7 @@ static void start_call(dispatcher_t *d, job_t *job)
                                 req.body_len), NULL);
     }
     req.tls = &site->tls;
+    req.proxy = &site->proxy;
     req.connect_timeout = site->connect_timeout;
     req.timeout = site->timeout;
     req.response_keep = site->response_keep;
