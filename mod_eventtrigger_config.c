@@ -614,20 +614,27 @@ static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg,
         }
     }
     if (cred) {
-        if (strncmp(cred, "credentials=file:", 17) || !cred[17]) {
+        static const char key[] = "credentials=";
+        const char *file;
+
+        if (strncmp(cred, key, sizeof(key) - 1)
+            || strncmp(cred + sizeof(key) - 1, "file:", 5)
+            || !cred[sizeof(key) - 1 + 5]) {
             return apr_psprintf(cmd->pool, "%s: the second argument is "
                                 "credentials=file:PATH (a file holding "
                                 "user:password)", cmd->cmd->name);
         }
-        if ((err = inline_or_file(cmd, cred + 12, &line))) {
+        file = cred + sizeof(key) - 1;            /* "file:PATH" */
+        /* the first line, of a file not readable by everyone */
+        if ((err = inline_or_file(cmd, file, &line))) {
             return err;
         }
         colon = strchr(line, ':');
-        if (!*line || !colon || colon == line) {
+        if (!colon || colon == line) {
             /* never the file's content: it is a secret */
             return apr_psprintf(cmd->pool, "%s: %s does not hold "
                                 "user:password on its first line",
-                                cmd->cmd->name, cred + 17);
+                                cmd->cmd->name, file + 5);
         }
         px.user = apr_pstrmemdup(cmd->pool, line, colon - line);
         px.password = colon + 1;
