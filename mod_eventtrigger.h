@@ -49,6 +49,7 @@ typedef struct et_srv_conf_t {
     int ca_set;
     int cert_set;
     int circuit_set;
+    int proxy_set;
     apr_off_t capture_limit;          /* -1: unset */
     apr_interval_time_t before_timeout;   /* -1: unset (5s) */
     int before_concurrency;           /* -1: unset */

@@ -85,6 +85,9 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     ET_INHERIT(headers_set, headers);
     ET_INHERIT(tls_verify_set, tls.verify);
     ET_INHERIT(circuit_set, circuit);
+    /* the URL and its credentials as one: a virtual host with a proxy of
+     * its own never sends the main server's proxy password to it */
+    ET_INHERIT(proxy_set, proxy);
 #undef ET_INHERIT
     if (!add->ca_set) {
         c->site.tls.ca = base->site.tls.ca;
@@ -772,6 +775,70 @@ static const char *set_client_cert(cmd_parms *cmd, void *dc, const char *cert,
     return err;
 }
 
+/*
+ * EventTriggerProxy URL [credentials=file:PATH] | env | off. The
+ * credentials are an argument of the same directive, not a directive of
+ * their own, so that they are inherited and overridden with the URL they
+ * belong to. They come from a file only: inline, they would show wherever
+ * the configuration does.
+ */
+static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg,
+                             const char *cred)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    et_proxy_t px;
+    const char *err, *line;
+    char *colon;
+
+    memset(&px, 0, sizeof(px));
+    if (!strcasecmp(arg, "off") || !strcasecmp(arg, "env")) {
+        if (cred) {
+            return apr_psprintf(cmd->pool, "%s %s takes no credentials",
+                                cmd->cmd->name, arg);
+        }
+        px.mode = strcasecmp(arg, "off") ? ET_PROXY_ENV : ET_PROXY_OFF;
+    }
+    else {
+        px.mode = ET_PROXY_URL;
+        if (et_url_check_proxy(cmd->pool, arg, &px.url, &err)
+            != APR_SUCCESS) {
+            /* the URL is not repeated: it may hold a password */
+            return apr_psprintf(cmd->pool, "%s: %s (use URL, e.g. "
+                                "http://proxy.example.com:3128, env or off)",
+                                cmd->cmd->name, err);
+        }
+    }
+    if (cred) {
+        static const char key[] = "credentials=";
+        const char *file;
+
+        if (strncmp(cred, key, sizeof(key) - 1)
+            || strncmp(cred + sizeof(key) - 1, "file:", 5)
+            || !cred[sizeof(key) - 1 + 5]) {
+            return apr_psprintf(cmd->pool, "%s: the second argument is "
+                                "credentials=file:PATH (a file holding "
+                                "user:password)", cmd->cmd->name);
+        }
+        file = cred + sizeof(key) - 1;            /* "file:PATH" */
+        /* the first line, of a file not readable by everyone */
+        if ((err = inline_or_file(cmd, file, &line))) {
+            return err;
+        }
+        colon = strchr(line, ':');
+        if (!colon || colon == line) {
+            /* never the file's content: it is a secret */
+            return apr_psprintf(cmd->pool, "%s: %s does not hold "
+                                "user:password on its first line",
+                                cmd->cmd->name, file + 5);
+        }
+        px.user = apr_pstrmemdup(cmd->pool, line, colon - line);
+        px.password = colon + 1;
+    }
+    c->site.proxy = px;
+    c->proxy_set = 1;
+    return NULL;
+}
+
 static const char *set_retention(cmd_parms *cmd, void *dc, const char *a1,
                                  const char *a2)
 {
@@ -906,6 +973,9 @@ const command_rec et_cmds[] = {
                      "consecutive failures: N [MIN-PAUSE [MAX-PAUSE]] or off"),
     AP_INIT_TAKE12("EventTriggerRetention", set_retention, NULL, RSRC_CONF,
                    "How long delivered [and dead] events are kept (7d 30d)"),
+    AP_INIT_TAKE12("EventTriggerProxy", set_proxy, NULL, RSRC_CONF,
+                   "Forward proxy of the calls: URL [credentials=file:PATH], "
+                   "env (the *_proxy variables) or off (default)"),
     AP_INIT_TAKE12("EventTriggerClientCert", set_client_cert, NULL, RSRC_CONF,
                    "PEM certificate [and key file] for mutual TLS"),
     { NULL }
