@@ -32,6 +32,7 @@
 #include "et_call.h"
 #include "et_capture.h"
 #include "et_json.h"
+#include "et_jsonrpc.h"
 #include "et_url.h"
 
 #define ET_KEPT_FILTER "EVENTTRIGGER_BODY"
@@ -226,26 +227,243 @@ static const char *decision_name(et_before_e k)
     }
 }
 
+/* What one before-save call needs and leaves. */
+typedef struct et_ask_t {
+    const et_dir_conf_t *dc;
+    const et_srv_conf_t *sc;
+    et_object_e object;
+    et_event_e event;
+    const char *id;           /* NULL for a create */
+    const char *obj;          /* the admin's object (JSON text) */
+    apr_size_t obj_len;
+    const char *txn;          /* out */
+    et_before_decision_t d;   /* out */
+} et_ask_t;
+
+/* Ask the endpoint about one operation, and log what it decided. */
+static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
+                int proceed_on_failure, const char *err)
+{
+    const et_srv_conf_t *sc = a->sc;
+    const et_dir_conf_t *dc = a->dc;
+    const char *ename = et_before_event_name(a->event), *body, *url;
+    const char *id_field;
+    apr_size_t body_len = 0, limit = (apr_size_t)sc->capture_limit;
+    apr_time_t start = apr_time_now();
+    et_http_request_t req;
+    et_http_response_t resp;
+    int limit_calls;
+
+    memset(&a->d, 0, sizeof(a->d));
+    a->txn = NULL;
+    if (!err && et_txn_new(r->pool, &a->txn) != APR_SUCCESS) {
+        a->txn = NULL;
+        err = "no transaction id could be generated";
+    }
+    if (!err && (!clients || !sc->before_running)) {
+        err = "before-save calls are not set up in this process (ET00072)";
+    }
+    if (!err && a->event != ET_EV_CREATE && (!a->id || !*a->id)) {
+        err = "the request names no id";
+    }
+    id_field = dc->id_fields[a->object] ? dc->id_fields[a->object]
+               : dc->id_field ? dc->id_field : "id";
+    if (!err
+        && et_before_body(r->pool, &sc->site, a->object, a->event, id_field,
+                          a->id, a->obj, a->obj_len, sc->max_depth, &body,
+                          &body_len, &err) != APR_SUCCESS) {
+        err = err ? err : "cannot build the call's body";
+    }
+    if (err) {
+        a->d.kind = ET_BEFORE_FAIL;
+        a->d.reason = err;
+    }
+    else {
+        /* a limit per site and child: a hanging endpoint holds at most
+         * this many workers */
+        limit_calls = sc->before_concurrency > 0 ? sc->before_concurrency
+                      : ET_BEFORE_CONCURRENCY_DEFAULT;
+        if (apr_atomic_inc32(sc->before_running)
+            >= (apr_uint32_t)limit_calls) {
+            apr_atomic_dec32(sc->before_running);
+            a->d.kind = ET_BEFORE_FAIL;
+            a->d.reason = apr_psprintf(r->pool, "%d before-save calls of "
+                                       "this site are under way in this "
+                                       "process (EventTriggerBefore"
+                                       "Concurrency)", limit_calls);
+        }
+        else {
+            url = et_url_build_before(r->pool, sc->site.endpoint, a->object,
+                                      a->id, a->event, a->txn);
+            et_call_request(r->pool, &sc->site, "POST", url,
+                            et_format_content_type(sc->site.format), a->txn,
+                            body, body_len, &req);
+            req.timeout = timeout;
+            if (req.connect_timeout <= 0 || req.connect_timeout > timeout) {
+                req.connect_timeout = timeout;
+            }
+            req.response_keep = limit + 1;
+            et_before_call(clients, r->pool, &req, &resp);
+            apr_atomic_dec32(sc->before_running);
+            if (resp.body_len > limit) {
+                a->d.kind = ET_BEFORE_FAIL;
+                a->d.reason = "the answer exceeds EventTriggerCaptureLimit";
+            }
+            else {
+                et_before_judge(r->pool, &resp, sc->max_depth, &a->d);
+            }
+        }
+    }
+    ap_log_rerror(APLOG_MARK, a->d.kind == ET_BEFORE_FAIL ? APLOG_WARNING
+                                                          : APLOG_INFO, 0, r,
+                  "ET00071: before-save %s %s%s%s txn=%s: %s%s%s (%"
+                  APR_TIME_T_FMT " ms)", et_object_name(a->object), ename,
+                  a->id ? " id=" : "",
+                  a->id ? ap_escape_logitem(r->pool, a->id) : "",
+                  a->txn ? a->txn : "-", decision_name(a->d.kind),
+                  a->d.kind == ET_BEFORE_FAIL
+                  ? apr_pstrcat(r->pool, ": ", a->d.reason,
+                                proceed_on_failure ? "; the request goes on "
+                                "(EventTriggerBeforeFailure proceed)"
+                                : "; refused with 503", NULL)
+                  : "",
+                  a->d.kind == ET_BEFORE_REFUSE
+                  ? apr_psprintf(r->pool, " with %d", a->d.status) : "",
+                  apr_time_as_msec(apr_time_now() - start));
+}
+
+/* The request notes a CustomLog can show. */
+static void note(request_rec *r, const et_ask_t *a, int proceed_on_failure)
+{
+    apr_table_setn(r->notes, "eventtrigger-before",
+                   a->d.kind == ET_BEFORE_FAIL
+                   ? (proceed_on_failure ? "failed-open" : "failed-closed")
+                   : a->d.kind == ET_BEFORE_ENRICH ? "enriched"
+                   : a->d.kind == ET_BEFORE_REFUSE ? "refused" : "proceed");
+    if (a->txn) {
+        apr_table_setn(r->notes, "eventtrigger-before-txn", a->txn);
+    }
+}
+
+/* The decision's answer to the admin: OK if it was answered here, else
+ * DECLINED (the console goes on). */
+static int settle(request_rec *r, const et_ask_t *a, int proceed_on_failure)
+{
+    switch (a->d.kind) {
+    case ET_BEFORE_REFUSE:
+        return answer(r, a->d.status, a->d.message, a->txn);
+    case ET_BEFORE_FAIL:
+        if (proceed_on_failure) {
+            return DECLINED;
+        }
+        return answer(r, HTTP_SERVICE_UNAVAILABLE,
+                      apr_pstrcat(r->pool, "before-save check failed: ",
+                                  a->d.reason, NULL), a->txn);
+    default:
+        return DECLINED;
+    }
+}
+
+/*
+ * A JSON-RPC request: every call that is a guarded event is asked about,
+ * in the request's order. A refusal (or a failure, refused) answers the
+ * whole request; enrichments replace their call's object param, and the
+ * console gets the request serialised again.
+ */
+static int before_jsonrpc(request_rec *r, const et_dir_conf_t *dc,
+                          const et_srv_conf_t *sc, et_kept_t *kept,
+                          const char *data, apr_size_t len,
+                          apr_interval_time_t timeout, int proceed_on_failure,
+                          const char *err)
+{
+    apr_array_header_t *calls = NULL;
+    json_t *root = NULL;
+    et_ask_t a;
+    int batch, i, asked = 0, enriched = 0, rv;
+
+    if (!err && et_rpc_parse_request(r->pool, data, len, sc->max_depth,
+                                     &calls, &batch, &err) != APR_SUCCESS) {
+        /* not JSON-RPC: the console answers it as it will; nothing here
+         * is an event */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "ET00073: before-save: %s; not asked", err);
+        return DECLINED;
+    }
+    for (i = 0; calls && i < calls->nelts; i++) {
+        et_rpc_call_t *call = APR_ARRAY_IDX(calls, i, et_rpc_call_t *);
+        const char *id_field;
+
+        if (!(dc->before_mask & (1 << call->event))) {
+            continue;
+        }
+        memset(&a, 0, sizeof(a));
+        a.dc = dc;
+        a.sc = sc;
+        a.object = call->object;
+        a.event = call->event;
+        id_field = dc->id_fields[a.object] ? dc->id_fields[a.object]
+                   : dc->id_field ? dc->id_field : "id";
+        if (a.event != ET_EV_CREATE) {
+            a.id = et_rpc_param_id(r->pool, call, id_field);
+        }
+        if (json_is_object(call->param)) {
+            a.obj = et_json_dump(r->pool, call->param, &a.obj_len);
+        }
+        else {
+            a.obj = "";
+        }
+        ask(r, &a, timeout, proceed_on_failure, err);
+        note(r, &a, proceed_on_failure);
+        asked++;
+        if (a.d.kind == ET_BEFORE_ENRICH) {
+            json_t *obj = NULL;
+            const char *perr;
+
+            if (et_json_parse_object(r->pool, a.d.object, a.d.object_len, 0,
+                                     &obj, &perr) == APR_SUCCESS
+                && et_rpc_set_param(call, json_incref(obj)) == 0) {
+                root = call->root;
+                enriched++;
+            }
+            continue;
+        }
+        rv = settle(r, &a, proceed_on_failure);
+        if (rv != DECLINED) {
+            return rv;
+        }
+    }
+    if (enriched && root) {
+        apr_size_t n;
+        const char *text = et_json_dump(r->pool, root, &n);
+
+        if (text) {
+            give_body(r, kept, text, n, 1);
+        }
+    }
+    if (!asked) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                      "ET00074: before-save: no guarded call in this "
+                      "JSON-RPC request");
+    }
+    return DECLINED;
+}
+
 static int et_before_handler(request_rec *r)
 {
     const et_dir_conf_t *dc;
     const et_srv_conf_t *sc;
     et_event_e ev;
-    et_before_decision_t d;
-    et_http_request_t req;
-    et_http_response_t resp;
+    et_ask_t a;
     et_kept_t *kept;
     apr_interval_time_t timeout;
-    apr_time_t start;
-    const char *id = NULL, *txn = NULL, *url, *body = NULL, *err = NULL;
-    const char *ename, *id_field, *ct;
+    const char *err = NULL, *ct;
     char *data;
-    apr_size_t len, body_len = 0, limit;
+    apr_size_t len, limit;
     apr_status_t rv;
-    int all, limit_calls, proceed_on_failure;
+    int all, proceed_on_failure;
 
-    if (!et_request_event(r, &dc, &ev) || !dc->before_mask || dc->jsonrpc
-        || !(dc->before_mask & (1 << ev))) {
+    if (!et_request_event(r, &dc, &ev) || !dc->before_mask
+        || (!dc->jsonrpc && !(dc->before_mask & (1 << ev)))) {
         return DECLINED;
     }
     sc = et_srv_conf(r->server);
@@ -257,139 +475,71 @@ static int et_before_handler(request_rec *r)
               : sc->before_timeout > 0 ? sc->before_timeout
               : ET_BEFORE_TIMEOUT_DEFAULT;
     limit = (apr_size_t)sc->capture_limit;
-    ename = et_before_event_name(ev);
-    start = apr_time_now();
 
     rv = read_body(r, limit, &data, &len, &all);
     if (rv != APR_SUCCESS) {
         /* the client's body did not arrive: its own error, as httpd's
          * handlers answer it */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                      "ET00070: %s %s: the request body could not be read",
-                      et_object_name(dc->object), ename);
+                      "ET00070: before-save: the request body could not be "
+                      "read");
         return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
     }
     kept = give_body(r, NULL, data, len, all);
-
-    if (et_txn_new(r->pool, &txn) != APR_SUCCESS) {
-        txn = NULL;
-        err = "no transaction id could be generated";
-    }
-    else if (!clients || !sc->before_running) {
-        err = "before-save calls are not set up in this process (ET00072)";
-    }
-    else if (!all || len > limit) {
+    if (!all || len > limit) {
         err = apr_psprintf(r->pool, "the request body exceeds "
                            "EventTriggerCaptureLimit %" APR_SIZE_T_FMT,
                            limit);
     }
-    if (!err && ev != ET_EV_CREATE) {
-        id = apr_table_get(r->subprocess_env, "MATCH_ETID");
-        if (!id || !*id) {
-            id = et_capture_path_id(r->pool, r->uri);
+    if (dc->jsonrpc) {
+        if (err) {
+            /* which calls it holds is unknown: one failure for all */
+            memset(&a, 0, sizeof(a));
+            a.dc = dc;
+            a.sc = sc;
+            a.object = ET_OBJ_MEMBER;
+            a.event = ET_EV_CREATE;
+            ask(r, &a, timeout, proceed_on_failure, err);
+            note(r, &a, proceed_on_failure);
+            return settle(r, &a, proceed_on_failure);
         }
-        if (!*id) {
-            err = "the request path names no id";
-        }
+        return before_jsonrpc(r, dc, sc, kept, data, len, timeout,
+                              proceed_on_failure, NULL);
     }
-    id_field = dc->id_fields[dc->object] ? dc->id_fields[dc->object]
-               : dc->id_field ? dc->id_field : "id";
-    if (!err
-        && et_before_body(r->pool, &sc->site, dc->object, ev, id_field, id,
-                          data, len, sc->max_depth, &body, &body_len, &err)
-           != APR_SUCCESS) {
-        err = err ? err : "cannot build the call's body";
-    }
-    memset(&d, 0, sizeof(d));
-    if (err) {
-        d.kind = ET_BEFORE_FAIL;
-        d.reason = err;
-    }
-    else {
-        /* one deadline per site and child: a hanging endpoint holds at
-         * most this many workers */
-        limit_calls = sc->before_concurrency > 0 ? sc->before_concurrency
-                      : ET_BEFORE_CONCURRENCY_DEFAULT;
-        if (apr_atomic_inc32(sc->before_running) >= (apr_uint32_t)limit_calls) {
-            apr_atomic_dec32(sc->before_running);
-            d.kind = ET_BEFORE_FAIL;
-            d.reason = apr_psprintf(r->pool, "%d before-save calls of this "
-                                    "site are under way in this process "
-                                    "(EventTriggerBeforeConcurrency)",
-                                    limit_calls);
-        }
-        else {
-            url = et_url_build_before(r->pool, sc->site.endpoint, dc->object,
-                                      id, ev, txn);
-            et_call_request(r->pool, &sc->site, "POST", url,
-                            et_format_content_type(sc->site.format), txn,
-                            body, body_len, &req);
-            req.timeout = timeout;
-            if (req.connect_timeout <= 0 || req.connect_timeout > timeout) {
-                req.connect_timeout = timeout;
-            }
-            req.response_keep = limit + 1;
-            et_before_call(clients, r->pool, &req, &resp);
-            apr_atomic_dec32(sc->before_running);
-            if (resp.body_len > limit) {
-                d.kind = ET_BEFORE_FAIL;
-                d.reason = "the answer exceeds EventTriggerCaptureLimit";
-            }
-            else {
-                et_before_judge(r->pool, &resp, sc->max_depth, &d);
-            }
+
+    memset(&a, 0, sizeof(a));
+    a.dc = dc;
+    a.sc = sc;
+    a.object = dc->object;
+    a.event = ev;
+    a.obj = data;
+    a.obj_len = len;
+    if (ev != ET_EV_CREATE) {
+        a.id = apr_table_get(r->subprocess_env, "MATCH_ETID");
+        if (!a.id || !*a.id) {
+            a.id = et_capture_path_id(r->pool, r->uri);
         }
     }
-    if (d.kind == ET_BEFORE_ENRICH) {
+    ask(r, &a, timeout, proceed_on_failure, err);
+    if (a.d.kind == ET_BEFORE_ENRICH) {
         ct = apr_table_get(r->headers_in, "Content-Type");
         if (len > 0 && (!ct || !et_capture_is_json_type(ct))) {
-            d.kind = ET_BEFORE_FAIL;
-            d.reason = "the endpoint enriched a request whose body is not "
-                       "JSON";
+            a.d.kind = ET_BEFORE_FAIL;
+            a.d.reason = "the endpoint enriched a request whose body is not "
+                         "JSON";
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "ET00075: before-save txn=%s: %s; %s", a.txn,
+                          a.d.reason, proceed_on_failure
+                          ? "the request goes on unchanged"
+                          : "refused with 503");
+        }
+        else {
+            /* the console saves the endpoint's object */
+            give_body(r, kept, a.d.object, a.d.object_len, 1);
         }
     }
-
-    apr_table_setn(r->notes, "eventtrigger-before",
-                   d.kind == ET_BEFORE_FAIL
-                   ? (proceed_on_failure ? "failed-open" : "failed-closed")
-                   : d.kind == ET_BEFORE_ENRICH ? "enriched"
-                   : d.kind == ET_BEFORE_REFUSE ? "refused" : "proceed");
-    if (txn) {
-        apr_table_setn(r->notes, "eventtrigger-before-txn", txn);
-    }
-    ap_log_rerror(APLOG_MARK, d.kind == ET_BEFORE_FAIL ? APLOG_WARNING
-                                                       : APLOG_INFO, 0, r,
-                  "ET00071: before-save %s %s%s%s txn=%s: %s%s%s (%"
-                  APR_TIME_T_FMT " ms)", et_object_name(dc->object), ename,
-                  id ? " id=" : "", id ? ap_escape_logitem(r->pool, id) : "",
-                  txn ? txn : "-", decision_name(d.kind),
-                  d.kind == ET_BEFORE_FAIL
-                  ? apr_pstrcat(r->pool, ": ", d.reason,
-                                proceed_on_failure ? "; the request goes on "
-                                "(EventTriggerBeforeFailure proceed)"
-                                : "; refused with 503", NULL)
-                  : "",
-                  d.kind == ET_BEFORE_REFUSE
-                  ? apr_psprintf(r->pool, " with %d", d.status) : "",
-                  apr_time_as_msec(apr_time_now() - start));
-
-    switch (d.kind) {
-    case ET_BEFORE_PROCEED:
-        return DECLINED;
-    case ET_BEFORE_ENRICH:
-        /* the console saves the endpoint's object */
-        give_body(r, kept, d.object, d.object_len, 1);
-        return DECLINED;
-    case ET_BEFORE_REFUSE:
-        return answer(r, d.status, d.message, txn);
-    default:
-        if (proceed_on_failure) {
-            return DECLINED;
-        }
-        return answer(r, HTTP_SERVICE_UNAVAILABLE,
-                      apr_pstrcat(r->pool, "before-save check failed: ",
-                                  d.reason, NULL), txn);
-    }
+    note(r, &a, proceed_on_failure);
+    return settle(r, &a, proceed_on_failure);
 }
 
 static void et_before_child_init(apr_pool_t *pchild, server_rec *s)

@@ -168,6 +168,38 @@ for my $c (qw(proxy inproc)) {
     push @after, ["refused delete ($c)", $id, 0, 'post-delete'];
 }
 
+# -- JSON-RPC: each guarded call is asked about --------------------------------
+for my $c (qw(proxy inproc)) {
+    my $u = uniq("rpc-$c");
+    my $res = request($SITE, POST => "/$c/rpc?u=$u",
+                      content => $J->encode([
+                          { jsonrpc => '2.0', method => 'member.create',
+                            params => [{ username => $u, before => 'enrich' }], id => 1 },
+                          { jsonrpc => '2.0', method => 'member.fetch', params => [$u], id => 2 },
+                          { jsonrpc => '2.0', method => 'member.update',
+                            params => [{ username => $u, n => 2 }], id => 3 } ]),
+                      headers => { 'X-Console-Shape' => 'jsonrpc' });
+    my $ans = response_json($res) // [];
+    my($r1) = grep { ref $_ eq 'HASH' && ($_->{id} // 0) == 1 } @$ans;
+    is($res->code, 200, "JSON-RPC batch with before-save calls answered ($c)");
+    is(($r1 // {})->{result}{enriched_by}, 'receiver',
+       "member.create was enriched: the console saved the endpoint's object ($c)");
+    my @pre = grep { index($_->{body}, $u) >= 0 } before_calls('member', 'pre-create');
+    is(scalar @pre, 1, "one pre-create call for member.create ($c)");
+    is(scalar(before_calls("member/$u", 'pre-update')), 1,
+       "one pre-update call for member.update, its id from the param (username) ($c)");
+    push @after, ["JSON-RPC enriched create ($c)", $u, 1, 'post-create'];
+
+    my $v = uniq("rpcref-$c");
+    $res = request($SITE, POST => "/$c/rpc?u=$v",
+                   content => $J->encode({ method => 'member.create',
+                       params => [{ username => $v, before => 'refuse:422' }], id => 9 }),
+                   headers => { 'X-Console-Shape' => 'jsonrpc' });
+    is($res->code, 422, "a refused JSON-RPC call refuses the request ($c)");
+    is(console_saw($v), 0, "the console never saw it ($c)") if $c eq 'proxy';
+    push @after, ["JSON-RPC refused create ($c)", $v, 0, 'post-create'];
+}
+
 # -- the endpoint fails ----------------------------------------------------------
 my @faults = (
     ['garbage', 'garbage', qr/no answer/],
