@@ -109,7 +109,6 @@ START_TEST(test_pointer_get)
     ck_assert_ptr_null(et_json_pointer_get(j, "/data/list/0/x"));
     ck_assert_ptr_null(et_json_pointer_get(j, "/missing"));
     ck_assert_ptr_null(et_json_pointer_get(j, "data"));
-    json_decref(j);
 }
 END_TEST
 
@@ -125,7 +124,6 @@ START_TEST(test_pointer_set)
     text = et_json_dump(ut_pool, j, NULL);
     ck_assert_str_eq(text, "{\"a\":{\"b\":1,\"c\":\"v\"},\"s\":\"x\","
                            "\"n\":{\"e/w\":2}}");
-    json_decref(j);
 }
 END_TEST
 
