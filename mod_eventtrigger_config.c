@@ -621,8 +621,10 @@ static const char *add_header(cmd_parms *cmd, void *dc, const char *name,
         eh = apr_array_push(c->expr_headers);
         eh->name = name;
         /* a string expression, as Header's expr= (httpd names the file
-         * and line of a syntax error) */
-        eh->expr = ap_expr_parse_cmd(cmd, arg + 5, AP_EXPR_FLAG_STRING_RESULT,
+         * and line of a syntax error); what it reads of the request does
+         * not vary the console's answer, which is sent already */
+        eh->expr = ap_expr_parse_cmd(cmd, arg + 5, AP_EXPR_FLAG_STRING_RESULT
+                                                   | AP_EXPR_FLAG_DONT_VARY,
                                      &err, NULL);
         if (err) {
             return apr_psprintf(cmd->pool, "%s %s: cannot parse the "

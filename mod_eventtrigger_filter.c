@@ -326,7 +326,10 @@ static const et_trace_ctx_t *request_trace(request_rec *r)
     /* several traceparent lines are invalid: joined, they do not parse */
     v = header_list(r, "traceparent");
     if (v && et_traceparent_parse(v, &tp)) {
-        t->traceparent = v;
+        /* as version 00 sends it: a later version's extra fields are not
+         * ours to pass on */
+        t->traceparent = apr_psprintf(r->pool, "00-%s-%s-%02x", tp.trace_id,
+                                      tp.parent_id, tp.flags);
         t->tracestate = header_list(r, "tracestate");
         if (t->tracestate && !et_tracestate_ok(t->tracestate)) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,

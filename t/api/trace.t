@@ -22,7 +22,7 @@ use HTTP::Request;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 
-plan tests => 12 + 10 + 7 + 7 + 4;
+plan tests => 12 + 11 + 7 + 7 + 4;
 
 my $J = JSON::PP->new->canonical;
 my $PORT = ops_define('ET_TRACE_RECEIVER_PORT');
@@ -84,7 +84,7 @@ sub tp {
               'traceparent: every attempt has the admin\'s trace id');
     is_deeply([map { $_->[2] } @t], ['01', '01'], 'traceparent: sampled, as the admin\'s');
     isnt($t[0][1] // '', $PARENT, 'traceparent: the first attempt has a parent id of its own');
-    ok(defined $t[1][1] && $t[1][1] ne $t[0][1] && $t[1][1] ne $PARENT,
+    ok(defined $t[1][1] && $t[1][1] ne ($t[0][1] // '') && $t[1][1] ne $PARENT,
        'traceparent: the retry has a new parent id') or diag(explain \@t);
     is_deeply([map { $_->{headers}{tracestate} } @$calls], [$STATE, $STATE],
               'tracestate: passed on unchanged on every attempt');
@@ -128,6 +128,16 @@ sub tp {
         or diag(explain $cc && $cc->{headers});
     ok($cc && !exists $cc->{headers}{tracestate}, 'an invalid traceparent: its tracestate is not passed on');
     ok($ca && !exists $ca->{headers}{tracestate}, 'no traceparent: no tracestate');
+
+    # a later version: read as 00, stored (and sent on) as 00
+    my $v1 = uniq('v1');
+    request('et_trace', POST => '/proxy/member', json => { id => $v1 },
+            headers => { traceparent => "01-$TRACE-$PARENT-01-future" });
+    my($c1) = @{ wait_calls($v1, log => $LOG) };
+    my $r1 = row_of($v1);
+    ok($c1 && ((tp($c1))[0] // '') eq $TRACE && $r1 && ($r1->{traceparent} // '') eq "00-$TRACE-$PARENT-01",
+       'a later version\'s traceparent: its trace goes on, kept as version 00')
+        or diag(explain [$c1 && $c1->{headers}, $r1]);
     ok($ca && !exists $ca->{headers}{'x-admin-user'} && !exists $ca->{headers}{'x-request-id'},
        'expr headers: an empty value sends no header') or diag(explain $ca && $ca->{headers});
     is($ca && $ca->{headers}{'x-tenant'}, 'acme', 'the fixed EventTriggerHeader still goes');
