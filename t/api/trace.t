@@ -22,7 +22,7 @@ use HTTP::Request;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 
-plan tests => 12 + 11 + 7 + 7 + 4;
+plan tests => 13 + 12 + 8 + 7 + 4;
 
 my $J = JSON::PP->new->canonical;
 my $PORT = ops_define('ET_TRACE_RECEIVER_PORT');
@@ -52,6 +52,20 @@ sub set_plan {
     die 'the receiver refused the plan: ' . $res->status_line unless $res->is_success;
 }
 
+# the trace id logged with the admin request tagged $tag (CustomLog of
+# t/conf/trace.conf.in), '' if none
+sub access_trace {
+    my $tag = shift;
+    my $file = t_path('t_logs', 'trace_access.log');
+    my $got = '';
+    wait_for(sub {
+        open my $fh, '<', $file or return 0;
+        while (<$fh>) { $got = $1 if /^\Q$tag\E trace=(\S+)$/ }
+        return $got ne '';
+    }, 10);
+    return $got;
+}
+
 sub row_of {
     my $id = shift;
     return outbox('SELECT txn, state, attempts, traceparent, tracestate, headers '
@@ -68,10 +82,12 @@ sub tp {
 # -- the admin's traceparent, to every attempt --------------------------------------
 {
     my $id = uniq('traced');
+    my $tag = uniq('tag');
     set_plan({ path => "$ROOT/v1/member/$id", actions => [503], default => 200 });
     my $mark = errlog_mark();
     my $res = request('et_trace', POST => '/proxy/member', json => { id => $id },
                       headers => { traceparent => "00-$TRACE-$PARENT-01",
+                                   'X-Test-Tag' => $tag,
                                    tracestate => $STATE,
                                    'X-Request-Id' => 'req-42' });
     is($res->code, 201, 'traceparent: create answered');
@@ -100,12 +116,15 @@ sub tp {
        'ET01001: each attempt\'s line has trace=') or diag(explain \@log);
     my($rc, $out, $err) = etctl('show', $row->{txn});
     like($out, qr/^trace:\s+\Q$TRACE\E$/m, 'etctl show: the trace id') or diag($out . $err);
+    is(access_trace($tag), $TRACE, 'the request note eventtrigger-trace: the trace id');
 }
 
 # -- none, or an invalid one: a trace of the event's own -----------------------------
 {
     my($a, $b, $c) = (uniq('fresh'), uniq('fresh'), uniq('invalid'));
-    is(request('et_trace', POST => '/proxy/member', json => { id => $a })->code, 201,
+    my $tag = uniq('tag');
+    is(request('et_trace', POST => '/proxy/member', json => { id => $a },
+               headers => { 'X-Test-Tag' => $tag })->code, 201,
        'no traceparent: create answered');
     request('et_trace', POST => '/proxy/member', json => { id => $b });
     my $bad = '00-' . uc($TRACE) . "-$PARENT-01";            # uppercase: invalid
@@ -127,6 +146,8 @@ sub tp {
     ok(@tc == 3 && lc($tc[0]) ne lc($TRACE), 'an invalid traceparent: replaced by a new trace')
         or diag(explain $cc && $cc->{headers});
     ok($cc && !exists $cc->{headers}{tracestate}, 'an invalid traceparent: its tracestate is not passed on');
+    is(access_trace($tag), $ta[0] // 'none',
+       'no traceparent: the request note eventtrigger-trace has the trace started');
     ok($ca && !exists $ca->{headers}{tracestate}, 'no traceparent: no tracestate');
 
     # a later version: read as 00, stored (and sent on) as 00
@@ -159,6 +180,9 @@ sub tp {
     is($row && $row->{headers},
        "X-Admin-User: alice\nX-Request-Id: req-7\nX-Note: changed by alice",
        'the outbox keeps the evaluated headers');
+    my(undef, $show) = etctl('show', $row ? $row->{txn} : 'none');
+    like($show // '', qr/^header:\s+X-Admin-User: alice\nheader:\s+X-Request-Id: req-7\n/m,
+         'etctl show: the headers the event was stored with');
 
     my $nope = uniq('nobody');
     $res = request('et_trace', POST => '/inproc/member', json => { id => $nope },
