@@ -455,6 +455,7 @@ static void et_register_hooks(apr_pool_t *p)
     ap_hook_handler(et_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     et_register_filter();
     et_status_register_hooks();
+    et_before_register_hooks();
 }
 
 AP_DECLARE_MODULE(eventtrigger) = {

@@ -57,7 +57,13 @@ typedef struct et_srv_conf_t {
     int ca_set;
     int cert_set;
     int circuit_set;
+    int proxy_set;
     apr_off_t capture_limit;          /* -1: unset */
+    apr_interval_time_t before_timeout;   /* -1: unset (5s) */
+    int before_concurrency;           /* -1: unset */
+    /* this child's before-save calls under way (set in child_init, per
+     * child; changed atomically) */
+    volatile apr_uint32_t *before_running;
     int max_depth;                    /* -1: unset */
     /* et_expr_header_t; inherited with site.headers (headers_set) */
     apr_array_header_t *expr_headers;
@@ -97,7 +103,17 @@ typedef struct et_dir_conf_t {
     const char *id_fields[ET_OBJ_PACKAGE_KEY + 1];   /* OBJECT=NAME */
     const char *object_ptr;           /* EventTriggerObject; NULL: unset */
     et_evmode_e evmode;               /* EventTriggerEvent */
+    int before_mask;                  /* EventTriggerBefore: 1 << event */
+    int before_set;
+    int before_failure;               /* 0: unset (refuse), ET_BF_* */
+    apr_interval_time_t before_timeout;   /* 0: unset */
 } et_dir_conf_t;
+
+#define ET_BF_REFUSE 1
+#define ET_BF_PROCEED 2
+#define ET_BEFORE_TIMEOUT_DEFAULT apr_time_from_sec(5)
+#define ET_BEFORE_TIMEOUT_MAX apr_time_from_sec(30)
+#define ET_BEFORE_CONCURRENCY_DEFAULT 16
 
 /* The location maps events (an object, or JSON-RPC calls). */
 #define ET_DIR_MAPS(dc) \
@@ -146,6 +162,9 @@ void et_insert_error_filter(request_rec *r);
  *  and the values of the site's expression headers. */
 void et_event_context(request_rec *r, const et_srv_conf_t *sc,
                       et_event_t *ev);
+
+/* mod_eventtrigger_before.c */
+void et_before_register_hooks(void);
 
 /* mod_eventtrigger_daemon.c */
 int et_daemon_start(apr_pool_t *pconf, server_rec *s);

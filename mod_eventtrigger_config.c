@@ -49,6 +49,8 @@ void *et_create_srv_conf(apr_pool_t *p, server_rec *s)
     et_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->capture_limit = -1;
+    c->before_timeout = -1;
+    c->before_concurrency = -1;
     c->max_depth = -1;
     c->workers = -1;
     c->poll = -1;
@@ -86,6 +88,9 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     }
     ET_INHERIT(tls_verify_set, tls.verify);
     ET_INHERIT(circuit_set, circuit);
+    /* the URL and its credentials as one: a virtual host with a proxy of
+     * its own never sends the main server's proxy password to it */
+    ET_INHERIT(proxy_set, proxy);
 #undef ET_INHERIT
     if (!add->ca_set) {
         c->site.tls.ca = base->site.tls.ca;
@@ -102,6 +107,11 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     c->capture_limit = add->capture_limit >= 0 ? add->capture_limit
                                                : base->capture_limit;
     c->max_depth = add->max_depth >= 0 ? add->max_depth : base->max_depth;
+    c->before_timeout = add->before_timeout >= 0 ? add->before_timeout
+                                                 : base->before_timeout;
+    c->before_concurrency = add->before_concurrency >= 0
+                            ? add->before_concurrency
+                            : base->before_concurrency;
     return c;
 }
 
@@ -130,6 +140,12 @@ void *et_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     }
     c->object_ptr = add->object_ptr ? add->object_ptr : base->object_ptr;
     c->evmode = add->evmode != ET_EVMODE_UNSET ? add->evmode : base->evmode;
+    c->before_set = add->before_set || base->before_set;
+    c->before_mask = add->before_set ? add->before_mask : base->before_mask;
+    c->before_failure = add->before_failure ? add->before_failure
+                                            : base->before_failure;
+    c->before_timeout = add->before_timeout ? add->before_timeout
+                                            : base->before_timeout;
     return c;
 }
 
@@ -302,6 +318,106 @@ static const char *set_object_ptr(cmd_parms *cmd, void *dcv, const char *arg)
                             cmd->cmd->name, arg, err);
     }
     dc->object_ptr = arg;
+    return NULL;
+}
+
+static const char *parse_duration(cmd_parms *cmd, const char *arg,
+                                  apr_interval_time_t min,
+                                  apr_interval_time_t *out);
+
+/* EventTriggerBefore create|update|delete ...|off */
+static const char *set_before(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+    int bit;
+
+    if (!strcasecmp(arg, "off")) {
+        if (dc->before_set && dc->before_mask) {
+            return apr_psprintf(cmd->pool, "%s: 'off' cannot be combined "
+                                "with events", cmd->cmd->name);
+        }
+        dc->before_set = 1;
+        dc->before_mask = 0;
+        return NULL;
+    }
+    if (!strcasecmp(arg, "create")) {
+        bit = 1 << ET_EV_CREATE;
+    }
+    else if (!strcasecmp(arg, "update")) {
+        bit = 1 << ET_EV_UPDATE;
+    }
+    else if (!strcasecmp(arg, "delete")) {
+        bit = 1 << ET_EV_DELETE;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an operation; use "
+                            "create, update, delete or off", cmd->cmd->name,
+                            arg);
+    }
+    if (dc->before_set && !dc->before_mask) {
+        return apr_psprintf(cmd->pool, "%s: 'off' cannot be combined with "
+                            "events", cmd->cmd->name);
+    }
+    dc->before_set = 1;
+    dc->before_mask |= bit;
+    return NULL;
+}
+
+static const char *set_before_failure(cmd_parms *cmd, void *dcv,
+                                      const char *arg)
+{
+    et_dir_conf_t *dc = dcv;
+
+    if (!strcasecmp(arg, "refuse")) {
+        dc->before_failure = ET_BF_REFUSE;
+    }
+    else if (!strcasecmp(arg, "proceed")) {
+        dc->before_failure = ET_BF_PROCEED;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s': use refuse or proceed",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+/* Server config, virtual host and directory: where it is read decides. */
+static const char *set_before_timeout(cmd_parms *cmd, void *dcv,
+                                      const char *arg)
+{
+    apr_interval_time_t t;
+    const char *err = parse_duration(cmd, arg, apr_time_from_msec(10), &t);
+
+    if (err) {
+        return err;
+    }
+    if (t > ET_BEFORE_TIMEOUT_MAX) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is longer than 30s: an "
+                            "admin's request waits for the call, and a "
+                            "slow endpoint would hold a worker that long",
+                            cmd->cmd->name, arg);
+    }
+    if (cmd->path) {
+        ((et_dir_conf_t *)dcv)->before_timeout = t;
+    }
+    else {
+        et_srv_conf(cmd->server)->before_timeout = t;
+    }
+    return NULL;
+}
+
+static const char *set_before_concurrency(cmd_parms *cmd, void *dc,
+                                          const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+
+    if (*end || n < 1 || n > 10000) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 1 to "
+                            "10000", cmd->cmd->name, arg);
+    }
+    c->before_concurrency = (int)n;
     return NULL;
 }
 
@@ -689,6 +805,70 @@ static const char *set_client_cert(cmd_parms *cmd, void *dc, const char *cert,
     return err;
 }
 
+/*
+ * EventTriggerProxy URL [credentials=file:PATH] | env | off. The
+ * credentials are an argument of the same directive, not a directive of
+ * their own, so that they are inherited and overridden with the URL they
+ * belong to. They come from a file only: inline, they would show wherever
+ * the configuration does.
+ */
+static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg,
+                             const char *cred)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    et_proxy_t px;
+    const char *err, *line;
+    char *colon;
+
+    memset(&px, 0, sizeof(px));
+    if (!strcasecmp(arg, "off") || !strcasecmp(arg, "env")) {
+        if (cred) {
+            return apr_psprintf(cmd->pool, "%s %s takes no credentials",
+                                cmd->cmd->name, arg);
+        }
+        px.mode = strcasecmp(arg, "off") ? ET_PROXY_ENV : ET_PROXY_OFF;
+    }
+    else {
+        px.mode = ET_PROXY_URL;
+        if (et_url_check_proxy(cmd->pool, arg, &px.url, &err)
+            != APR_SUCCESS) {
+            /* the URL is not repeated: it may hold a password */
+            return apr_psprintf(cmd->pool, "%s: %s (use URL, e.g. "
+                                "http://proxy.example.com:3128, env or off)",
+                                cmd->cmd->name, err);
+        }
+    }
+    if (cred) {
+        static const char key[] = "credentials=";
+        const char *file;
+
+        if (strncmp(cred, key, sizeof(key) - 1)
+            || strncmp(cred + sizeof(key) - 1, "file:", 5)
+            || !cred[sizeof(key) - 1 + 5]) {
+            return apr_psprintf(cmd->pool, "%s: the second argument is "
+                                "credentials=file:PATH (a file holding "
+                                "user:password)", cmd->cmd->name);
+        }
+        file = cred + sizeof(key) - 1;            /* "file:PATH" */
+        /* the first line, of a file not readable by everyone */
+        if ((err = inline_or_file(cmd, file, &line))) {
+            return err;
+        }
+        colon = strchr(line, ':');
+        if (!colon || colon == line) {
+            /* never the file's content: it is a secret */
+            return apr_psprintf(cmd->pool, "%s: %s does not hold "
+                                "user:password on its first line",
+                                cmd->cmd->name, file + 5);
+        }
+        px.user = apr_pstrmemdup(cmd->pool, line, colon - line);
+        px.password = colon + 1;
+    }
+    c->site.proxy = px;
+    c->proxy_set = 1;
+    return NULL;
+}
+
 static const char *set_retention(cmd_parms *cmd, void *dc, const char *a1,
                                  const char *a2)
 {
@@ -775,6 +955,18 @@ const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerObject", set_object_ptr, NULL, ACCESS_CONF,
                   "JSON pointer to the saved object inside the answer "
                   "(e.g. /data); default: the whole answer"),
+    AP_INIT_ITERATE("EventTriggerBefore", set_before, NULL, ACCESS_CONF,
+                    "Operations that wait for a before-save event: create, "
+                    "update, delete, or off"),
+    AP_INIT_TAKE1("EventTriggerBeforeFailure", set_before_failure, NULL,
+                  ACCESS_CONF, "When the before-save endpoint fails: refuse "
+                  "(503, the default) or proceed"),
+    AP_INIT_TAKE1("EventTriggerBeforeTimeout", set_before_timeout, NULL,
+                  RSRC_CONF | ACCESS_CONF, "The whole before-save call, "
+                  "connect included (default 5s, at most 30s)"),
+    AP_INIT_TAKE1("EventTriggerBeforeConcurrency", set_before_concurrency,
+                  NULL, RSRC_CONF, "Before-save calls at once per child, "
+                  "per site (default 16); beyond, the failure policy"),
     AP_INIT_TAKE1("EventTriggerEvent", set_event_mode, NULL, ACCESS_CONF,
                   "The event requests here make: auto (by method), "
                   "create, update or delete"),
@@ -812,6 +1004,9 @@ const command_rec et_cmds[] = {
                      "consecutive failures: N [MIN-PAUSE [MAX-PAUSE]] or off"),
     AP_INIT_TAKE12("EventTriggerRetention", set_retention, NULL, RSRC_CONF,
                    "How long delivered [and dead] events are kept (7d 30d)"),
+    AP_INIT_TAKE12("EventTriggerProxy", set_proxy, NULL, RSRC_CONF,
+                   "Forward proxy of the calls: URL [credentials=file:PATH], "
+                   "env (the *_proxy variables) or off (default)"),
     AP_INIT_TAKE12("EventTriggerClientCert", set_client_cert, NULL, RSRC_CONF,
                    "PEM certificate [and key file] for mutual TLS"),
     { NULL }

@@ -36,6 +36,7 @@
 typedef struct site_view_t {
     const char *name;
     const char *endpoint;             /* NULL: no longer configured */
+    const char *proxy;                /* URL (no credentials), env, NULL */
     et_site_counts_t counts;
     const et_circuit_row_t *circuit;
     apr_array_header_t *totals;       /* of apr_interval_time_t */
@@ -70,12 +71,12 @@ static int want_arg(const request_rec *r, const char *name)
     return 0;
 }
 
-static const char *endpoint_of(server_rec *s, const char *site)
+static const et_site_t *site_of(server_rec *s, const char *site)
 {
     for (; s; s = s->next) {
         et_srv_conf_t *c = et_srv_conf(s);
         if (c->site.name && c->site.endpoint && !strcmp(c->site.name, site)) {
-            return c->site.endpoint;
+            return &c->site;
         }
     }
     return NULL;
@@ -85,6 +86,7 @@ static site_view_t *view_of(status_t *st, apr_pool_t *p, server_rec *s,
                             const char *name)
 {
     site_view_t *v;
+    const et_site_t *conf;
     int i;
 
     for (i = 0; i < st->sites->nelts; i++) {
@@ -95,7 +97,13 @@ static site_view_t *view_of(status_t *st, apr_pool_t *p, server_rec *s,
     }
     v = apr_pcalloc(p, sizeof(*v));
     v->name = name;
-    v->endpoint = endpoint_of(et_g.main_server ? et_g.main_server : s, name);
+    conf = site_of(et_g.main_server ? et_g.main_server : s, name);
+    if (conf) {
+        v->endpoint = conf->endpoint;
+        /* the URL is kept without credentials: it can be shown */
+        v->proxy = conf->proxy.mode == ET_PROXY_URL ? conf->proxy.url
+                   : conf->proxy.mode == ET_PROXY_ENV ? "env" : NULL;
+    }
     v->totals = apr_array_make(p, 64, sizeof(apr_interval_time_t));
     APR_ARRAY_PUSH(st->sites, site_view_t *) = v;
     return v;
@@ -220,9 +228,9 @@ static void emit_json(request_rec *r, const status_t *st)
         const et_outbox_counts_t *c = &v->counts.counts;
 
         json_array_append_new(sites, json_pack(
-            "{s:s,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f,s:i},"
+            "{s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f,s:i},"
             "s:{s:s,s:i,s:s?}}",
-            "site", v->name, "endpoint", v->endpoint,
+            "site", v->name, "endpoint", v->endpoint, "proxy", v->proxy,
             "pending", (json_int_t)c->pending,
             "in_flight", (json_int_t)c->leased,
             "retrying", (json_int_t)v->counts.retrying,
@@ -374,8 +382,12 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                    " s</td><td>%.1f ms</td><td>%.1f ms</td><td>%s%s%s</td>"
                    "</tr>\n",
                    ap_escape_html(r->pool, v->name),
-                   v->endpoint ? ap_escape_html(r->pool, v->endpoint)
-                               : "(not configured)",
+                   v->endpoint
+                   ? apr_pstrcat(r->pool, ap_escape_html(r->pool, v->endpoint),
+                                 v->proxy ? " (proxy: " : "",
+                                 v->proxy ? ap_escape_html(r->pool, v->proxy)
+                                          : "", v->proxy ? ")" : "", NULL)
+                   : "(not configured)",
                    c->pending, c->leased, v->counts.retrying, c->delivered,
                    c->dead, c->failed, oldest_s(st, v), ms(v->p50),
                    ms(v->p99), circuit_name(v),

@@ -25,7 +25,7 @@ if [ "${ET_BENCH_INSTALL:-0}" = 1 ]; then
     apt-get update -qq && apt-get install -y -qq "${PKGS[@]}" >/dev/null
 fi
 need wrk wrk; need nginx nginx-light; need sqlite3 sqlite3; need apxs apache2-dev
-ONLY=${ET_BENCH_ONLY:-1 2 3 4}
+ONLY=${ET_BENCH_ONLY:-1 2 3 4 5}
 mkdir -p "$W"
 : >"$RESULTS"
 LOG=$W/run-all.log
@@ -42,6 +42,7 @@ for f in $ONLY; do
         2) ET_BENCH_DRAIN_MAX=${ET_BENCH_DRAIN_MAX:-120} "$BENCH/delivery.sh" ;;
         3) "$BENCH/latency.sh" ;;
         4) "$BENCH/backlog.sh" ;;
+        5) "$BENCH/before.sh" ;;
     esac 2>&1 | tee -a "$LOG" >&2
 done
 uptime >&2

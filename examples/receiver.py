@@ -18,6 +18,13 @@ What it does with each call (see docs/receiver.md):
      (upsert or delete of the row (object, id) in the table "objects");
   5. answers 200 {"ok":true}, and logs one line.
 
+Before-save events (POST {prefix}/v1/{object}[/{id}]?event=pre-create|
+pre-update|pre-delete&txn=..., where the operator set EventTriggerBefore)
+are verified the same way and answered at once, from decide() below:
+{"type":"refuse","status":422,...} for a member whose email is in a
+--refuse-domain, else {"type":"proceed"} - with the object and the
+--enrich NAME=VALUE pairs added, when there are any. Nothing is stored.
+
 Answers: 2xx = done (never sent again); 400/401/404 = refused for good (the
 sender keeps it as a dead letter); 503 = try again later (the sender
 retries, honouring Retry-After).
@@ -25,6 +32,7 @@ retries, honouring Retry-After).
 Usage:
   receiver.py [--port 8482] [--bind 127.0.0.1] [--db receiver.db]
               [--prefix /masherycallbacks] [--secret whsec_... ...]
+              [--refuse-domain example.org ...] [--enrich crm=on ...]
 
 Secrets: each --secret (repeat it during a key rotation), or the
 environment variable EVENTTRIGGER_SECRET (several separated by spaces or
@@ -46,7 +54,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OBJECTS = {"member", "application", "key", "package_key"}
-EVENTS = {"PUT": {"post-create", "post-update"}, "DELETE": {"post-delete"}}
+EVENTS = {"PUT": {"post-create", "post-update"}, "DELETE": {"post-delete"},
+          "POST": {"pre-create", "pre-update", "pre-delete"}}
 TXN_RE = re.compile(r"\A[0-9a-f]{32}\Z")
 TOLERANCE = 300                 # seconds between webhook-timestamp and our clock
 MAX_BODY = 10 * 1024 * 1024     # refuse larger bodies (413)
@@ -212,6 +221,22 @@ def process(db_path, obj, obj_id, event, txn, data):
         db.close()
 
 
+def decide(cfg, obj, event, data):
+    """A before-save event's answer: your policy goes here. It must be
+    quick: the admin waits for it."""
+    email = data.get("email") if isinstance(data, dict) else None
+    if obj == "member" and event != "pre-delete" and isinstance(email, str):
+        domain = email.rpartition("@")[2].lower()
+        if domain in cfg.refuse_domains:
+            return {"type": "refuse", "status": 422,
+                    "message": "members from %s are not allowed" % domain}
+    if cfg.enrich and event != "pre-delete" and isinstance(data, dict):
+        enriched = {k: v for k, v in data.items() if k != "object_type"}
+        enriched.update(cfg.enrich)
+        return {"type": "proceed", "object": enriched}
+    return {"type": "proceed"}
+
+
 # -- HTTP ----------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
@@ -224,6 +249,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.handle_call()
 
+    def do_POST(self):
+        self.handle_call()
+
     def handle_call(self):
         cfg = self.server.cfg
         started = time.time()
@@ -231,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self.read_body()
             url = urllib.parse.urlsplit(self.path)
-            obj, obj_id = self.parse_path(cfg.prefix, url.path)
+            obj, obj_id = self.parse_path(cfg.prefix, url.path,
+                                          self.command == "POST")
             query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
             event, txn = query.get("event", ""), query.get("txn", "")
             if event not in EVENTS[self.command]:
@@ -244,8 +273,13 @@ class Handler(BaseHTTPRequestHandler):
                 if headers["webhook-id"] != txn:
                     raise Refused(401, "webhook-id is not the txn")
             data = decode_body(headers.get("content-type", ""), body)
-            outcome = process(cfg.db, obj, obj_id, event, txn, data)
-            self.answer(200, {"ok": True})
+            if self.command == "POST":
+                decision = decide(cfg, obj, event, data)
+                outcome = decision["type"] + (" (enriched)" if "object" in decision else "")
+                self.answer(200, decision)
+            else:
+                outcome = process(cfg.db, obj, obj_id, event, txn, data)
+                self.answer(200, {"ok": True})
         except Refused as e:
             outcome = "refused: %s" % e.message
             self.answer(e.status, {"ok": False, "error": e.message})
@@ -269,13 +303,16 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     @staticmethod
-    def parse_path(prefix, path):
+    def parse_path(prefix, path, before=False):
         """{prefix}/v1/{object}/{id} -> (object, id); the id is one
-        percent-encoded segment, decoded once."""
+        percent-encoded segment, decoded once. A before-save create has no
+        id: {prefix}/v1/{object} -> (object, None)."""
         head = prefix + "/v1/"
         if not path.startswith(head):
             raise Refused(404, "not an Event Trigger path")
         parts = path[len(head):].split("/")
+        if before and len(parts) == 1 and parts[0] in OBJECTS:
+            return parts[0], None
         if len(parts) != 2 or parts[0] not in OBJECTS or not parts[1]:
             raise Refused(404, "unknown object or id")
         return parts[0], urllib.parse.unquote(parts[1], errors="surrogateescape")
@@ -303,7 +340,16 @@ def main():
                     help="path before /v1/ (the endpoint's path), e.g. /masherycallbacks")
     ap.add_argument("--secret", action="append", default=[],
                     help="whsec_... signing secret; repeat for a rotation")
+    ap.add_argument("--refuse-domain", action="append", default=[],
+                    help="before-save: refuse members with an email in this domain")
+    ap.add_argument("--enrich", action="append", default=[],
+                    help="before-save: NAME=VALUE added to objects that proceed")
     cfg = ap.parse_args()
+    cfg.refuse_domains = {d.lower() for d in cfg.refuse_domain}
+    try:
+        cfg.enrich = dict(e.split("=", 1) for e in cfg.enrich)
+    except ValueError:
+        ap.error("--enrich takes NAME=VALUE")
     cfg.prefix = cfg.prefix.rstrip("/")
     secrets = cfg.secret or re.split(r"[\s,]+", os.environ.get("EVENTTRIGGER_SECRET", "").strip())
     try:

@@ -53,6 +53,7 @@ void et_call_request(apr_pool_t *p, const et_site_t *site,
                                 req->body_len), NULL);
     }
     req->tls = &site->tls;
+    req->proxy = &site->proxy;
     req->connect_timeout = site->connect_timeout;
     req->timeout = site->timeout;
     req->response_keep = site->response_keep;

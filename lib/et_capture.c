@@ -120,6 +120,11 @@ static const char *verbatim_with_type(apr_pool_t *p, const char *body,
     return out;
 }
 
+const char *et_capture_path_id(apr_pool_t *p, const char *path)
+{
+    return last_segment(p, path);
+}
+
 int et_capture_is_json_type(const char *ct)
 {
     apr_size_t n;
@@ -419,31 +424,6 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                         c->body_len);
 }
 
-/* The id a JSON-RPC call's first param names: itself if it is a string
- * or an integer, else the id field of the object it is. */
-static const char *param_id(apr_pool_t *p, const et_rpc_call_t *call,
-                            const char *id_field)
-{
-    const char *id = NULL, *err;
-    json_t *wrap;
-
-    if (call->param == NULL) {
-        return "";
-    }
-    if (json_is_object(call->param)) {
-        et_json_scalar_id(p, call->param, id_field, &id, &err);
-        return id ? id : "";
-    }
-    /* a bare string or number: looked at as the only member of an object */
-    wrap = et_json_pool_own(p, json_object());
-    if (wrap == NULL
-        || json_object_set(wrap, "id", (json_t *)call->param) != 0) {
-        return "";
-    }
-    et_json_scalar_id(p, wrap, "id", &id, &err);
-    return id ? id : "";
-}
-
 /* The event of one answered call. */
 static apr_status_t rpc_event(apr_pool_t *p, const et_capture_t *c,
                               const et_rpc_call_t *call,
@@ -495,7 +475,7 @@ static apr_status_t rpc_event(apr_pool_t *p, const et_capture_t *c,
     if (rv != APR_NOTFOUND) {
         return fail(ev, err ? err : "unusable id");
     }
-    id = call->event == ET_EV_CREATE ? "" : param_id(p, call, id_field);
+    id = call->event == ET_EV_CREATE ? "" : et_rpc_param_id(p, call, id_field);
     if (*id == '\0') {
         return fail(ev, apr_psprintf(p, "%s has no '%s' field%s", where,
                                      id_field,

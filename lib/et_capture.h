@@ -59,6 +59,10 @@ apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,
                                 const apr_array_header_t *calls, int batch,
                                 apr_array_header_t **out);
 
+/** The last non-empty segment of @a path ("" if none), in @a p: the id a
+ *  request path names. */
+const char *et_capture_path_id(apr_pool_t *p, const char *path);
+
 /** Non-zero if the media type @a ct is JSON (application/json, a "+json"
  *  type, text/json); a missing type counts as JSON. */
 int et_capture_is_json_type(const char *ct);

@@ -29,6 +29,24 @@ typedef struct et_tls_t {
     apr_size_t key_len;
 } et_tls_t;
 
+/** How a site's calls reach the network. */
+typedef enum {
+    ET_PROXY_OFF = 0,                 /* direct; *_proxy variables ignored */
+    ET_PROXY_ENV,                     /* libcurl follows http_proxy & co. */
+    ET_PROXY_URL                      /* through the proxy at url */
+} et_proxy_mode_e;
+
+/**
+ * A site's forward proxy. The credentials are read from a file at startup
+ * and kept apart from the URL, so that the URL can be logged.
+ */
+typedef struct et_proxy_t {
+    et_proxy_mode_e mode;
+    const char *url;                  /* scheme://host:port, no user info */
+    const char *user;                 /* NULL: no proxy authentication */
+    const char *password;
+} et_proxy_t;
+
 typedef struct et_http_request_t {
     const char *method;
     const char *url;
@@ -39,11 +57,13 @@ typedef struct et_http_request_t {
     apr_interval_time_t timeout;
     apr_size_t response_keep;         /* bytes of the answer's body kept */
     const et_tls_t *tls;              /* NULL: verify with the system store */
+    const et_proxy_t *proxy;          /* NULL: direct, as ET_PROXY_OFF */
 } et_http_request_t;
 
 typedef struct et_http_response_t {
     int status;                       /* 0: no HTTP answer (see error) */
-    const char *error;                /* transport error, NULL otherwise */
+    const char *error;                /* transport error, NULL otherwise;
+                                       * it names the proxy if one was set */
     const char *retry_after;          /* Retry-After header, if any */
     const char *body;                 /* at most response_keep bytes */
     apr_size_t body_len;

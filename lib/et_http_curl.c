@@ -9,7 +9,9 @@
  * alive for whichever call goes to the same host next.
  *
  * Easy handles are kept on a free list for reuse (curl_easy_reset(), as a
- * call ends, clears its options); a call's own state (its headers,
+ * call ends, clears its options: a handle taken by another site's call
+ * keeps none of the last one's CA, client key, proxy or proxy
+ * credentials); a call's own state (its headers,
  * the answer collected, the callback) lives in the pool it was started
  * with.
  *
@@ -43,6 +45,7 @@ typedef struct call_t {
     apr_size_t body_len;
     apr_size_t keep;
     const char *retry_after;
+    const char *via;                  /* the proxy, for the error; NULL: none */
     apr_time_t start;
     et_http_done_fn *done;
     void *baton;
@@ -183,6 +186,37 @@ static void set_tls(CURL *curl, const et_tls_t *tls)
     }
 }
 
+/*
+ * The proxy of a call; what its errors say about it (NULL: direct). Every
+ * mode sets CURLOPT_PROXY but env: libcurl reads http_proxy, https_proxy,
+ * all_proxy and no_proxy only while it is unset (NULL, as after
+ * curl_easy_reset), and "" means no proxy whatever they say.
+ */
+static const char *set_proxy(CURL *curl, apr_pool_t *p, const et_proxy_t *px)
+{
+    if (!px || px->mode == ET_PROXY_OFF) {
+        curl_easy_setopt(curl, CURLOPT_PROXY, "");
+        return NULL;
+    }
+    if (px->mode == ET_PROXY_ENV) {
+        return "the environment's proxy, if one applies";
+    }
+    /* an https receiver is reached through CONNECT (libcurl tunnels by
+     * itself) and its certificate is checked as without a proxy */
+    curl_easy_setopt(curl, CURLOPT_PROXY, px->url);
+    /* the configured proxy is for every host: not the environment's
+     * no_proxy, which libcurl would read while CURLOPT_NOPROXY is unset */
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, "");
+    if (px->user) {
+        /* given apart from the URL, so that no URL carries them */
+        curl_easy_setopt(curl, CURLOPT_PROXYUSERNAME, px->user);
+        curl_easy_setopt(curl, CURLOPT_PROXYPASSWORD,
+                         px->password ? px->password : "");
+        curl_easy_setopt(curl, CURLOPT_PROXYAUTH, (long)CURLAUTH_BASIC);
+    }
+    return apr_pstrcat(p, "proxy ", px->url, NULL);
+}
+
 apr_status_t et_http_start(et_http_t *h, apr_pool_t *p,
                            const et_http_request_t *req,
                            et_http_done_fn *done, void *baton)
@@ -230,6 +264,7 @@ apr_status_t et_http_start(et_http_t *h, apr_pool_t *p,
                      (long)apr_time_as_msec(req->timeout));
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     set_tls(curl, req->tls);
+    c->via = set_proxy(curl, p, req->proxy);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, c->errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
@@ -268,11 +303,24 @@ static void end_call(et_http_t *h, call_t *c, CURLcode cr, int aborted)
     }
     else if (cr == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-        resp.status = (int)code;
+        if (code == 407 && c->via) {
+            /* only a proxy answers 407 (to a plain http call; a tunnel's
+             * is a failed CONNECT): the call did not reach the receiver,
+             * so it is retried like any call that could not connect */
+            resp.error = apr_psprintf(c->p, "the proxy refused the call: "
+                                      "HTTP 407 Proxy Authentication "
+                                      "Required (through %s)", c->via);
+        }
+        else {
+            resp.status = (int)code;
+        }
     }
     else {
-        resp.error = apr_psprintf(c->p, "%s%s%s", curl_easy_strerror(cr),
-                                  c->errbuf[0] ? ": " : "", c->errbuf);
+        resp.error = apr_psprintf(c->p, "%s%s%s%s%s%s",
+                                  curl_easy_strerror(cr),
+                                  c->errbuf[0] ? ": " : "", c->errbuf,
+                                  c->via ? " (through " : "",
+                                  c->via ? c->via : "", c->via ? ")" : "");
     }
     resp.retry_after = c->retry_after;
     resp.body = c->body;

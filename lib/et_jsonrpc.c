@@ -52,7 +52,7 @@ int et_rpc_method(const char *method, et_object_e *object, et_event_e *event)
 
 /* One element of a request: NULL if it is a call that is no event, else
  * the call; *err set if it is not a JSON-RPC call at all. */
-static et_rpc_call_t *read_call(apr_pool_t *p, const json_t *req,
+static et_rpc_call_t *read_call(apr_pool_t *p, json_t *req, json_t *root,
                                 const char **err)
 {
     et_rpc_call_t *call;
@@ -73,6 +73,8 @@ static et_rpc_call_t *read_call(apr_pool_t *p, const json_t *req,
     call->object = object;
     call->event = event;
     call->method = apr_pstrdup(p, json_string_value(method));
+    call->call = req;
+    call->root = root;
     /* 2.0: no "id" is a notification; 1.0: an id of null is */
     id = json_object_get(req, "id");
     call->id = (id && !json_is_null(id)) ? id : NULL;
@@ -108,7 +110,7 @@ apr_status_t et_rpc_parse_request(apr_pool_t *p, const char *buf,
 
         *batch = 1;
         json_array_foreach(req, i, one) {
-            et_rpc_call_t *call = read_call(p, one, err);
+            et_rpc_call_t *call = read_call(p, one, req, err);
 
             if (*err) {
                 *err = apr_psprintf(p, "JSON-RPC batch, call %u: %s",
@@ -122,7 +124,7 @@ apr_status_t et_rpc_parse_request(apr_pool_t *p, const char *buf,
         return APR_SUCCESS;
     }
     {
-        et_rpc_call_t *call = read_call(p, req, err);
+        et_rpc_call_t *call = read_call(p, req, req, err);
 
         if (*err) {
             *err = apr_pstrcat(p, "JSON-RPC request: ", *err, NULL);
@@ -165,4 +167,44 @@ int et_rpc_failed(const json_t *response)
     const json_t *e = json_object_get(response, "error");
 
     return e != NULL && !json_is_null(e);
+}
+
+const char *et_rpc_param_id(apr_pool_t *p, const et_rpc_call_t *call,
+                            const char *id_field)
+{
+    const char *id = NULL, *err;
+    json_t *wrap;
+
+    if (call->param == NULL) {
+        return "";
+    }
+    if (json_is_object(call->param)) {
+        et_json_scalar_id(p, call->param, id_field, &id, &err);
+        return id ? id : "";
+    }
+    /* a bare string or number: looked at as the only member of an object */
+    wrap = et_json_pool_own(p, json_object());
+    if (wrap == NULL
+        || json_object_set(wrap, "id", (json_t *)call->param) != 0) {
+        return "";
+    }
+    et_json_scalar_id(p, wrap, "id", &id, &err);
+    return id ? id : "";
+}
+
+int et_rpc_set_param(et_rpc_call_t *call, json_t *obj)
+{
+    json_t *params = json_object_get(call->call, "params");
+
+    if (obj == NULL) {
+        return -1;
+    }
+    call->param = obj;
+    if (json_is_array(params) && json_array_size(params) > 0) {
+        return json_array_set_new(params, 0, obj);
+    }
+    if (json_is_array(params)) {
+        return json_array_append_new(params, obj);
+    }
+    return json_object_set_new(call->call, "params", obj);
 }

@@ -23,6 +23,8 @@ typedef struct et_rpc_call_t {
     const json_t *id;         /* the call's id; NULL for a notification */
     const json_t *param;      /* the first positional param, or the
                                * params object (by-name); NULL if none */
+    json_t *call;             /* the call itself, in the parsed request */
+    json_t *root;             /* the whole parsed request */
 } et_rpc_call_t;
 
 /**
@@ -53,6 +55,21 @@ apr_status_t et_rpc_parse_request(apr_pool_t *p, const char *buf,
  */
 const json_t *et_rpc_response(const json_t *answer, int batch,
                               const et_rpc_call_t *call);
+
+/**
+ * The id @a call's first param names: the param itself if it is a string
+ * or an integer, else the @a id_field (a name or a JSON pointer) of the
+ * object it is; "" if none.
+ */
+const char *et_rpc_param_id(apr_pool_t *p, const et_rpc_call_t *call,
+                            const char *id_field);
+
+/**
+ * Make @a obj (reference stolen) the call's object param: the first
+ * positional param, or the params of a call by name. The request
+ * (call->root) then serialises with it.
+ */
+int et_rpc_set_param(et_rpc_call_t *call, json_t *obj);
 
 /** The call failed: @a response has an "error" that is not null. */
 int et_rpc_failed(const json_t *response);

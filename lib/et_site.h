@@ -28,6 +28,7 @@ typedef struct et_site_t {
     apr_array_header_t *secrets;      /* et_secret_t *; none: unsigned */
     apr_array_header_t *headers;      /* const char * "Name: value", extra */
     et_tls_t tls;
+    et_proxy_t proxy;                 /* off unless EventTriggerProxy */
     et_circuit_conf_t circuit;        /* when to pause the endpoint */
 } et_site_t;
 

@@ -96,11 +96,48 @@ apr_status_t et_url_check_root(apr_pool_t *p, const char *root,
     return APR_SUCCESS;
 }
 
-const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
-                         const char *oid, et_event_e ev, const char *txn)
+apr_status_t et_url_check_proxy(apr_pool_t *p, const char *url,
+                                const char **norm, const char **err)
+{
+    apr_uri_t u;
+    apr_port_t port;
+    const char *scheme;
+    int literal;
+
+    *norm = NULL;
+    /* user info first: the messages below must not make a user try again
+     * with the password still in the URL */
+    if (url != NULL && apr_uri_parse(p, url, &u) == APR_SUCCESS
+        && (u.user != NULL || u.password != NULL)) {
+        *err = "credentials must not be in the URL, where logs and "
+               "configtest would show them; give them with "
+               "credentials=file:PATH";
+        return APR_EINVAL;
+    }
+    /* the same rules as an endpoint's: http or https, a host, a port */
+    if (et_url_check_root(p, url, err) != APR_SUCCESS) {
+        return APR_EINVAL;
+    }
+    if (u.path != NULL && *u.path != '\0' && strcmp(u.path, "/") != 0) {
+        *err = "a proxy URL has no path (e.g. http://proxy.example.com:3128)";
+        return APR_EINVAL;
+    }
+    /* libcurl would take 1080 for a proxy without a port: the scheme's */
+    scheme = strcasecmp(u.scheme, "https") ? "http" : "https";
+    port = u.port ? u.port : apr_uri_port_of_scheme(scheme);
+    literal = strchr(u.hostname, ':') != NULL;
+    *norm = apr_psprintf(p, "%s://%s%s%s:%u", scheme, literal ? "[" : "",
+                         u.hostname, literal ? "]" : "", (unsigned)port);
+    return APR_SUCCESS;
+}
+
+/* {root}/v1/{object}[/{id}]?event={ename}&txn={txn}; no id segment at all
+ * when @a oid is NULL and @a with_id is 0. */
+static const char *build(apr_pool_t *p, const char *root, et_object_e obj,
+                         const char *oid, int with_id, const char *ename,
+                         const char *txn)
 {
     const char *oname = et_object_name(obj);
-    const char *ename = et_event_name(ev);
     const char *seg;
     apr_size_t rlen;
 
@@ -125,8 +162,28 @@ const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
     else {
         seg = apr_pescape_path_segment(p, oid);
     }
-    return apr_pstrcat(p, apr_pstrmemdup(p, root, rlen), "/v1/", oname, "/",
-                       seg, "?event=", ename, "&txn=", txn ? txn : "", NULL);
+    return apr_pstrcat(p, apr_pstrmemdup(p, root, rlen), "/v1/", oname,
+                       with_id ? "/" : "", with_id ? seg : "",
+                       "?event=", ename, "&txn=", txn ? txn : "", NULL);
+}
+
+const char *et_url_build(apr_pool_t *p, const char *root, et_object_e obj,
+                         const char *oid, et_event_e ev, const char *txn)
+{
+    return build(p, root, obj, oid, 1, et_event_name(ev), txn);
+}
+
+const char *et_url_build_before(apr_pool_t *p, const char *root,
+                                et_object_e obj, const char *oid,
+                                et_event_e ev, const char *txn)
+{
+    static const char *const names[] = { "pre-create", "pre-update",
+                                         "pre-delete" };
+
+    if ((unsigned)ev > ET_EV_DELETE) {
+        return NULL;
+    }
+    return build(p, root, obj, oid, ev != ET_EV_CREATE, names[ev], txn);
 }
 
 apr_status_t et_txn_new(apr_pool_t *p, const char **txn)

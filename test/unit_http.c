@@ -3,7 +3,9 @@
  * unit_http.c: the HTTP client (et_http_curl.c) against a real server on a
  * loopback socket, run by threads of this test: calls side by side on one
  * thread, answers and their Retry-After, the bound on the body kept,
- * connections reused, timeouts, refused connections, abort and wake-up.
+ * connections reused, timeouts, refused connections, abort and wake-up,
+ * and the proxy modes (the same server answers absolute-form requests as
+ * a forward proxy would).
  */
 #include <string.h>
 #include <stdlib.h>
@@ -28,6 +30,8 @@ typedef struct server_t {
     apr_thread_t *conns[MAX_CONNS];
     volatile apr_uint32_t nconns;     /* connections accepted */
     volatile apr_uint32_t requests;   /* requests read in full */
+    volatile apr_uint32_t proxied;    /* of them, in absolute form */
+    volatile apr_uint32_t proxy_auth; /* of them, with user:pass */
     volatile int stop;
 } server_t;
 
@@ -40,6 +44,15 @@ static const char *answer_for(const char *path)
 {
     static char big[4096];
 
+    if (!strncmp(path, "http://", 7)) {
+        /* a forward proxy's request: "/auth" is refused as a proxy does */
+        return strstr(path, "/auth")
+            ? "HTTP/1.1 407 Proxy Authentication Required\r\n"
+              "Proxy-Authenticate: Basic realm=\"p\"\r\n"
+              "Content-Length: 0\r\n\r\n"
+            : "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n"
+              "{\"proxied\":1}";
+    }
     if (!strncmp(path, "/ok", 3)) {
         return "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
     }
@@ -96,6 +109,13 @@ static void *APR_THREAD_FUNC serve_conn(apr_thread_t *t, void *data)
 
         apr_atomic_inc32(&c->srv->requests);
         sscanf(buf, "%*s %63s", path);
+        if (!strncmp(path, "http://", 7)) {
+            apr_atomic_inc32(&c->srv->proxied);
+            /* base64 of "user:pa:ss" */
+            if (strstr(buf, "Proxy-Authorization: Basic dXNlcjpwYTpzcw==")) {
+                apr_atomic_inc32(&c->srv->proxy_auth);
+            }
+        }
         a = answer_for(path);
         if (!a) {
             continue;                 /* hang: wait for the client to go */
@@ -208,8 +228,9 @@ static void on_done(void *baton, const et_http_response_t *r)
     s->elapsed = r->elapsed;
 }
 
-static void start(et_http_t *h, apr_port_t port, const char *path,
-                  apr_interval_time_t timeout, seen_t *seen)
+static void start_via(et_http_t *h, apr_port_t port, const char *path,
+                      apr_interval_time_t timeout, const et_proxy_t *proxy,
+                      seen_t *seen)
 {
     et_http_request_t req;
 
@@ -223,8 +244,25 @@ static void start(et_http_t *h, apr_port_t port, const char *path,
     req.connect_timeout = apr_time_from_sec(2);
     req.timeout = timeout;
     req.response_keep = 100;
+    req.proxy = proxy;
     ck_assert_int_eq(et_http_start(h, ut_pool, &req, on_done, seen),
                      APR_SUCCESS);
+}
+
+static void start(et_http_t *h, apr_port_t port, const char *path,
+                  apr_interval_time_t timeout, seen_t *seen)
+{
+    start_via(h, port, path, timeout, NULL, seen);
+}
+
+/* A port where nothing listens (a server's, stopped). */
+static apr_port_t closed_port(void)
+{
+    server_t *srv = server_start();
+    apr_port_t port = srv->port;
+
+    server_stop(srv);
+    return port;
 }
 
 /* Run until no call is under way, with a deadline. */
@@ -370,6 +408,124 @@ START_TEST(a_refused_connection_is_a_transport_error)
 }
 END_TEST
 
+START_TEST(a_proxy_is_used_and_a_reused_handle_forgets_it)
+{
+    apr_port_t nobody = closed_port();
+    server_t *srv = server_start();
+    apr_pool_t *hp;
+    et_http_t *h = client(&hp);
+    et_proxy_t px;
+    seen_t via, auth, direct;
+
+    memset(&px, 0, sizeof(px));
+    px.mode = ET_PROXY_URL;
+    px.url = apr_psprintf(ut_pool, "http://127.0.0.1:%d", srv->port);
+    px.user = "user";
+    px.password = "pa:ss";
+    memset(&via, 0, sizeof(via));
+    memset(&auth, 0, sizeof(auth));
+    memset(&direct, 0, sizeof(direct));
+
+    /* the receiver does not exist: only the proxy can answer */
+    start_via(h, nobody, "/ok", apr_time_from_sec(5), &px, &via);
+    run_all(h);
+    ck_assert_msg(via.status == 200, "via: %d %s", via.status, via.error);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->proxied), 1);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->proxy_auth), 1);
+
+    /* a 407 is the proxy's: a transport error (retried), not an answer */
+    start_via(h, nobody, "/auth", apr_time_from_sec(5), &px, &auth);
+    run_all(h);
+    ck_assert_int_eq(auth.status, 0);
+    ck_assert_msg(strstr(auth.error, "407") && strstr(auth.error, px.url),
+                  "error: %s", auth.error);
+
+    /* the same (only) handle, now for a site without a proxy: direct */
+    start(h, nobody, "/ok", apr_time_from_sec(5), &direct);
+    run_all(h);
+    ck_assert_int_eq(direct.status, 0);
+    ck_assert_msg(strstr(direct.error, "onnect") != NULL
+                  && strstr(direct.error, "proxy") == NULL,
+                  "error: %s", direct.error);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->proxied), 2);
+
+    apr_pool_destroy(hp);
+    server_stop(srv);
+}
+END_TEST
+
+START_TEST(a_refused_proxy_is_named_in_the_error)
+{
+    apr_port_t nobody = closed_port();
+    server_t *srv = server_start();
+    apr_pool_t *hp;
+    et_http_t *h = client(&hp);
+    et_proxy_t px;
+    seen_t seen;
+
+    memset(&px, 0, sizeof(px));
+    px.mode = ET_PROXY_URL;
+    px.url = apr_psprintf(ut_pool, "http://127.0.0.1:%d", nobody);
+    memset(&seen, 0, sizeof(seen));
+    start_via(h, srv->port, "/ok", apr_time_from_sec(5), &px, &seen);
+    run_all(h);
+    ck_assert_int_eq(seen.status, 0);
+    ck_assert_msg(strstr(seen.error, apr_psprintf(ut_pool, "through proxy %s",
+                                                  px.url)) != NULL,
+                  "error: %s", seen.error);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->requests), 0);
+
+    apr_pool_destroy(hp);
+    server_stop(srv);
+}
+END_TEST
+
+START_TEST(off_ignores_the_environment_env_follows_it)
+{
+    apr_port_t nobody = closed_port();
+    server_t *srv = server_start();
+    apr_pool_t *hp;
+    et_http_t *h = client(&hp);
+    et_proxy_t env;
+    seen_t off, def, envd;
+
+    memset(&env, 0, sizeof(env));
+    env.mode = ET_PROXY_ENV;
+    memset(&off, 0, sizeof(off));
+    memset(&def, 0, sizeof(def));
+    memset(&envd, 0, sizeof(envd));
+    /* the environment's proxy is the test server; no_proxy would not
+     * matter (off must ignore all of them) */
+    setenv("http_proxy", apr_psprintf(ut_pool, "http://127.0.0.1:%d",
+                                      srv->port), 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+
+    /* off (and no proxy given): straight to the closed port, refused */
+    {
+        et_proxy_t o;
+
+        memset(&o, 0, sizeof(o));
+        start_via(h, nobody, "/ok", apr_time_from_sec(5), &o, &off);
+    }
+    start(h, nobody, "/ok", apr_time_from_sec(5), &def);
+    run_all(h);
+    ck_assert_int_eq(off.status, 0);
+    ck_assert_int_eq(def.status, 0);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->proxied), 0);
+
+    /* env: through the environment's proxy */
+    start_via(h, nobody, "/ok", apr_time_from_sec(5), &env, &envd);
+    run_all(h);
+    unsetenv("http_proxy");
+    ck_assert_int_eq(envd.status, 200);
+    ck_assert_uint_eq(apr_atomic_read32(&srv->proxied), 1);
+
+    apr_pool_destroy(hp);
+    server_stop(srv);
+}
+END_TEST
+
 static void *APR_THREAD_FUNC waker(apr_thread_t *t, void *data)
 {
     apr_sleep(apr_time_from_msec(100));
@@ -407,6 +563,9 @@ Suite *http_suite(void)
     tcase_add_test(tc, abort_ends_every_call_under_way);
     tcase_add_test(tc, a_refused_connection_is_a_transport_error);
     tcase_add_test(tc, wake_ends_a_wait_from_another_thread);
+    tcase_add_test(tc, a_proxy_is_used_and_a_reused_handle_forgets_it);
+    tcase_add_test(tc, a_refused_proxy_is_named_in_the_error);
+    tcase_add_test(tc, off_ignores_the_environment_env_follows_it);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -21,6 +21,7 @@ Suite *circuit_suite(void);
 Suite *http_suite(void);
 Suite *intake_suite(void);
 Suite *consoles_suite(void);
+Suite *before_suite(void);
 Suite *trace_suite(void);
 
 /* A fresh pool for each test: add ut_setup/ut_teardown as a checked

@@ -136,6 +136,71 @@ START_TEST(test_root_bad)
 }
 END_TEST
 
+START_TEST(test_proxy_good)
+{
+    static const struct {
+        const char *url;
+        const char *norm;
+    } good[] = {
+        { "http://proxy.example.com:3128", "http://proxy.example.com:3128" },
+        { "http://proxy.example.com:3128/", "http://proxy.example.com:3128" },
+        /* libcurl's default would be 1080: the scheme's port instead */
+        { "http://proxy.example.com", "http://proxy.example.com:80" },
+        { "HTTPS://proxy.example.com", "https://proxy.example.com:443" },
+        { "http://127.0.0.1:8888", "http://127.0.0.1:8888" },
+        { "http://[::1]:3128", "http://[::1]:3128" },
+    };
+    const char *norm, *err;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        err = NULL;
+        ck_assert_msg(et_url_check_proxy(ut_pool, good[i].url, &norm, &err)
+                      == APR_SUCCESS, "%s refused: %s", good[i].url, err);
+        ck_assert_str_eq(norm, good[i].norm);
+    }
+}
+END_TEST
+
+START_TEST(test_proxy_bad)
+{
+    static const struct {
+        const char *url;
+        const char *why;
+    } bad[] = {
+        { "http://user:secret@proxy:3128", "credentials=file:" },
+        { "http://user@proxy:3128", "credentials=file:" },
+        { "socks5h://proxy:1080", "scheme must be http or https" },
+        { "ftp://proxy", "scheme must be http or https" },
+        { "proxy:3128", NULL },
+        { "http://:3128", "no host" },
+        { "http://proxy:3128/path", "no path" },
+        { "http://proxy:3128?x=1", "query" },
+        { "http://proxy:3128#f", "fragment" },
+        { "http://proxy:70000", "port" },
+        { "", "empty" },
+        { NULL, "empty" },
+    };
+    const char *norm, *err;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err = NULL;
+        ck_assert_msg(et_url_check_proxy(ut_pool, bad[i].url, &norm, &err)
+                      == APR_EINVAL, "%s accepted", bad[i].url);
+        ck_assert_ptr_nonnull(err);
+        ck_assert_ptr_null(norm);
+        /* the password is never repeated */
+        ck_assert_ptr_null(strstr(err, "secret"));
+        if (bad[i].why) {
+            ck_assert_msg(strstr(err, bad[i].why) != NULL,
+                          "%s: '%s' lacks '%s'", bad[i].url, err,
+                          bad[i].why);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_build_protocol_example)
 {
     /* the seed's example of an update call */
@@ -277,6 +342,8 @@ Suite *url_suite(void)
     tcase_add_checked_fixture(tc, ut_setup, ut_teardown);
     tcase_add_test(tc, test_root_good);
     tcase_add_test(tc, test_root_bad);
+    tcase_add_test(tc, test_proxy_good);
+    tcase_add_test(tc, test_proxy_bad);
     tcase_add_test(tc, test_build_protocol_example);
     tcase_add_test(tc, test_build_trailing_slash);
     tcase_add_test(tc, test_build_id_escaping);

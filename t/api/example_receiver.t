@@ -7,7 +7,11 @@
 #  - calls with a wrong, missing or stale signature get 401 and change
 #    nothing;
 #  - a repeated txn (ours, or one the module sent) is answered 200 and not
-#    applied again.
+#    applied again;
+#  - before-save events (a guarded location): a member of a refused domain
+#    gets the receiver's 422 and is not saved; another is enriched with the
+#    receiver's --enrich field, which the console saves and the after-save
+#    call carries.
 use strict;
 use warnings FATAL => 'all';
 
@@ -19,7 +23,7 @@ use HTTP::Request ();
 use Digest::SHA qw(hmac_sha256);
 use MIME::Base64 qw(encode_base64 decode_base64);
 
-plan tests => 17;
+plan tests => 17 + 6;
 
 my $SECRET = 'whsec_ZXhhbXBsZS1yZWNlaXZlci10ZXN0LXNlY3JldC0zMmI=';
 my $JSON = JSON::PP->new->utf8->canonical;
@@ -42,7 +46,8 @@ my $pid = ETTest::spawn(name => 'example receiver', port => $port,
     out => t_path('t_logs', 'example_receiver.out'),
     argv => [ETTest::python(), t_path('t_dir', '..', 'examples', 'receiver.py'),
              '--port', $port, '--db', $db, '--prefix', '/hooks/example',
-             '--secret', $SECRET]);
+             '--secret', $SECRET, '--refuse-domain', 'blocked.example',
+             '--enrich', 'crm_id=C-1001']);
 
 # One value of the receiver's database (sqlite3 CLI), '' if none.
 sub sql1 {
@@ -147,5 +152,22 @@ my $create_txn = sql1("SELECT txn FROM seen_txn WHERE id = " . sq($id)
 $res = call($id, $create_txn, qq({"id":"$id","object_type":"member"}));
 ok($res->code == 200 && !defined stored(member => $id),
    'a repeat of a delivered create (after its delete) is not applied');
+
+# -- before-save events, answered by the receiver's decide() ---------------
+my $bad = uniq('exblocked');
+$res = request('et_example', POST => '/inproc/guarded/member',
+               json => { id => $bad, email => 'x@Blocked.Example' });
+is($res->code, 422, 'before-save: a refused domain gets the receiver\'s 422');
+like($res->content, qr/members from blocked\.example are not allowed/,
+     'with its message');
+my $good = uniq('exenriched');
+$res = request('et_example', POST => '/inproc/guarded/member',
+               json => { id => $good, email => 'y@ok.example' });
+my $saved = response_json($res) // {};
+is($res->code, 201, 'before-save: another member is saved');
+is($saved->{crm_id}, 'C-1001', 'with the receiver\'s enrichment');
+ok(wait_for(sub { my $o = stored(member => $good); $o && ($o->{crm_id} // '') eq 'C-1001' }, 20),
+   'the after-save call brought the enriched object to the receiver');
+ok(!defined stored(member => $bad), 'the refused member never reached it');
 
 stop_proc($pid);

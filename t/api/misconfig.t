@@ -6,7 +6,12 @@
 #  - bad whsec_ secrets (no prefix, not base64, too short or too long);
 #  - endpoints that are not http or https URLs (ftp, file, gopher, ...),
 #    with user info, or a host APR and libcurl could read differently;
-#  - extra headers the module sets itself, or with control characters.
+#  - extra headers the module sets itself, or with control characters;
+#  - EventTriggerProxy: a scheme other than http/https, credentials in the
+#    URL (never quoted back), a path, a credentials file that is missing,
+#    unreadable, readable by everyone, empty or without user:password,
+#    credentials given inline or with env/off; each message names the
+#    configuration file and line.
 # The same directives with good values start (positive controls).
 use strict;
 use warnings FATAL => 'all';
@@ -45,6 +50,12 @@ my $open_key = file_with('open.key', $key_pem, 0644);
 my $open_both = file_with('open-both.pem', $cert_pem . $key_pem, 0604);
 my $cert = sec_file('client.pem');
 my $key = sec_file('client.key');
+my $proxy_pw = 'hunter2-proxy-pw';
+my $cred_ok = file_with('proxy.cred', "etuser:$proxy_pw\n", 0600);
+my $cred_open = file_with('proxy-open.cred', "etuser:$proxy_pw\n", 0644);
+my $cred_empty = file_with('proxy-empty.cred', "\n", 0600);
+my $cred_nocolon = file_with('proxy-nocolon.cred', "$proxy_pw\n", 0600);
+my $cred_unreadable = file_with('proxy-unreadable.cred', "etuser:$proxy_pw\n", 0000);
 my @key_lines = grep { length >= 16 && !/-----/ } split /\n/, $key_pem;
 
 my $site = sub { join "\n", '<VirtualHost 127.0.0.1:8080>', 'ServerName cfg.example',
@@ -103,6 +114,29 @@ my @cases = (
         ['https://hooks.example%2eevil.example/cb', qr/EventTriggerEndpoint: host must be/]),
     ['endpoint with user info (password not quoted)', 'EventTriggerEndpoint https://u:hunter2pw@hooks.example/cb',
      qr/EventTriggerEndpoint: URL must not contain user info/, ['hunter2pw']],
+    (map { ["proxy: $_->[0]", $site->("EventTriggerProxy $_->[1]"),
+            qr/Syntax error on line \d+ of \S+httpd\.conf:\s*$_->[2]/, [$proxy_pw]] }
+        ['socks5 scheme', 'socks5h://proxy.example:1080', qr/EventTriggerProxy: scheme must be http or https/],
+        ['ftp scheme', 'ftp://proxy.example', qr/EventTriggerProxy: scheme must be http or https/],
+        ['no scheme', 'proxy.example:3128', qr/EventTriggerProxy: /],
+        ['credentials in the URL', "http://etuser:$proxy_pw\@proxy.example:3128",
+         qr/EventTriggerProxy: credentials must not be in the URL.*credentials=file:PATH/],
+        ['a path', 'http://proxy.example:3128/proxy', qr/EventTriggerProxy: a proxy URL has no path/],
+        ['a query', 'http://proxy.example:3128?x', qr/EventTriggerProxy: URL must not have a query/],
+        ['missing credentials file', "http://proxy.example:3128 credentials=file:$tmp/none.cred",
+         qr/EventTriggerProxy: cannot read \Q$tmp\E\/none\.cred/],
+        ['unreadable credentials file', "http://proxy.example:3128 credentials=file:$cred_unreadable",
+         qr/EventTriggerProxy: cannot read \Q$cred_unreadable\E/],
+        ['credentials file readable by everyone', "http://proxy.example:3128 credentials=file:$cred_open",
+         qr/EventTriggerProxy: \Q$cred_open\E holds a secret and is readable by everyone/],
+        ['empty credentials file', "http://proxy.example:3128 credentials=file:$cred_empty",
+         qr/EventTriggerProxy: \Q$cred_empty\E does not hold user:password/],
+        ['credentials without a colon', "http://proxy.example:3128 credentials=file:$cred_nocolon",
+         qr/EventTriggerProxy: \Q$cred_nocolon\E does not hold user:password/],
+        ['inline credentials', "http://proxy.example:3128 credentials=etuser:$proxy_pw",
+         qr/EventTriggerProxy: the second argument is credentials=file:PATH/],
+        ['credentials with env', "env credentials=file:$cred_ok", qr/EventTriggerProxy env takes no credentials/],
+        ['three arguments', "http://proxy.example:3128 credentials=file:$cred_ok x", qr/EventTriggerProxy takes 1-2 arguments/]),
     # positive controls
     (map { ["starts: $_->[0]", $_->[1], undef, []] }
         ['http endpoint', 'EventTriggerEndpoint http://hooks.example/cb'],
@@ -112,7 +146,10 @@ my @cases = (
         ['header from a 0600 file', $site->("EventTriggerHeader Authorization file:$closed_token")],
         ['client certificate and key, CA file', $site->("EventTriggerClientCert $cert $key",
                                                       'EventTriggerCAFile ' . sec_file('ca.pem'))],
-        ['client certificate and key in one 0600 file', $site->('EventTriggerClientCert ' . sec_file('client-both.pem'))]),
+        ['client certificate and key in one 0600 file', $site->('EventTriggerClientCert ' . sec_file('client-both.pem'))],
+        ['proxy with credentials', $site->("EventTriggerProxy http://proxy.example:3128 credentials=file:$cred_ok")],
+        ['proxy https, IPv6, no port', $site->('EventTriggerProxy https://[::1]/')],
+        ['proxy env, off', join("\n", 'EventTriggerProxy off', $site->('EventTriggerProxy env'))]),
 );
 
 plan tests => scalar @cases;

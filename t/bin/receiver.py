@@ -53,12 +53,24 @@ The record's "answer" says what was done: "200", "503 retry-after=2",
 "hang 3s then 200", "hang 3s then close", "reset", "garbage",
 "301 location=...".
 
+Before-save events (POST ...?event=pre-create|pre-update|pre-delete), when
+no plan says otherwise, are answered by what the object sent asks for in
+its "before" field (JSON or form body):
+
+  "proceed" or none   {"type": "proceed"}
+  "enrich"            {"type": "proceed", "object": the object without
+                       object_type and "before", plus "enriched_by":
+                       "receiver" and "credit_limit": 500}
+  "refuse"            {"type": "refuse", "message": "refused by the receiver"}
+  "refuse:409"        the same with "status": 409
+
 Usage: receiver.py --port N --log FILE [--print] [--status NNN] [--delay S]
                    [--bind ADDR] [--plan JSON] [--seed N]
 """
 
 import argparse
 import json
+import urllib.parse
 import random
 import socket
 import struct
@@ -245,6 +257,28 @@ class ReceiverHandler(BaseHTTPRequestHandler):
                                          "close" if a.get("close") else text)
         return text
 
+    def _before(self, body):
+        """The answer to a before-save event, as its object asks."""
+        text = body.decode("utf-8", errors="replace")
+        try:
+            if "json" in self.headers.get("Content-Type", ""):
+                obj = json.loads(text)
+            else:
+                obj = {k: v[0] for k, v in urllib.parse.parse_qs(text).items()}
+        except ValueError:
+            obj = {}
+        ask = str(obj.get("before", "proceed")) if isinstance(obj, dict) else ""
+        if ask == "enrich":
+            out = {k: v for k, v in obj.items() if k not in ("object_type", "before")}
+            out.update(enriched_by="receiver", credit_limit=500)
+            return {"status": 200, "body": {"type": "proceed", "object": out}}
+        if ask.startswith("refuse"):
+            ans = {"type": "refuse", "message": "refused by the receiver"}
+            if ":" in ask:
+                ans["status"] = int(ask.split(":", 1)[1])
+            return {"status": 200, "body": ans}
+        return {"status": 200, "body": {"type": "proceed"}}
+
     def _reset(self):
         """Close without answering: SO_LINGER 0 makes close() send an RST."""
         try:
@@ -262,6 +296,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self._control(body)
             return
         action = self.plans.next_action(path)
+        if action is None and "event=pre-" in query:
+            action = self._before(body)
         if action is None:
             action = {"status": self.status}
             if self.delay > 0:

@@ -13,6 +13,7 @@ use warnings;
 
 use Exporter 'import';
 use Apache::Test ();
+use ETProxyEnv ();
 use Test::More ();
 use JSON::PP ();
 use LWP::UserAgent ();
