@@ -22,7 +22,7 @@ use HTTP::Request;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 
-plan tests => 13 + 12 + 8 + 7 + 4;
+plan tests => 13 + 12 + 8 + 7 + 4 + 4;
 
 my $J = JSON::PP->new->canonical;
 my $PORT = ops_define('ET_TRACE_RECEIVER_PORT');
@@ -240,6 +240,29 @@ sub tp {
        'JSON-RPC without traceparent: one new trace for the batch') or diag(explain [\@tm, \@tk]);
     ok(defined $cm && !exists $cm->{headers}{'x-request-id'},
        'JSON-RPC: no X-Request-Id in the request, none on the call');
+}
+
+# -- a before-save call: the request's trace and headers as well ---------------------
+{
+    my $id = uniq('app');
+    my $res = request('et_trace', POST => '/inproc/application', json => { id => $id },
+                      headers => { %ALICE, 'X-Request-Id' => 'req-before',
+                                   traceparent => "00-$TRACE-$PARENT-01" });
+    is($res->code, 201, 'before-save: create answered');
+    my($after) = @{ wait_calls($id, log => $LOG) };
+    my($before) = grep {
+        ($_->{query} // '') =~ /event=pre-create/
+            && ((eval { json_text($_->{body}) } // {})->{id} // '') eq $id
+    } calls($LOG);
+    my @tb = $before ? tp($before) : ();
+    my @ta = $after ? tp($after) : ();
+    ok(@tb == 3 && $tb[0] eq $TRACE && @ta == 3 && $ta[0] eq $TRACE,
+       'before-save: the call before and the call after are in the admin\'s trace')
+        or diag(explain [$before && $before->{headers}, $after && $after->{headers}]);
+    ok(@tb == 3 && @ta == 3 && $tb[1] ne $ta[1] && $tb[1] ne $PARENT,
+       'before-save: a span of its own');
+    is_deeply([map { $_ && $_->{headers}{'x-admin-user'} } $before, $after], ['alice', 'alice'],
+              'before-save: REMOTE_USER on the call before and the call after');
 }
 
 # -- the status page's recent failures -----------------------------------------------
