@@ -8,6 +8,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_expr.h"
 
 #include <apr_reslist.h>
 #include <apr_global_mutex.h>
@@ -31,6 +32,13 @@ APLOG_USE_MODULE(eventtrigger);
 /* How long a request waits for the intake to say "stored" before its
  * child stores the event itself. */
 #define ET_INTAKE_WAIT apr_time_from_sec(5)
+
+/* EventTriggerHeader NAME expr=EXPRESSION: evaluated for each event, at
+ * capture (ap_expr, parsed at startup). */
+typedef struct et_expr_header_t {
+    const char *name;
+    const ap_expr_info_t *expr;
+} et_expr_header_t;
 
 /*
  * Per server (site). Built at configuration time and read-only afterwards:
@@ -57,6 +65,8 @@ typedef struct et_srv_conf_t {
      * child; changed atomically) */
     volatile apr_uint32_t *before_running;
     int max_depth;                    /* -1: unset */
+    /* et_expr_header_t; inherited with site.headers (headers_set) */
+    apr_array_header_t *expr_headers;
     /* main server only */
     const char *store;                /* "sqlite3:/abs/path" */
     int workers;                      /* -1: unset */
@@ -148,6 +158,10 @@ int et_request_event(request_rec *r, const et_dir_conf_t **dcp,
 void et_register_filter(void);
 void et_insert_filter(request_rec *r);
 void et_insert_error_filter(request_rec *r);
+/** Give @a ev (made for @a r, of site @a sc) the request's trace context
+ *  and the values of the site's expression headers. */
+void et_event_context(request_rec *r, const et_srv_conf_t *sc,
+                      et_event_t *ev);
 
 /* mod_eventtrigger_before.c */
 void et_before_register_hooks(void);

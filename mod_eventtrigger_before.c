@@ -25,6 +25,7 @@
 #include "util_filter.h"
 
 #include <apr_atomic.h>
+#include <apr_general.h>
 #include <apr_strings.h>
 
 #include "mod_eventtrigger.h"
@@ -240,6 +241,24 @@ typedef struct et_ask_t {
     et_before_decision_t d;   /* out */
 } et_ask_t;
 
+/* What the request's after-save events carry goes on its before-save
+ * calls too: the request's trace (the call a span of its own) and the
+ * site's EventTriggerHeader expr= values, as et_event_context makes them
+ * for an event. */
+static void before_context(request_rec *r, const et_srv_conf_t *sc,
+                           const char *txn, et_http_request_t *req)
+{
+    et_event_t ctx;
+    apr_uint64_t span = 0;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.txn = txn;
+    et_event_context(r, sc, &ctx);
+    /* one draw per call: a round trip to the endpoint follows anyway */
+    apr_generate_random_bytes((unsigned char *)&span, sizeof(span));
+    et_call_event(r->pool, &ctx, span ? span : 1, req);
+}
+
 /* Ask the endpoint about one operation, and log what it decided. */
 static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
                 int proceed_on_failure, const char *err)
@@ -298,6 +317,7 @@ static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
             et_call_request(r->pool, &sc->site, "POST", url,
                             et_format_content_type(sc->site.format), a->txn,
                             body, body_len, &req);
+            before_context(r, sc, a->txn, &req);
             req.timeout = timeout;
             if (req.connect_timeout <= 0 || req.connect_timeout > timeout) {
                 req.connect_timeout = timeout;

@@ -83,6 +83,9 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     ET_INHERIT(retry_set, retry);
     ET_INHERIT(secrets_set, secrets);
     ET_INHERIT(headers_set, headers);
+    if (!add->headers_set) {
+        c->expr_headers = base->expr_headers;
+    }
     ET_INHERIT(tls_verify_set, tls.verify);
     ET_INHERIT(circuit_set, circuit);
     /* the URL and its credentials as one: a virtual host with a proxy of
@@ -695,7 +698,8 @@ static const char *add_header(cmd_parms *cmd, void *dc, const char *name,
 {
     static const char *const ours[] = {
         "Host", "Content-Type", "Content-Length", "Transfer-Encoding",
-        "Connection", "Expect", "User-Agent", "Accept", NULL
+        "Connection", "Expect", "User-Agent", "Accept",
+        "traceparent", "tracestate", NULL
     };
     et_srv_conf_t *c = et_srv_conf(cmd->server);
     const char *value, *err, *p;
@@ -718,6 +722,32 @@ static const char *add_header(cmd_parms *cmd, void *dc, const char *name,
         return apr_psprintf(cmd->pool, "%s: webhook-* headers are the "
                             "signature's (see EventTriggerSecret)",
                             cmd->cmd->name);
+    }
+    if (!strncmp(arg, "expr=", 5)) {
+        et_expr_header_t *eh;
+
+        if (!c->headers_set) {
+            c->site.headers = apr_array_make(cmd->pool, 2,
+                                             sizeof(const char *));
+            c->headers_set = 1;
+        }
+        if (!c->expr_headers) {
+            c->expr_headers = apr_array_make(cmd->pool, 2, sizeof(*eh));
+        }
+        eh = apr_array_push(c->expr_headers);
+        eh->name = name;
+        /* a string expression, as Header's expr= (httpd names the file
+         * and line of a syntax error); what it reads of the request does
+         * not vary the console's answer, which is sent already */
+        eh->expr = ap_expr_parse_cmd(cmd, arg + 5, AP_EXPR_FLAG_STRING_RESULT
+                                                   | AP_EXPR_FLAG_DONT_VARY,
+                                     &err, NULL);
+        if (err) {
+            return apr_psprintf(cmd->pool, "%s %s: cannot parse the "
+                                "expression '%s': %s", cmd->cmd->name, name,
+                                arg + 5, err);
+        }
+        return NULL;
     }
     if ((err = inline_or_file(cmd, arg, &value))) {
         return err;
@@ -962,7 +992,8 @@ const command_rec et_cmds[] = {
                   "A signing secret, whsec_... or file:PATH (repeat to "
                   "rotate)"),
     AP_INIT_TAKE2("EventTriggerHeader", add_header, NULL, RSRC_CONF,
-                  "An extra request header: NAME VALUE or NAME file:PATH"),
+                  "An extra request header: NAME VALUE, NAME file:PATH or "
+                  "NAME expr=EXPRESSION (evaluated for each event)"),
     AP_INIT_FLAG("EventTriggerTLSVerify", set_tls_verify, NULL, RSRC_CONF,
                  "Verify the receiver's certificate (default on)"),
     AP_INIT_TAKE1("EventTriggerCAFile", set_ca_file, NULL, RSRC_CONF,

@@ -21,10 +21,12 @@
 
 #include <apr_strings.h>
 #include <apr_atomic.h>
+#include <apr_lib.h>
 
 #include "mod_eventtrigger.h"
 #include "et_capture.h"
 #include "et_jsonrpc.h"
+#include "et_trace.h"
 
 #define ET_MAX_ID_LEN 256
 #define ET_IN_FILTER_NAME "EVENTTRIGGER_IN"
@@ -296,6 +298,119 @@ static int store_via_intake(request_rec *r, et_event_t *ev)
     return 0;
 }
 
+/* A request's trace context, the same for each of its events. */
+typedef struct et_trace_ctx_t {
+    const char *traceparent;
+    const char *tracestate;
+} et_trace_ctx_t;
+
+#define ET_TRACE_KEY "eventtrigger-trace"
+
+/*
+ * The admin's traceparent (and tracestate) if it is valid, else a trace
+ * started for this request; made once per request (r->pool's user data),
+ * so that a JSON-RPC batch's events are in one trace. The trace id is
+ * also the note "eventtrigger-trace", for the access log.
+ */
+static const et_trace_ctx_t *request_trace(request_rec *r)
+{
+    et_trace_ctx_t *t = NULL;
+    et_traceparent_t tp;
+    const char *v;
+
+    apr_pool_userdata_get((void **)&t, ET_TRACE_KEY, r->pool);
+    if (t) {
+        return t;
+    }
+    t = apr_pcalloc(r->pool, sizeof(*t));
+    /* several traceparent lines are invalid: joined, they do not parse */
+    v = header_list(r, "traceparent");
+    if (v && et_traceparent_parse(v, &tp)) {
+        /* as version 00 sends it: a later version's extra fields are not
+         * ours to pass on */
+        t->traceparent = apr_psprintf(r->pool, "00-%s-%s-%02x", tp.trace_id,
+                                      tp.parent_id, tp.flags);
+        t->tracestate = header_list(r, "tracestate");
+        if (t->tracestate && !et_tracestate_ok(t->tracestate)) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          "ET00121: the request's tracestate is longer than "
+                          "%d characters or holds a control character; it "
+                          "is not passed on", ET_TRACESTATE_MAX);
+            t->tracestate = NULL;
+        }
+    }
+    else {
+        if (v) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          "ET00120: the request's traceparent '%s' is not "
+                          "valid (W3C Trace Context); the event starts a "
+                          "trace of its own", ap_escape_logitem(r->pool, v));
+        }
+        /* NULL (no random bytes): the dispatcher falls back to the txn */
+        t->traceparent = et_traceparent_new(r->pool);
+    }
+    if (t->traceparent) {
+        apr_table_setn(r->notes, ET_TRACE_KEY,
+                       apr_pstrmemdup(r->pool, t->traceparent + 3, 32));
+    }
+    apr_pool_userdata_setn(t, ET_TRACE_KEY, NULL, r->pool);
+    return t;
+}
+
+/* The site's EventTriggerHeader expr= values for @a r, as "Name: value"
+ * lines, or NULL if none has one. */
+static const char *expr_headers(request_rec *r, const et_srv_conf_t *sc)
+{
+    apr_array_header_t *lines;
+    int i;
+
+    if (!sc->expr_headers || !sc->expr_headers->nelts) {
+        return NULL;
+    }
+    lines = apr_array_make(r->pool, sc->expr_headers->nelts,
+                           sizeof(const char *));
+    for (i = 0; i < sc->expr_headers->nelts; i++) {
+        const et_expr_header_t *eh = &APR_ARRAY_IDX(sc->expr_headers, i,
+                                                    et_expr_header_t);
+        const char *err = NULL, *v, *c;
+
+        v = ap_expr_str_exec(r, eh->expr, &err);
+        if (err) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "ET00122: EventTriggerHeader %s: cannot evaluate "
+                          "the expression: %s; the header is not sent",
+                          eh->name, err);
+            continue;
+        }
+        if (!v || !*v) {
+            continue;                 /* empty: no header */
+        }
+        for (c = v; *c && (!apr_iscntrl(*c) || *c == '\t'); c++) {
+        }
+        if (*c) {
+            /* CR or LF would end the header (or start another) */
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          "ET00123: EventTriggerHeader %s: the value holds "
+                          "a control character; the header is not sent",
+                          eh->name);
+            continue;
+        }
+        APR_ARRAY_PUSH(lines, const char *) =
+            apr_pstrcat(r->pool, eh->name, ": ", v, NULL);
+    }
+    return lines->nelts ? apr_array_pstrcat(r->pool, lines, '\n') : NULL;
+}
+
+void et_event_context(request_rec *r, const et_srv_conf_t *sc,
+                      et_event_t *ev)
+{
+    const et_trace_ctx_t *t = request_trace(r);
+
+    ev->traceparent = t->traceparent;
+    ev->tracestate = t->tracestate;
+    ev->headers = expr_headers(r, sc);
+}
+
 /* Store @a ev (made for @a r) and say what became of it. */
 static void store_event(request_rec *r, et_event_t *ev)
 {
@@ -303,6 +418,7 @@ static void store_event(request_rec *r, et_event_t *ev)
     apr_status_t rv;
     int via_intake;
 
+    et_event_context(r, et_srv_conf(r->server), ev);
     via_intake = store_via_intake(r, ev);
     if (via_intake) {
         rv = APR_SUCCESS;

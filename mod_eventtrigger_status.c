@@ -27,6 +27,7 @@
 #include "et_json.h"
 #include "et_circuit.h"
 #include "et_retry.h"
+#include "et_trace.h"
 
 #define ET_STATUS_RECENT   10         /* failures listed */
 #define ET_STATUS_SAMPLES  1000       /* deliveries behind the percentiles */
@@ -47,6 +48,12 @@ typedef struct status_t {
     apr_array_header_t *recent;       /* et_event_t * */
     apr_time_t now;
 } status_t;
+
+/* The trace id of @a e's calls (see docs/operations.md, Tracing). */
+static const char *event_trace(apr_pool_t *p, const et_event_t *e)
+{
+    return et_trace_id(p, e->traceparent, e->txn);
+}
 
 static int want_arg(const request_rec *r, const char *name)
 {
@@ -246,12 +253,12 @@ static void emit_json(request_rec *r, const status_t *st)
     for (i = 0; i < st->recent->nelts; i++) {
         const et_event_t *e = APR_ARRAY_IDX(st->recent, i, et_event_t *);
         json_array_append_new(recent, json_pack(
-            "{s:s,s:s,s:s?,s:s,s:s?,s:i,s:i,s:s?}",
+            "{s:s,s:s,s:s?,s:s,s:s?,s:i,s:i,s:s?,s:s?}",
             "txn", e->txn, "site", e->site,
             "object", et_object_name(e->object),
             "event", et_event_name(e->event), "id", e->oid,
             "attempts", e->attempts, "status", e->last_status,
-            "error", e->error));
+            "error", e->error, "trace", event_trace(r->pool, e)));
     }
     json_object_set_new(root, "pending", json_integer(tot[0]));
     json_object_set_new(root, "in_flight", json_integer(tot[1]));
@@ -412,19 +419,24 @@ static void emit_html(request_rec *r, const status_t *st)
     else {
         ap_rputs("<table border=\"1\" cellpadding=\"3\">\n<tr><th>txn</th>"
                  "<th>site</th><th>object</th><th>event</th><th>id</th>"
-                 "<th>attempts</th><th>status</th><th>error</th></tr>\n", r);
+                 "<th>attempts</th><th>status</th><th>error</th>"
+                 "<th>trace</th></tr>\n", r);
         for (i = 0; i < st->recent->nelts; i++) {
             const et_event_t *e = APR_ARRAY_IDX(st->recent, i, et_event_t *);
+            const char *trace = event_trace(r->pool, e);
+
             ap_rprintf(r, "<tr><td><code>%s</code></td><td>%s</td><td>%s</td>"
                        "<td>%s</td><td>%s</td><td>%d</td><td>%d</td>"
-                       "<td>%s</td></tr>\n", ap_escape_html(r->pool, e->txn),
+                       "<td>%s</td><td><code>%s</code></td></tr>\n",
+                       ap_escape_html(r->pool, e->txn),
                        ap_escape_html(r->pool, e->site),
                        et_object_name(e->object) ? et_object_name(e->object)
                                                  : "-",
                        et_event_name(e->event),
                        ap_escape_html(r->pool, e->oid ? e->oid : ""),
                        e->attempts, e->last_status,
-                       ap_escape_html(r->pool, e->error ? e->error : ""));
+                       ap_escape_html(r->pool, e->error ? e->error : ""),
+                       trace ? trace : "-");
         }
         ap_rputs("</table>\n", r);
     }

@@ -10,6 +10,7 @@
 
 #include "et_call.h"
 #include "et_sign.h"
+#include "et_trace.h"
 
 void et_call_request(apr_pool_t *p, const et_site_t *site,
                      const char *method, const char *url,
@@ -56,4 +57,33 @@ void et_call_request(apr_pool_t *p, const et_site_t *site,
     req->connect_timeout = site->connect_timeout;
     req->timeout = site->timeout;
     req->response_keep = site->response_keep;
+}
+
+const char *et_call_event(apr_pool_t *p, const et_event_t *ev,
+                          apr_uint64_t span, et_http_request_t *req)
+{
+    const char *tp = et_traceparent_attempt(p, ev->traceparent, ev->txn,
+                                            span);
+
+    if (tp) {
+        APR_ARRAY_PUSH(req->headers, const char *) =
+            apr_pstrcat(p, "traceparent: ", tp, NULL);
+        /* tracestate only with the traceparent it belongs to */
+        if (ev->tracestate && et_tracestate_ok(ev->tracestate)) {
+            APR_ARRAY_PUSH(req->headers, const char *) =
+                apr_pstrcat(p, "tracestate: ", ev->tracestate, NULL);
+        }
+    }
+    if (ev->headers) {
+        char *lines = apr_pstrdup(p, ev->headers), *last, *line;
+
+        /* stored without CR or LF in a value: a line is a header */
+        for (line = apr_strtok(lines, "\n", &last); line;
+             line = apr_strtok(NULL, "\n", &last)) {
+            if (*line && strchr(line, ':')) {
+                APR_ARRAY_PUSH(req->headers, const char *) = line;
+            }
+        }
+    }
+    return tp;
 }

@@ -27,4 +27,15 @@ void et_call_request(apr_pool_t *p, const et_site_t *site,
                      const char *body, apr_size_t body_len,
                      et_http_request_t *req);
 
+/**
+ * Add to @a req (made by et_call_request for @a ev's call) what the event
+ * brought from the admin's request: a traceparent with the event's trace
+ * id and flags and @a span (non-zero, this attempt's own) as parent id,
+ * the event's tracestate unchanged, and its EventTriggerHeader expr=
+ * lines. The signature does not cover headers, so these may follow it.
+ * Returns the traceparent sent (NULL if none could be made).
+ */
+const char *et_call_event(apr_pool_t *p, const et_event_t *ev,
+                          apr_uint64_t span, et_http_request_t *req);
+
 #endif /* ET_CALL_H */

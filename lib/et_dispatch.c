@@ -124,6 +124,7 @@ typedef struct dispatcher_t {
     volatile apr_uint32_t batch;      /* outcomes that make a full round */
     volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
     apr_uint32_t rnd;                 /* retry jitter: calling thread only */
+    apr_uint64_t span;                /* attempts' parent ids: likewise */
     apr_array_header_t *sites;        /* names claimed for, in turn */
     int next_site;                    /* claim loop's claiming thread only */
     int conn_lost;                    /* claiming thread: the outbox no
@@ -142,6 +143,7 @@ typedef struct job_t {
     apr_status_t stored;              /* writing the outcome: see do_round */
     int probe;                        /* the call that probes a paused site */
     int untried;                      /* handed back uncalled: unclaim it */
+    const char *trace_id;             /* of the traceparent sent, or NULL */
     struct job_t *next;               /* in a queue, then in d->done */
 } job_t;
 
@@ -279,6 +281,23 @@ static apr_uint32_t next_rand(dispatcher_t *d)
     x ^= x >> 17;
     x ^= x << 5;
     return d->rnd = x;
+}
+
+/* An attempt's parent id (W3C Trace Context): unique, not secret, so
+ * splitmix64 over a counter seeded once from the system's generator - a
+ * bijection, so no id comes twice from one dispatcher - instead of a
+ * getrandom() per call. Calling thread only. */
+static apr_uint64_t next_span(dispatcher_t *d)
+{
+    apr_uint64_t z;
+
+    do {
+        z = (d->span += APR_UINT64_C(0x9e3779b97f4a7c15));
+        z = (z ^ (z >> 30)) * APR_UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * APR_UINT64_C(0x94d049bb133111eb);
+        z ^= z >> 31;
+    } while (z == 0);                 /* not a valid parent id */
+    return z;
 }
 
 static void nudge(dispatcher_t *d)
@@ -706,6 +725,12 @@ static void start_call(dispatcher_t *d, job_t *job)
     }
     et_call_request(p, site, et_event_method(ev->event), ev->url,
                     ev->content_type, ev->txn, ev->body, ev->body_len, &req);
+    {
+        const char *tp = et_call_event(p, ev, next_span(d), &req);
+
+        /* "00-" trace id "-": for the attempt's log line */
+        job->trace_id = tp ? apr_pstrmemdup(p, tp + 3, 32) : NULL;
+    }
 
     if (et_http_start(d->http, p, &req, call_done, job) != APR_SUCCESS) {
         dlog(d->conf, ET_LOG_ERR,
@@ -784,10 +809,11 @@ static void call_done(void *baton, const et_http_response_t *r)
         dlog(d->conf, level,
              apr_psprintf(p, "ET01001: %s txn=%s site=%s object=%s "
                           "event=%s id=%s attempt=%d status=%d latency=%"
-                          APR_TIME_T_FMT "ms%s%s", detail, ev->txn, ev->site,
-                          et_object_name(ev->object),
+                          APR_TIME_T_FMT "ms trace=%s%s%s", detail, ev->txn,
+                          ev->site, et_object_name(ev->object),
                           et_event_name(ev->event), ev->oid, ev->attempts,
                           resp.status, apr_time_as_msec(resp.elapsed),
+                          job->trace_id ? job->trace_id : "-",
                           out.error ? " error=" : "",
                           out.error ? out.error : ""));
     }
@@ -977,6 +1003,9 @@ static job_t *make_job(dispatcher_t *d, const et_event_t *src,
     ev->content_type = apr_pstrdup(p, src->content_type);
     ev->body = src->body ? apr_pstrmemdup(p, src->body, src->body_len) : NULL;
     ev->error = apr_pstrdup(p, src->error);
+    ev->traceparent = apr_pstrdup(p, src->traceparent);
+    ev->tracestate = apr_pstrdup(p, src->tracestate);
+    ev->headers = apr_pstrdup(p, src->headers);
     ev->lease_owner = NULL;           /* the job's lease is d->owner's */
     job->d = d;
     job->pool = p;
@@ -1067,6 +1096,7 @@ static apr_status_t setup(dispatcher_t *d, apr_pool_t *p,
     d->soonest = APR_INT64_MAX;
     apr_generate_random_bytes((unsigned char *)&d->rnd, sizeof(d->rnd));
     d->rnd |= 1;                      /* xorshift's one fixed point is 0 */
+    apr_generate_random_bytes((unsigned char *)&d->span, sizeof(d->span));
     d->owner = apr_psprintf(p, "%" APR_PID_T_FMT "@%" APR_TIME_T_FMT,
                             getpid(), apr_time_now());
 

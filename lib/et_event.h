@@ -68,6 +68,12 @@ typedef struct et_event_t {
     et_state_e state;
     int attempts;             /* attempts made so far */
     const char *error;        /* why it failed, for ET_ST_FAILED/DEAD */
+    /* from the admin's request, sent on every attempt (NULL: none) */
+    const char *traceparent;  /* the admin's (valid) or one made for it */
+    const char *tracestate;   /* the admin's, passed on unchanged */
+    const char *headers;      /* "Name: value" lines, '\n'-separated, of
+                               * EventTriggerHeader expr= (no CR or LF in
+                               * a value) */
     /* as read back from the outbox (listing, status) */
     int last_status;          /* HTTP status of the last attempt, 0: none */
     apr_time_t due;           /* next attempt of a pending event */

@@ -19,7 +19,9 @@
 #include "et_outbox.h"
 #include "et_committer.h"
 
-#define RECORD_VERSION 1
+/* 2: the trace context and headers of EventTriggerHeader expr= (a child
+ * of another version is refused, and stores its events itself) */
+#define RECORD_VERSION 2
 #define NIL 0xffffffffU
 /* an answer's text is a database message: short */
 #define ANSWER_MAX 512
@@ -69,9 +71,10 @@ apr_status_t et_intake_encode(apr_pool_t *p, const et_event_t *ev,
                               char **buf, apr_size_t *len)
 {
     apr_size_t body_len = ev->body ? ev->body_len : 0;
-    apr_size_t n = 4 + 4 + 16 + 7 * 4 + slen(ev->txn) + slen(ev->site)
+    apr_size_t n = 4 + 4 + 16 + 10 * 4 + slen(ev->txn) + slen(ev->site)
                    + slen(ev->oid) + slen(ev->url) + slen(ev->content_type)
-                   + body_len + slen(ev->error);
+                   + body_len + slen(ev->error) + slen(ev->traceparent)
+                   + slen(ev->tracestate) + slen(ev->headers);
     char *b, *at;
 
     if (n > ET_INTAKE_MAX_RECORD) {
@@ -91,7 +94,10 @@ apr_status_t et_intake_encode(apr_pool_t *p, const et_event_t *ev,
     at = putstr(at, ev->url, slen(ev->url));
     at = putstr(at, ev->content_type, slen(ev->content_type));
     at = putstr(at, ev->body, body_len);
-    putstr(at, ev->error, slen(ev->error));
+    at = putstr(at, ev->error, slen(ev->error));
+    at = putstr(at, ev->traceparent, slen(ev->traceparent));
+    at = putstr(at, ev->tracestate, slen(ev->tracestate));
+    putstr(at, ev->headers, slen(ev->headers));
     *buf = b;
     *len = n;
     return APR_SUCCESS;
@@ -175,6 +181,9 @@ apr_status_t et_intake_decode(apr_pool_t *p, const char *buf, apr_size_t len,
     ev->content_type = takestr(&c, p, NULL);
     ev->body = takestr(&c, p, &ev->body_len);
     ev->error = takestr(&c, p, NULL);
+    ev->traceparent = takestr(&c, p, NULL);
+    ev->tracestate = takestr(&c, p, NULL);
+    ev->headers = takestr(&c, p, NULL);
     /* all of it, nothing more, and a txn: the outbox's key for the event */
     if (c.bad || c.left || !ev->txn || !*ev->txn) {
         return APR_EGENERAL;

@@ -15,8 +15,9 @@
  * Wire format (local, both ends built from the same source): a record is
  * a 4-byte length (network order) of what follows, then a version byte,
  * object, event and state bytes, created and due (8 bytes each, network
- * order), then txn, site, oid, url, content_type, body and error, each a
- * 4-byte length and its bytes (0xffffffff: NULL). The answer is a 4-byte
+ * order), then txn, site, oid, url, content_type, body, error,
+ * traceparent, tracestate and headers, each a 4-byte length and its bytes
+ * (0xffffffff: NULL). The answer is a 4-byte
  * length and as many bytes of error text; 0 means stored.
  *
  * Thread safety: the server runs on its own thread and shares nothing but

@@ -27,7 +27,7 @@ enum {
 /* The columns every event read back carries, in row_to_event's order. */
 #define EV_COLS "id, txn, site, object, event, oid, url, content_type, body," \
                 " attempts, created, state, last_status, last_error, error," \
-                " due, done_at"
+                " due, done_at, traceparent, tracestate, headers"
 
 struct et_outbox_t {
     apr_pool_t *pool;
@@ -70,7 +70,10 @@ struct et_outbox_t {
     " last_error TEXT,"                                                 \
     " error TEXT,"                                                      \
     " done_at " TIME ","                                                \
-    " latency " TIME ")",                                               \
+    " latency " TIME ","                                                \
+    " traceparent TEXT,"                                                \
+    " tracestate TEXT,"                                                 \
+    " headers TEXT)",                                                   \
     /* the per-object ordering check walks this one: pending events    \
      * only, so it stays as small as the backlog (not the retained      \
      * history) and a finished event leaves it (earlier outboxes had    \
@@ -99,6 +102,14 @@ struct et_outbox_t {
     NULL                                                                \
 }
 
+/* Columns added to et_event since its first schema. CREATE TABLE IF NOT
+ * EXISTS leaves an outbox made before them as it was: they are added at
+ * open (et_outbox_open with create, as httpd's startup does). Their rows
+ * keep NULL there: events without trace context or headers. */
+static const char *const added_columns[] = {
+    "traceparent", "tracestate", "headers", NULL
+};
+
 static const char *const schema_sqlite[] =
     ET_SCHEMA("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER");
 static const char *const schema_pgsql[] =
@@ -123,8 +134,9 @@ static const char pgsql_object_lock[] =
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
-    " body, state, created, due, error)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s)"
+    " body, state, created, due, error, traceparent, tracestate, headers)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s, %s, %s,"
+    " %s)"
     " ON CONFLICT (txn) DO NOTHING",
     /* ST_OBJECT_PENDING: the claim's ordering check, for a fresh event
      * (newer than every row): is anything of its object pending? */
@@ -135,8 +147,10 @@ static const char *const stmt_sql[ET_STMTS] = {
      * EXISTS, nor RETURNING: SQLite runs either through a temporary table
      * per row, which cost the intake more than the claim it saves. */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
-    " body, state, created, due, lease_owner, lease_until, attempts)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1)"
+    " body, state, created, due, lease_owner, lease_until, attempts,"
+    " traceparent, tracestate, headers)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1,"
+    " %s, %s, %s)"
     " ON CONFLICT (txn) DO NOTHING",
     /* ST_LAST_ID: the row just inserted (PostgreSQL: pgsql_last_id) */
     "SELECT last_insert_rowid()",
@@ -308,6 +322,52 @@ static apr_status_t run_pragma(et_outbox_t *ob, apr_pool_t *p, const char *sql)
     return APR_SUCCESS;
 }
 
+/*
+ * Add what added_columns lists to an outbox made before them. Looked up
+ * first: on PostgreSQL even an ALTER that finds its column there waits for
+ * an exclusive lock of the table (behind every other machine's claim);
+ * IF NOT EXISTS is for two machines starting at once.
+ */
+static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; added_columns[i]; i++) {
+        const char *col = added_columns[i];
+        apr_dbd_results_t *res = NULL;
+        apr_dbd_row_t *row = NULL;    /* pgsql reuses a non-NULL row */
+        int found = 0, nrows = 0, rv;
+
+        rv = apr_dbd_select(ob->drv, p, ob->db, &res, ob->is_pgsql
+                            ? apr_psprintf(p, "SELECT 1 FROM "
+                                           "information_schema.columns WHERE "
+                                           "table_schema = current_schema() "
+                                           "AND table_name = 'et_event' AND "
+                                           "column_name = '%s'", col)
+                            : apr_psprintf(p, "SELECT 1 FROM "
+                                           "pragma_table_info('et_event') "
+                                           "WHERE name = '%s'", col), 1);
+        if (rv) {
+            return set_error(ob, rv, "reading the outbox schema");
+        }
+        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+            found = 1;
+        }
+        if (found) {
+            continue;
+        }
+        rv = apr_dbd_query(ob->drv, ob->db, &nrows,
+                           apr_psprintf(p, "ALTER TABLE et_event ADD COLUMN "
+                                        "%s%s TEXT", ob->is_pgsql
+                                        ? "IF NOT EXISTS " : "", col));
+        if (rv) {
+            return set_error(ob, rv, apr_psprintf(p, "adding the column %s "
+                                                  "to the outbox", col));
+        }
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
                                 const char **err)
 {
@@ -448,6 +508,9 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
                 goto fail;
             }
         }
+        if ((rv = add_columns(ob, ptemp)) != APR_SUCCESS) {
+            goto fail;
+        }
     }
     for (i = 0; i < ET_STMTS; i++) {
         const char *sql = i == ST_LAST_ID && ob->is_pgsql ? pgsql_last_id
@@ -574,7 +637,8 @@ static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT_LEASED],
                          ev->txn, site, object, et_event_name(ev->event), oid,
                          ev->url, ev->content_type, ev->body, created, until,
-                         ev->lease_owner, until);
+                         ev->lease_owner, until, ev->traceparent,
+                         ev->tracestate, ev->headers);
     if (rv) {
         set_error(ob, rv, "storing an event");
         return -1;
@@ -624,7 +688,8 @@ static apr_status_t insert_one(et_outbox_t *ob, et_event_t *ev)
                          ev->url, ev->content_type, ev->body,
                          itoa_p(p, ev->state), i64(p, created),
                          i64(p, ev->due ? ev->due : created),
-                         ev->error);
+                         ev->error, ev->traceparent, ev->tracestate,
+                         ev->headers);
     apr_pool_destroy(p);
     /* nrows 0: the txn was there already (handed over twice), kept once */
     if (rv || nrows > 1) {
@@ -824,6 +889,11 @@ static int cmp_rowid(const void *a, const void *b)
     return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
 
+static const char *nonempty(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
 /* One row of EV_COLS. */
 static et_event_t *row_to_event(et_outbox_t *ob, apr_pool_t *p,
                                 apr_dbd_row_t *row)
@@ -850,6 +920,10 @@ static et_event_t *row_to_event(et_outbox_t *ob, apr_pool_t *p,
     }
     ev->due = entry_i64(ob, row, 15);
     ev->done_at = entry_i64(ob, row, 16);
+    /* pgsql gives "" for a NULL */
+    ev->traceparent = nonempty(entry_str(ob, p, row, 17));
+    ev->tracestate = nonempty(entry_str(ob, p, row, 18));
+    ev->headers = nonempty(entry_str(ob, p, row, 19));
     return ev;
 }
 

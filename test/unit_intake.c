@@ -180,11 +180,34 @@ START_TEST(a_record_decodes_to_the_event_it_was_made_from)
     ck_assert_uint_eq(back->body_len, 11);
     ck_assert_int_eq(memcmp(back->body, ev->body, 11), 0);
     ck_assert_ptr_null(back->error);
+    ck_assert_ptr_null(back->traceparent);
+    ck_assert_ptr_null(back->tracestate);
+    ck_assert_ptr_null(back->headers);
     ck_assert_int_eq(back->object, ET_OBJ_MEMBER);
     ck_assert_int_eq(back->event, ET_EV_UPDATE);
     ck_assert_int_eq(back->state, ET_ST_PENDING);
     ck_assert(back->created == ev->created);
     ck_assert(back->due == ev->created + 5);
+}
+END_TEST
+
+/* What the event keeps from the admin's request crosses to the intake. */
+START_TEST(a_record_carries_trace_context_and_headers)
+{
+    et_event_t *ev = mk("m-2"), *back = NULL;
+    char *rec;
+    apr_size_t len;
+
+    ev->traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    ev->tracestate = "congo=t61rcWkgMzE";
+    ev->headers = "X-Admin-User: alice\nX-Request-Id: r-1";
+    ck_assert_int_eq(et_intake_encode(ut_pool, ev, &rec, &len), APR_SUCCESS);
+    ck_assert_int_eq(et_intake_decode(ut_pool, rec + 4, len - 4, &back),
+                     APR_SUCCESS);
+    ck_assert_str_eq(back->traceparent, ev->traceparent);
+    ck_assert_str_eq(back->tracestate, ev->tracestate);
+    ck_assert_str_eq(back->headers, ev->headers);
+    ck_assert_str_eq(back->txn, ev->txn);
 }
 END_TEST
 
@@ -665,6 +688,7 @@ Suite *intake_suite(void)
 
     tcase_add_checked_fixture(tc, ut_setup, ut_teardown);
     tcase_add_test(tc, a_record_decodes_to_the_event_it_was_made_from);
+    tcase_add_test(tc, a_record_carries_trace_context_and_headers);
     tcase_add_test(tc, a_malformed_record_is_refused);
     suite_add_tcase(s, tc);
 

@@ -992,8 +992,158 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
 }
 END_TEST
 
+
+/* An event with what it keeps from the admin's request. */
+static et_event_t *with_context(et_event_t *ev, const char *n)
+{
+    ev->traceparent = apr_psprintf(ut_pool, "00-%s-00f067aa0ba902b7-01",
+                                   ev->txn);
+    ev->tracestate = apr_pstrcat(ut_pool, "rojo=", n, ",congo=t61rcWkgMzE",
+                                 NULL);
+    ev->headers = apr_pstrcat(ut_pool, "X-Admin-User: ", n,
+                              "\nX-Request-Id: r-", n, NULL);
+    return ev;
+}
+
+/* a macro: a failure names the line of the check */
+#define assert_context(got, want) do {                                  \
+        ck_assert_str_eq((got)->traceparent, (want)->traceparent);      \
+        ck_assert_str_eq((got)->tracestate, (want)->tracestate);        \
+        ck_assert_str_eq((got)->headers, (want)->headers);              \
+    } while (0)
+
+/* Trace context and expression headers are stored with the event and
+ * read back by every statement that reads events: claim, show, list,
+ * recent failures; through the plain insert and the leased one. */
+START_TEST(trace_context_and_headers_are_kept_with_the_event)
+{
+    et_event_t *e1 = with_context(build("s1", ET_OBJ_MEMBER, "m1",
+                                        ET_EV_CREATE, ET_ST_PENDING), "alice");
+    et_event_t *e2 = with_context(build("s2", ET_OBJ_KEY, "k1",
+                                        ET_EV_UPDATE, ET_ST_PENDING), "bob");
+    et_event_t *plain = mk("s1", ET_OBJ_MEMBER, "m9", ET_EV_CREATE,
+                           ET_ST_PENDING);
+    apr_array_header_t *a;
+    et_event_t *got;
+    int i, seen = 0;
+
+    ck_assert_int_eq(et_outbox_insert(ob, e1), APR_SUCCESS);
+    e2->lease_owner = "d1";
+    e2->lease_until = apr_time_now() + apr_time_from_sec(30);
+    ck_assert_int_eq(et_outbox_insert(ob, e2), APR_SUCCESS);
+    ck_assert_ptr_nonnull(e2->lease_owner);       /* stored leased */
+
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, e2->txn, &got), APR_SUCCESS);
+    assert_context(got, e2);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 2);
+    ck_assert_str_eq(EV(a, 0)->txn, plain->txn);  /* stored first */
+    ck_assert_ptr_null(EV(a, 0)->traceparent);    /* none: NULL, not "" */
+    ck_assert_ptr_null(EV(a, 0)->tracestate);
+    ck_assert_ptr_null(EV(a, 0)->headers);
+    assert_context(EV(a, 1), e1);
+    finish(EV(a, 1), "d1", ET_ST_PENDING,
+           apr_time_now() + apr_time_from_sec(9));
+    ck_assert_int_eq(et_outbox_recent_errors(ob, ut_pool, 10, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 1);
+    assert_context(EV(a, 0), e1);
+    ck_assert_int_eq(et_outbox_list(ob, ut_pool, -1, 10, &a), APR_SUCCESS);
+    for (i = 0; i < a->nelts; i++) {
+        if (!strcmp(EV(a, i)->txn, e1->txn)) {
+            assert_context(EV(a, i), e1);
+            seen++;
+        }
+        else if (!strcmp(EV(a, i)->txn, e2->txn)) {
+            assert_context(EV(a, i), e2);
+            seen++;
+        }
+    }
+    ck_assert_int_eq(seen, 2);
+}
+END_TEST
+
+/* The event table as outboxes made before trace context had it. */
+#define OLD_EVENT_TABLE(PK, TIME)                                       \
+    "CREATE TABLE et_event (id " PK ", txn TEXT NOT NULL UNIQUE,"       \
+    " site TEXT NOT NULL, object TEXT NOT NULL, event TEXT NOT NULL,"   \
+    " oid TEXT NOT NULL, url TEXT, content_type TEXT, body TEXT,"       \
+    " state INTEGER NOT NULL DEFAULT 0,"                                \
+    " attempts INTEGER NOT NULL DEFAULT 0, created " TIME " NOT NULL,"  \
+    " due " TIME " NOT NULL, lease_until " TIME " NOT NULL DEFAULT 0,"  \
+    " lease_owner TEXT, last_status INTEGER, last_error TEXT,"          \
+    " error TEXT, done_at " TIME ", latency " TIME ")"
+
+/* An outbox made before the trace context columns: opened (as httpd's
+ * startup opens it), it gets them; its events are claimed with none, and
+ * new events keep theirs. */
+START_TEST(an_outbox_without_trace_columns_gets_them)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL, *spec, *old_txn;
+    et_event_t *e1, *got;
+    apr_array_header_t *a;
+    int nrows, pg = !dbdir[0];
+
+    et_outbox_close(ob);
+    ob = NULL;
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, pg ? "pgsql" : "sqlite3",
+                                        &drv), APR_SUCCESS);
+    spec = pg ? getenv("ET_TEST_PGSQL")
+              : apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
+    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, spec, &db, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP TABLE et_event"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, pg
+                     ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
+                     : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                       "INTEGER")), 0);
+    ck_assert_int_eq(et_txn_new(ut_pool, &old_txn), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, apr_psprintf(ut_pool,
+                     "INSERT INTO et_event (txn, site, object, event, oid,"
+                     " url, content_type, body, created, due) VALUES ('%s',"
+                     " 's1', 'member', 'post-create', 'old', 'http://r/h',"
+                     " 'application/json', '{}', 1, 1)", old_txn)), 0);
+    apr_dbd_close(drv, db);
+
+    spec = pg ? apr_pstrcat(ut_pool, "pgsql:", spec, NULL)
+              : apr_pstrcat(ut_pool, "sqlite3:", spec, NULL);
+    if (!pg) {
+        /* without create (etctl, the dispatcher) the table is left as it
+         * is, and SQLite checks the statements at once (PostgreSQL's
+         * driver only when they run) */
+        ck_assert_int_ne(et_outbox_open(&ob, ut_pool, spec, 0, &err),
+                         APR_SUCCESS);
+    }
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    e1 = with_context(build("s1", ET_OBJ_MEMBER, "new", ET_EV_CREATE,
+                            ET_ST_PENDING), "carol");
+    ck_assert_int_eq(et_outbox_insert(ob, e1), APR_SUCCESS);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 2);
+    ck_assert_str_eq(EV(a, 0)->txn, old_txn);
+    ck_assert_ptr_null(EV(a, 0)->traceparent);
+    ck_assert_ptr_null(EV(a, 0)->headers);
+    assert_context(EV(a, 1), e1);
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, e1->txn, &got), APR_SUCCESS);
+    assert_context(got, e1);
+
+    /* opened again: the columns are there, nothing to add */
+    et_outbox_close(ob);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open again: %s", err ? err : "?");
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, e1->txn, &got), APR_SUCCESS);
+    assert_context(got, e1);
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
+    tcase_add_test(tc, trace_context_and_headers_are_kept_with_the_event);
+    tcase_add_test(tc, an_outbox_without_trace_columns_gets_them);
     tcase_add_test(tc, claim_returns_the_stored_event);
     tcase_add_test(tc, failed_events_are_kept_but_never_claimed);
     tcase_add_test(tc, one_object_in_capture_order_others_in_parallel);

@@ -20,6 +20,7 @@
 #include <apr_lib.h>
 
 #include "et_outbox.h"
+#include "et_trace.h"
 #include "et_retry.h"
 #include "et_circuit.h"
 
@@ -272,12 +273,26 @@ int main(int argc, const char *const *argv)
         printf("txn:          %s\nstate:        %s\nsite:         %s\n"
                "call:         %s %s\nattempts:     %d\nlast status:  %d\n"
                "created:      %s\nnext attempt: %s\ndone:         %s\n"
-               "error:        %s\ncontent-type: %s\n\n%s\n",
+               "error:        %s\ntrace:        %s\n",
                ev->txn, state_name(ev->state), clean(p, ev->site),
                et_event_method(ev->event), clean(p, ev->url), ev->attempts,
                ev->last_status, when(p, ev->created),
                ev->state == ET_ST_PENDING ? when(p, ev->due) : "-",
                when(p, ev->done_at), clean(p, ev->error),
+               clean(p, et_trace_id(p, ev->traceparent, ev->txn)));
+        if (ev->tracestate) {
+            printf("tracestate:   %s\n", clean(p, ev->tracestate));
+        }
+        if (ev->headers) {
+            char *lines = apr_pstrdup(p, ev->headers), *last, *line;
+
+            /* the EventTriggerHeader expr= values it was stored with */
+            for (line = apr_strtok(lines, "\n", &last); line;
+                 line = apr_strtok(NULL, "\n", &last)) {
+                printf("header:       %s\n", clean(p, line));
+            }
+        }
+        printf("content-type: %s\n\n%s\n",
                ev->content_type ? ev->content_type : "-",
                ev->body ? ev->body : "");
     }

@@ -2,7 +2,7 @@
 # eventtrigger-txn request note"), on the site ops-log
 # (t/conf/operations.conf.in):
 # - one ET01001 line per delivery attempt, with txn, site, object, event,
-#   id, attempt, status and latency (and the error when it failed):
+#   id, attempt, status, latency and trace id (and the error when it failed):
 #   delivered at info, "will retry" at warn, "dead letter" at error;
 # - the txn of the event a request queued in the access log through
 #   CustomLog "%{eventtrigger-txn}n" ("-" when nothing was queued);
@@ -55,16 +55,16 @@ sub wait_state {
 
 # ET01001 lines of the error log (since the test began) for a txn:
 # [{ level, outcome, txn, site, object, event, id, attempt, status,
-#    latency, error }]
+#    latency, trace, error }]
 sub attempts_logged {
     my($txn, $file, $off) = @_;
     my @out;
     for (lines_since($file // $error_log, $off // $err_off)) {
-        next unless /\[eventtrigger:(\w+)\].* ET01001: (delivered|will retry in \d+ms|dead letter) txn=(\S+) site=(\S+) object=(\S+) event=(\S+) id=(\S+) attempt=(\d+) status=(\d+) latency=(\d+)ms(?: error=(.*))?$/;
+        next unless /\[eventtrigger:(\w+)\].* ET01001: (delivered|will retry in \d+ms|dead letter) txn=(\S+) site=(\S+) object=(\S+) event=(\S+) id=(\S+) attempt=(\d+) status=(\d+) latency=(\d+)ms trace=(\S+)(?: error=(.*))?$/;
         next unless $3 eq $txn;
         push @out, { level => $1, outcome => $2, txn => $3, site => $4, object => $5,
                      event => $6, id => $7, attempt => $8, status => $9,
-                     latency => $10, error => $11 };
+                     latency => $10, trace => $11, error => $12 };
     }
     return \@out;
 }
@@ -100,12 +100,14 @@ my %txn;
 for my $ev (qw(post-create post-update post-delete)) {
     my $got;
     wait_for(sub { $got = attempts_logged($txn{$ev}); @$got }, 10);
-    is_deeply([map { { %$_, latency => ($_->{latency} =~ /^\d+$/ ? 'ms' : $_->{latency}) } } @$got],
+    is_deeply([map { { %$_, latency => ($_->{latency} =~ /^\d+$/ ? 'ms' : $_->{latency}),
+                       trace => ($_->{trace} =~ /^[0-9a-f]{32}$/ ? 'id' : $_->{trace}) } } @$got],
               [{ level => 'info', outcome => 'delivered', txn => $txn{$ev},
                  site => $SITE, object => 'member', event => $ev, id => $id,
-                 attempt => 1, status => 200, latency => 'ms', error => undef }],
+                 attempt => 1, status => 200, latency => 'ms', trace => 'id',
+                 error => undef }],
               "$ev: one ET01001 line at info: delivered, txn, site, object, "
-              . "event, id, attempt=1, status=200, latency")
+              . "event, id, attempt=1, status=200, latency, trace")
         or diag(explain $got);
 }
 
