@@ -322,6 +322,7 @@ static void commit_event(request_rec *r, et_filter_ctx_t *ctx)
                       "queued", ev->txn, ev->site,
                       et_object_name(ev->object), et_event_name(ev->event),
                       ev->oid, err ? err : "unknown error");
+        et_guard_count_lost(r);
     }
     if (rv != APR_SUCCESS) {
         return;

@@ -80,6 +80,7 @@ int main(void)
     srunner_add_suite(sr, circuit_suite());
     srunner_add_suite(sr, http_suite());
     srunner_add_suite(sr, intake_suite());
+    srunner_add_suite(sr, guard_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

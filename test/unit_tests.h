@@ -20,6 +20,7 @@ Suite *sign_suite(void);
 Suite *circuit_suite(void);
 Suite *http_suite(void);
 Suite *intake_suite(void);
+Suite *guard_suite(void);
 
 /* A fresh pool for each test: add ut_setup/ut_teardown as a checked
  * fixture, so that with CK_FORK=no pools do not pile up either. */
