@@ -48,6 +48,7 @@ static struct {
     apr_shm_t *shm;
     et_guard_t *g;
     const char *file;                 /* SQLite: the outbox file */
+    const char *wal;                  /* and its write-ahead log's index */
     const char *dir;                  /* its directory */
     const char *reserve_path;
     apr_off_t reserve;
@@ -169,6 +170,7 @@ int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     }
     gd.ttl = ET_GUARD_TTL_SQLITE;
     gd.file = et_g.store + 8;
+    gd.wal = apr_pstrcat(pconf, gd.file, "-shm", NULL);
     gd.dir = ap_make_dirstr_parent(pconf, gd.file);
     rv = et_reserve_hold(gd.reserve_path, gd.reserve);
     if (rv == APR_SUCCESS) {
@@ -197,6 +199,14 @@ static void guard_child_init(apr_pool_t *pchild, server_rec *s)
     apr_thread_mutex_create(&gd.chk_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
 }
 
+/* What the next checkpoint can add to the database file: the log's
+ * frames not copied yet (the log's file keeps its largest size, most of
+ * it copied already: its size would refuse for good after one burst). */
+static apr_off_t wal_size(void)
+{
+    return et_wal_pending(gd.wal);
+}
+
 /* SQLite: room on the filesystem and the reserve. */
 static et_ob_state_e check_sqlite(apr_off_t *avail, apr_off_t *held_bytes)
 {
@@ -212,11 +222,11 @@ static et_ob_state_e check_sqlite(apr_off_t *avail, apr_off_t *held_bytes)
         return ET_OB_READONLY;        /* a permission lost */
     }
     held = et_reserve_held(gd.reserve_path, gd.reserve);
-    st = et_space_decide(*avail, held, gd.reserve, &hold);
+    st = et_space_decide(*avail, held, gd.reserve, wal_size(), &hold);
     if (hold && et_reserve_hold(gd.reserve_path, gd.reserve) == APR_SUCCESS
         && et_fs_free(gd.dir, avail) == APR_SUCCESS) {
         held = 1;
-        st = et_space_decide(*avail, held, gd.reserve, &hold);
+        st = et_space_decide(*avail, held, gd.reserve, wal_size(), &hold);
     }
     *held_bytes = held ? gd.reserve : 0;
     return st;

@@ -115,17 +115,46 @@ apr_status_t et_fs_free(const char *path, apr_off_t *avail)
     return APR_SUCCESS;
 }
 
-et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
-                              int *hold)
+apr_off_t et_wal_pending(const char *shm)
 {
+    unsigned char hdr[100];
+    apr_uint16_t page16;
+    apr_uint32_t mx, backfill, page;
+    int fd = open(shm, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0) {
+        return 0;
+    }
+    n = pread(fd, hdr, sizeof(hdr), 0);
+    close(fd);
+    if (n != (ssize_t)sizeof(hdr)) {
+        return 0;
+    }
+    /* native byte order, as SQLite writes the index */
+    memcpy(&page16, hdr + 14, 2);
+    memcpy(&mx, hdr + 16, 4);
+    memcpy(&backfill, hdr + 96, 4);
+    page = page16 == 1 ? 65536 : page16;
+    if (mx <= backfill) {
+        return 0;
+    }
+    return (apr_off_t)(mx - backfill) * page;
+}
+
+et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
+                              apr_off_t wal, int *hold)
+{
+    apr_off_t need = reserve + (wal > 0 ? wal : 0);
+
     *hold = 0;
     if (!held) {
-        if (avail >= 2 * reserve) {
+        if (avail >= reserve + need) {
             *hold = 1;
         }
         return ET_OB_FULL;
     }
-    return avail >= reserve ? ET_OB_WRITABLE : ET_OB_FULL;
+    return avail >= need ? ET_OB_WRITABLE : ET_OB_FULL;
 }
 
 /*

@@ -64,14 +64,29 @@ apr_status_t et_reserve_release(const char *path);
 apr_status_t et_fs_free(const char *path, apr_off_t *avail);
 
 /**
+ * Bytes of the SQLite write-ahead log that no checkpoint has copied into
+ * the database yet (frames not backfilled, times the page size): the most
+ * that the next checkpoint can add to the database file. Read from the
+ * WAL-index file @a shm ("FILE-shm") as SQLite's file format documents it
+ * (mxFrame and szPage in the index header, nBackfill in the checkpoint
+ * information); 0 if there is none. A read of 100 bytes, no lock: a
+ * figure that may be a moment old, for an estimate.
+ */
+apr_off_t et_wal_pending(const char *shm);
+
+/**
  * What an SQLite outbox's filesystem allows: writable if the reserve is
- * held and at least @a reserve bytes are free besides it. *hold is set
- * when the caller should try to hold the reserve first (it is not held
- * and there is room for it and as much again: the hysteresis that keeps
- * the check from holding and giving up the reserve over and over).
+ * held and at least @a reserve + @a wal bytes are free besides it. @a wal
+ * is the size of the outbox's write-ahead log: the most that the next
+ * checkpoint can add to the database file (the dispatcher's checkpoints
+ * are not admitted by anyone, so their room is kept aside too). *hold is
+ * set when the caller should try to hold the reserve first (it is not
+ * held and there is room for it, and for what writable asks, besides:
+ * the hysteresis that keeps the check from holding and giving up the
+ * reserve over and over).
  */
 et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
-                              int *hold);
+                              apr_off_t wal, int *hold);
 
 /* ---- the shared state ---- */
 

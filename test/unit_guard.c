@@ -11,6 +11,8 @@
 #include <apr_strings.h>
 #include <apr_file_io.h>
 
+#include <sqlite3.h>
+
 #include "et_guard.h"
 #include "unit_tests.h"
 
@@ -84,17 +86,24 @@ START_TEST(room_decision_with_hysteresis)
     const apr_off_t R = 100;
 
     /* held and room besides it: writable */
-    ck_assert_int_eq(et_space_decide(100, 1, R, &hold), ET_OB_WRITABLE);
+    ck_assert_int_eq(et_space_decide(100, 1, R, 0, &hold), ET_OB_WRITABLE);
     ck_assert(!hold);
     /* held, room below the reserve's size: refuse before the reserve is
      * needed */
-    ck_assert_int_eq(et_space_decide(99, 1, R, &hold), ET_OB_FULL);
+    ck_assert_int_eq(et_space_decide(99, 1, R, 0, &hold), ET_OB_FULL);
     ck_assert(!hold);
+    /* the write-ahead log's size is kept aside for the next checkpoint */
+    ck_assert_int_eq(et_space_decide(149, 1, R, 50, &hold), ET_OB_FULL);
+    ck_assert_int_eq(et_space_decide(150, 1, R, 50, &hold), ET_OB_WRITABLE);
     /* given up: refuse, and hold it again only with room for it and as
      * much again */
-    ck_assert_int_eq(et_space_decide(150, 0, R, &hold), ET_OB_FULL);
+    ck_assert_int_eq(et_space_decide(150, 0, R, 0, &hold), ET_OB_FULL);
     ck_assert(!hold);
-    ck_assert_int_eq(et_space_decide(200, 0, R, &hold), ET_OB_FULL);
+    ck_assert_int_eq(et_space_decide(200, 0, R, 0, &hold), ET_OB_FULL);
+    ck_assert(hold);
+    ck_assert_int_eq(et_space_decide(249, 0, R, 50, &hold), ET_OB_FULL);
+    ck_assert(!hold);
+    ck_assert_int_eq(et_space_decide(250, 0, R, 50, &hold), ET_OB_FULL);
     ck_assert(hold);
 }
 END_TEST
@@ -195,6 +204,41 @@ START_TEST(refused_counts_and_one_line_a_second)
 }
 END_TEST
 
+START_TEST(wal_pending_is_what_no_checkpoint_copied)
+{
+    const char *db = tmp_path("wal.db");
+    const char *shm = apr_pstrcat(ut_pool, db, "-shm", NULL);
+    sqlite3 *h;
+    int i;
+
+    unlink(db);
+    ck_assert_int_eq(et_wal_pending(shm), 0);     /* none */
+    ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "PRAGMA page_size = 4096; "
+                                  "PRAGMA journal_mode = WAL; "
+                                  "PRAGMA wal_autocheckpoint = 0; "
+                                  "CREATE TABLE t (b BLOB)", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
+                                  NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(et_wal_pending(shm), 0);
+    for (i = 0; i < 10; i++) {
+        ck_assert_int_eq(sqlite3_exec(h, "INSERT INTO t VALUES "
+                                      "(zeroblob(8000))", NULL, NULL, NULL),
+                         SQLITE_OK);
+    }
+    /* 10 commits of 2-3 pages each, at least */
+    ck_assert_int_ge(et_wal_pending(shm), 20 * 4096);
+    ck_assert_int_eq(sqlite3_exec(h, "PRAGMA wal_checkpoint(PASSIVE)", NULL,
+                                  NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(et_wal_pending(shm), 0);
+    sqlite3_close(h);
+    unlink(db);
+    unlink(shm);
+    unlink(apr_pstrcat(ut_pool, db, "-wal", NULL));
+}
+END_TEST
+
 Suite *guard_suite(void)
 {
     Suite *s = suite_create("guard");
@@ -205,6 +249,7 @@ Suite *guard_suite(void)
     tcase_add_test(tc, reserve_is_held_released_and_held_again);
     tcase_add_test(tc, reserve_that_cannot_be_held_takes_nothing);
     tcase_add_test(tc, room_decision_with_hysteresis);
+    tcase_add_test(tc, wal_pending_is_what_no_checkpoint_copied);
     tcase_add_test(tc, state_refusing_since_and_recovered);
     tcase_add_test(tc, stuck_checker_is_replaced);
     tcase_add_test(tc, refused_counts_and_one_line_a_second);
