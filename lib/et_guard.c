@@ -30,6 +30,8 @@ const char *et_ob_state_name(et_ob_state_e st)
         return "down";
     case ET_OB_READONLY:
         return "read-only";
+    case ET_OB_FAILED:
+        return "failing";
     default:
         return "unknown";
     }
@@ -44,6 +46,8 @@ const char *et_ob_state_reason(et_ob_state_e st)
         return "the outbox's database does not answer";
     case ET_OB_READONLY:
         return "the outbox is not writable";
+    case ET_OB_FAILED:
+        return "the outbox failed to store an event";
     default:
         return "the outbox cannot store events";
     }
@@ -244,18 +248,24 @@ et_guard_change_e et_guard_record(et_guard_t *g, apr_time_t now,
 {
     et_ob_state_e was = apr_atomic_read32(&g->state);
     et_guard_change_e change = ET_GUARD_SAME;
+    /* a failed store alone (ET_OB_FAILED) is said by its ET00032: this
+     * check says whether it was more */
+    int was_refusing = was != ET_OB_WRITABLE && was != ET_OB_UNKNOWN
+                       && was != ET_OB_FAILED;
 
     apr_atomic_set32(&g->avail_kib, kib(avail));
     apr_atomic_set32(&g->reserve_kib, kib(reserve));
     if (st == ET_OB_WRITABLE) {
-        if (was != ET_OB_WRITABLE && was != ET_OB_UNKNOWN) {
+        if (was_refusing) {
             change = ET_GUARD_RECOVERED;
         }
         apr_atomic_set32(&g->since_s, 0);
     }
-    else if (was == ET_OB_WRITABLE || was == ET_OB_UNKNOWN) {
+    else if (!was_refusing) {
         change = ET_GUARD_REFUSING;
-        apr_atomic_set32(&g->since_s, (apr_uint32_t)apr_time_sec(now));
+        if (was != ET_OB_FAILED || !apr_atomic_read32(&g->since_s)) {
+            apr_atomic_set32(&g->since_s, (apr_uint32_t)apr_time_sec(now));
+        }
     }
     apr_atomic_set32(&g->state, st);
     apr_atomic_set32(&g->checked_ms, ms_of(g, now));
@@ -295,9 +305,19 @@ int et_guard_refused(et_guard_t *g, int site, apr_time_t now,
 
 void et_guard_lost(et_guard_t *g, int site)
 {
+    apr_uint32_t was;
+
     apr_atomic_inc32(&g->lost);
     if (site >= 0 && (apr_uint32_t)site < g->nsites) {
         apr_atomic_inc32(&g->site[site].lost);
+    }
+    /* Refuse at once: the requests that come while a check is under way
+     * would otherwise be admitted on the last, now doubtful, outcome. */
+    was = apr_atomic_read32(&g->state);
+    if ((was == ET_OB_WRITABLE || was == ET_OB_UNKNOWN)
+        && apr_atomic_cas32(&g->state, ET_OB_FAILED, was) == was) {
+        apr_atomic_set32(&g->since_s,
+                         (apr_uint32_t)apr_time_sec(apr_time_now()));
     }
     et_guard_invalidate(g);
 }

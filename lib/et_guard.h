@@ -33,7 +33,9 @@ typedef enum {
     ET_OB_WRITABLE,
     ET_OB_FULL,                       /* no room (or no reserve) */
     ET_OB_DOWN,                       /* the database does not answer */
-    ET_OB_READONLY                    /* it answers but cannot write */
+    ET_OB_READONLY,                   /* it answers but cannot write */
+    ET_OB_FAILED                      /* a store just failed: refuse until
+                                       * the next check (at once) says */
 } et_ob_state_e;
 
 /** "writable", "full", "down", "read-only" (or "unknown"). */
@@ -127,7 +129,9 @@ et_ob_state_e et_guard_state(const et_guard_t *g);
 int et_guard_refused(et_guard_t *g, int site, apr_time_t now,
                      apr_uint32_t *count);
 
-/** Count an event lost (a store that failed at the end) of @a site. */
+/** Count an event lost (a store that failed at the end) of @a site; the
+ *  outbox counts as failing (refused) until the next check, which the
+ *  next request makes. */
 void et_guard_lost(et_guard_t *g, int site);
 
 /** What the status page shows. */

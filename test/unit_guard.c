@@ -148,10 +148,27 @@ START_TEST(state_refusing_since_and_recovered)
     ck_assert_int_eq(v.refusing_since, 0);
     ck_assert_int_eq(v.avail, 8192);
     ck_assert_int_eq(v.reserve, 1024);
-    /* a failed store: checked again at once */
+    /* a failed store: refused, and checked again at once */
     ck_assert(!et_guard_due(g, t0 + apr_time_from_sec(3), ttl));
     et_guard_lost(g, 1);
+    ck_assert_int_eq(et_guard_state(g), ET_OB_FAILED);
+    et_guard_view(g, &v);
+    ck_assert_int_ne(v.refusing_since, 0);
     ck_assert(et_guard_due(g, t0 + apr_time_from_sec(3), ttl));
+    /* the check finds it down: that is news (the failure alone was not) */
+    ck_assert_int_eq(et_guard_record(g, t0 + apr_time_from_sec(3),
+                                     ET_OB_DOWN, -1, -1), ET_GUARD_REFUSING);
+    ck_assert(et_guard_due(g, t0 + apr_time_from_sec(4), ttl));
+    ck_assert_int_eq(et_guard_record(g, t0 + apr_time_from_sec(4),
+                                     ET_OB_WRITABLE, -1, -1),
+                     ET_GUARD_RECOVERED);
+    /* a failure that the check does not confirm: no news either way */
+    et_guard_lost(g, 1);
+    ck_assert(et_guard_due(g, t0 + apr_time_from_sec(5), ttl));
+    ck_assert_int_eq(et_guard_record(g, t0 + apr_time_from_sec(5),
+                                     ET_OB_WRITABLE, -1, -1), ET_GUARD_SAME);
+    et_guard_view(g, &v);
+    ck_assert_int_eq(v.refusing_since, 0);
 }
 END_TEST
 

@@ -123,7 +123,7 @@ ppid0=$(cat "$sr/run/httpd.pid")
 # load.py PHASE SECONDS_AFTER_FULL: 16 threads; each creates 2 KB members
 # and updates its own object (seq in the body), recording every answer;
 # with SECONDS_AFTER_FULL, it stops that long after the first 503 (or
-# after 60 s without one); without, it makes 4 requests per thread.
+# after 60 s without one); without, it makes 2 requests per thread.
 cat >"$sr/load.py" <<'PY'
 import http.client, json, sys, threading, time
 port, phase, after, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -138,7 +138,7 @@ def worker(t):
     while True:
         n += 1
         if after == "-":
-            if n > 4:
+            if n > 2:
                 break
         else:
             f = first_503[0]
