@@ -12,8 +12,10 @@
 #include <apr_file_io.h>
 
 #include <sqlite3.h>
+#include <apr_dbd.h>
 
 #include "et_guard.h"
+#include "et_outbox.h"
 #include "unit_tests.h"
 
 static const char *tmp_path(const char *name)
@@ -256,6 +258,62 @@ START_TEST(wal_pending_is_what_no_checkpoint_copied)
 }
 END_TEST
 
+/* Run @a sql on the test's PostgreSQL server with a connection of its own. */
+static void pg_exec(const char *sql)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL;
+    int nrows;
+
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "pgsql", &drv), APR_SUCCESS);
+    ck_assert_msg(apr_dbd_open_ex(drv, ut_pool, getenv("ET_TEST_PGSQL"), &db,
+                                  &err) == APR_SUCCESS, "pgsql: %s",
+                  err ? err : "?");
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, sql), 0);
+    apr_dbd_close(drv, db);
+}
+
+START_TEST(outbox_writable_and_read_only)
+{
+    et_outbox_t *ob;
+    const char *err = NULL, *spec;
+    const char *db = tmp_path("writable.db");
+
+    unlink(db);
+    spec = apr_pstrcat(ut_pool, "sqlite3:", db, NULL);
+    ck_assert_int_eq(et_outbox_open(&ob, ut_pool, spec, 1, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_writable(ob), APR_SUCCESS);
+    ck_assert(!et_outbox_full(ob));
+    et_outbox_close(ob);
+    unlink(db);
+    if (!ut_have_pgsql()) {
+        return;
+    }
+    spec = ut_pgsql_fresh();
+    ck_assert_int_eq(et_outbox_open(&ob, ut_pool, spec, 1, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_writable(ob), APR_SUCCESS);
+    et_outbox_close(ob);
+    /* a database whose sessions start read-only (as on a standby, or in
+     * maintenance): it answers, and cannot write */
+    pg_exec("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET "
+            "default_transaction_read_only = on', current_database()); "
+            "END $$");
+    ck_assert_int_eq(et_outbox_open(&ob, ut_pool, spec, 0, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_writable(ob), APR_EACCES);
+    ck_assert_str_eq(et_outbox_error(ob), "the database is read-only");
+    et_outbox_close(ob);
+    /* its sessions are read-only now: a transaction that says otherwise */
+    pg_exec("BEGIN READ WRITE; "
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET "
+            "default_transaction_read_only', current_database()); END $$; "
+            "COMMIT");
+    ck_assert_int_eq(et_outbox_open(&ob, ut_pool, spec, 0, &err), APR_SUCCESS);
+    ck_assert_int_eq(et_outbox_writable(ob), APR_SUCCESS);
+    et_outbox_close(ob);
+}
+END_TEST
+
 Suite *guard_suite(void)
 {
     Suite *s = suite_create("guard");
@@ -267,6 +325,7 @@ Suite *guard_suite(void)
     tcase_add_test(tc, reserve_that_cannot_be_held_takes_nothing);
     tcase_add_test(tc, room_decision_with_hysteresis);
     tcase_add_test(tc, wal_pending_is_what_no_checkpoint_copied);
+    tcase_add_test(tc, outbox_writable_and_read_only);
     tcase_add_test(tc, state_refusing_since_and_recovered);
     tcase_add_test(tc, stuck_checker_is_replaced);
     tcase_add_test(tc, refused_counts_and_one_line_a_second);

@@ -190,6 +190,7 @@ ok $? "parallel creates until the disk is full: some saved ($n2xx), then 503 ($n
 [ "${nother:-1}" = 0 ]
 ok $? "  no answer but 2xx or 503"
 df -k "$sr/fs" | tail -1 | sed 's/^/# /'
+echo "# reserve after filling: $(stat -c %b "$db.reserve") blocks ($(stat -c %B "$db.reserve") bytes each; 0: given up to admitted events)"
 
 # Every 503 is the module's (Retry-After, txn null) and the console never saw it.
 python3 - "$sr/logs/full.jsonl" "$sr/logs/console.jsonl" <<'PY'
