@@ -46,8 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The outbox's filesystem: 3 MB, of which a 1 MB file is freed later.
-if ! mount -t tmpfs -o size=3072k,mode=755 tmpfs "$sr/fs"; then
+# The outbox's filesystem: 6 MB, of which a 2 MB file is freed later.
+if ! mount -t tmpfs -o size=6144k,mode=755 tmpfs "$sr/fs"; then
     echo "cannot mount a tmpfs (a container without CAP_SYS_ADMIN?)"
     ok 1 "mount a small tmpfs for the outbox"
     summary
@@ -55,7 +55,7 @@ if ! mount -t tmpfs -o size=3072k,mode=755 tmpfs "$sr/fs"; then
 fi
 mkdir "$sr/fs/state"
 chown "$user:" "$sr/fs/state"
-dd if=/dev/zero of="$sr/fs/filler" bs=1k count=1024 status=none
+dd if=/dev/zero of="$sr/fs/filler" bs=1k count=2048 status=none
 db=$sr/fs/state/outbox.db
 
 # the console and the receiver, as the user httpd runs as
@@ -87,7 +87,9 @@ ServerLimit 2
 ThreadsPerChild 16
 MaxRequestWorkers 32
 EventTriggerStore sqlite3:$db
-EventTriggerStoreReserve 128K
+# 32 requests at once, each commit adding up to ~20 KB of pages to the
+# write-ahead log while a checkpoint cannot run: the reserve covers them
+EventTriggerStoreReserve 512K
 EventTriggerPollInterval 200ms
 # an outcome that could not be recorded while the disk was full is made
 # again when its lease ends: short ones, for the test's deadline
@@ -116,7 +118,7 @@ for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$port/et-status?json" && { up=0; break; }
     sleep 0.1
 done
-ok $up "httpd starts with its outbox on a 3 MB tmpfs"
+ok $up "httpd starts with its outbox on a 6 MB tmpfs"
 [ $up = 0 ] || { cat "$sr/logs/error.log"; summary; exit 1; }
 ppid0=$(cat "$sr/run/httpd.pid")
 
