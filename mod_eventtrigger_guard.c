@@ -60,7 +60,7 @@ static struct {
     et_outbox_t *chk_ob;
 } gd;
 
-static const char *size_arg(apr_pool_t *p, const char *arg, apr_off_t min,
+static const char *size_arg(const char *arg, apr_off_t min,
                             apr_off_t max, apr_off_t *v)
 {
     char *end;
@@ -110,7 +110,7 @@ const char *et_set_store_reserve(cmd_parms *cmd, void *dc, const char *arg)
                             "server configuration, not in <VirtualHost>",
                             cmd->cmd->name);
     }
-    if (size_arg(cmd->pool, arg, 64 * 1024, (apr_off_t)64 * 1024 * 1024 * 1024,
+    if (size_arg(arg, 64 * 1024, (apr_off_t)64 * 1024 * 1024 * 1024,
                  &v)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size between 64K "
                             "and 64G (bytes, or with K, M or G)",
@@ -317,9 +317,6 @@ static et_ob_state_e outbox_state(request_rec *r)
                      err ? err : "");
     }
     else if (ch == ET_GUARD_RECOVERED) {
-        et_guard_view_t v;
-
-        et_guard_view(gd.g, &v);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, et_g.main_server,
                      "ET00094: the outbox is writable again%s%s; write "
                      "requests are admitted",

@@ -25,7 +25,7 @@ plan skip_all => 'the in-process console is not built'
     unless -e ETOps::console_so();
 plan skip_all => 'running as root: a read-only file is writable by root'
     if $> == 0;
-plan tests => 32;
+plan tests => 35;
 
 my $port = ops_define('ET_FC_PORT');
 my $port2 = ops_define('ET_FC_PORT2');
@@ -215,3 +215,15 @@ is(scalar(grep { !$d->{$_} } grep { $_ ne "unmapped-$tag" } keys %$seen), 0,
 mini_httpd_stop($pid);
 stop_proc($receiver);
 stop_proc($console);
+
+# The directives are checked at startup, with the file and line.
+for my $case (['EventTriggerStoreFailure maybe', qr/EventTriggerStoreFailure: 'maybe' is neither refuse nor accept/],
+              ['EventTriggerStoreReserve 10K', qr/EventTriggerStoreReserve: '10K' is not a size between 64K and 64G/],
+              ["<VirtualHost 127.0.0.1:$port2>\n    EventTriggerStoreReserve 1M\n</VirtualHost>",
+               qr/EventTriggerStoreReserve is only allowed in the main server/]) {
+    my($text, $re) = @$case;
+    my $bad = mini_httpd_conf($dir, [$port], "EventTriggerStore sqlite3:$db\n$text\n");
+    my($rc, $out) = ETOps::apache2_run('-t', '-f', $bad);
+    ok($rc != 0 && $out =~ $re && $out =~ /httpd\.conf/,
+       "configtest refuses: $text") or diag($out);
+}
