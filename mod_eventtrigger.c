@@ -270,6 +270,9 @@ static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             return HTTP_INTERNAL_SERVER_ERROR;    /* logged by httpd */
         }
     }
+    if ((status = et_guard_post_config(pconf, ptemp, s)) != OK) {
+        return status;
+    }
     set_intake_path(pconf, s);
     rv = apr_file_pipe_create_ex(&et_g.wake_r, &et_g.wake_w,
                                  APR_FULL_NONBLOCK, pconf);
@@ -456,6 +459,7 @@ static void et_register_hooks(apr_pool_t *p)
     et_register_filter();
     et_status_register_hooks();
     et_before_register_hooks();
+    et_guard_register_hooks();
 }
 
 AP_DECLARE_MODULE(eventtrigger) = {

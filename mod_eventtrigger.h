@@ -64,6 +64,8 @@ typedef struct et_srv_conf_t {
     /* this child's before-save calls under way (set in child_init, per
      * child; changed atomically) */
     volatile apr_uint32_t *before_running;
+    int store_failure;                /* ET_STORE_FAILURE_*, 0: unset */
+    int guard_idx;                    /* its counters (set in post_config) */
     int max_depth;                    /* -1: unset */
     /* et_expr_header_t; inherited with site.headers (headers_set) */
     apr_array_header_t *expr_headers;
@@ -80,7 +82,13 @@ typedef struct et_srv_conf_t {
     const char *tls_verify_where;
     const char *store_where;
     const char *lease_where;
+    apr_off_t reserve;                /* EventTriggerStoreReserve, 0: unset */
+    const char *reserve_where;
 } et_srv_conf_t;
+
+/* EventTriggerStoreFailure */
+#define ET_STORE_FAILURE_REFUSE 1
+#define ET_STORE_FAILURE_ACCEPT 2
 
 /* EventTriggerEvent: which event a mapped request makes. */
 typedef enum {
@@ -172,6 +180,17 @@ int et_daemon_start(apr_pool_t *pconf, server_rec *s);
 /* mod_eventtrigger_status.c */
 int et_status_handler(request_rec *r);
 void et_status_register_hooks(void);
+
+/* mod_eventtrigger_guard.c: fail closed (see the file) */
+const char *et_set_store_failure(cmd_parms *cmd, void *dc, const char *arg);
+const char *et_set_store_reserve(cmd_parms *cmd, void *dc, const char *arg);
+/** Shared memory and the reserve; after et_g.store is set. */
+int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+void et_guard_register_hooks(void);
+/** Count @a r's event as lost (its store failed at the end). */
+void et_guard_count_lost(request_rec *r);
+/** The outbox's state and the counts, for the status page (NULL: none). */
+const struct et_guard_t *et_guard_shared(void);
 
 /* mod_eventtrigger.c */
 /** One outbox connection of this child's pool of them (apr_reslist). */

@@ -589,8 +589,11 @@ static void et_before_child_init(apr_pool_t *pchild, server_rec *s)
 void et_before_register_hooks(void)
 {
     ap_hook_child_init(et_before_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    /* before the console's handler (mod_proxy's, or one in httpd) */
-    ap_hook_handler(et_before_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* before the console's handler (mod_proxy's, or one in httpd), after
+     * the fail-closed check (REALLY_FIRST): an outbox that cannot store
+     * the change's event refuses it before the endpoint is asked. A
+     * different order, since hooks of one order run in no set order. */
+    ap_hook_handler(et_before_handler, NULL, NULL, APR_HOOK_REALLY_FIRST + 1);
     ap_register_input_filter(ET_KEPT_FILTER, kept_filter, NULL,
                              AP_FTYPE_RESOURCE);
 }

@@ -112,6 +112,8 @@ void *et_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     c->before_concurrency = add->before_concurrency >= 0
                             ? add->before_concurrency
                             : base->before_concurrency;
+    c->store_failure = add->store_failure ? add->store_failure
+                                          : base->store_failure;
     return c;
 }
 
@@ -945,6 +947,12 @@ const command_rec et_cmds[] = {
                   "The body's encoding: json or form"),
     AP_INIT_TAKE1("EventTriggerStore", set_store, NULL, RSRC_CONF,
                   "The outbox: sqlite3:PATH or pgsql:CONNINFO"),
+    AP_INIT_TAKE1("EventTriggerStoreFailure", et_set_store_failure, NULL,
+                  RSRC_CONF, "refuse (503 before the console) or accept a "
+                  "write request whose event cannot be stored"),
+    AP_INIT_TAKE1("EventTriggerStoreReserve", et_set_store_reserve, NULL,
+                  RSRC_CONF, "Room kept beside an SQLite outbox for the "
+                  "events of admitted requests"),
     AP_INIT_TAKE1("EventTrigger", set_object, NULL, ACCESS_CONF,
                   "What requests here create, update and delete: member, "
                   "application, key, package_key, jsonrpc or off"),
@@ -1183,6 +1191,9 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         }
         if (c->max_depth < 0) {
             c->max_depth = ET_MAX_DEPTH_DEFAULT;
+        }
+        if (!c->store_failure) {
+            c->store_failure = ET_STORE_FAILURE_REFUSE;
         }
         c->site.response_keep = ET_RESPONSE_KEEP;
         if (!c->site.name) {

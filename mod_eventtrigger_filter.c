@@ -437,6 +437,7 @@ static void store_event(request_rec *r, et_event_t *ev)
                       "queued", ev->txn, ev->site,
                       et_object_name(ev->object), et_event_name(ev->event),
                       ev->oid, err ? err : "unknown error");
+        et_guard_count_lost(r);
         return;
     }
 

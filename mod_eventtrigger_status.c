@@ -6,7 +6,12 @@
  * letters (replay=TXN or replay_since=TIME).
  *
  * Everything shown is read from the outbox, so every child (and every
- * httpd sharing a PostgreSQL outbox) shows the same figures.
+ * httpd sharing a PostgreSQL outbox) shows the same figures; but for the
+ * outbox's own state and the requests refused and events lost because
+ * it could not store them (mod_eventtrigger_guard.c): those are this
+ * httpd's, from the memory its processes share, counted since it
+ * started (a restart counts from 0). When the outbox cannot be read, the
+ * page says so with 503 and still shows those.
  */
 
 #include "httpd.h"
@@ -28,6 +33,7 @@
 #include "et_circuit.h"
 #include "et_retry.h"
 #include "et_trace.h"
+#include "et_guard.h"
 
 #define ET_STATUS_RECENT   10         /* failures listed */
 #define ET_STATUS_SAMPLES  1000       /* deliveries behind the percentiles */
@@ -41,12 +47,16 @@ typedef struct site_view_t {
     const et_circuit_row_t *circuit;
     apr_array_header_t *totals;       /* of apr_interval_time_t */
     apr_interval_time_t p50, p99;
+    apr_uint32_t refused, lost;       /* this httpd's, since it started */
 } site_view_t;
 
 typedef struct status_t {
     apr_array_header_t *sites;        /* site_view_t * */
     apr_array_header_t *recent;       /* et_event_t * */
     apr_time_t now;
+    int unreadable;                   /* the outbox could not be read */
+    et_guard_view_t outbox;
+    int have_outbox;
 } status_t;
 
 /* The trace id of @a e's calls (see docs/operations.md, Tracing). */
@@ -139,6 +149,7 @@ static apr_status_t gather(request_rec *r, status_t *st)
 
     st->now = apr_time_now();
     st->sites = apr_array_make(r->pool, 8, sizeof(site_view_t *));
+    st->recent = apr_array_make(r->pool, 1, sizeof(et_event_t *));
     if ((rv = et_conn_get(&conn, r)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
                       "ET00050: status: no outbox connection");
@@ -197,6 +208,36 @@ static apr_status_t gather(request_rec *r, status_t *st)
     return APR_SUCCESS;
 }
 
+/* The outbox's state and each site's refused and lost counts; when the
+ * outbox could not be read (@a unreadable), the configured sites alone. */
+static void gather_guard(request_rec *r, status_t *st, int unreadable)
+{
+    const et_guard_t *g = et_guard_shared();
+    server_rec *vs;
+
+    if (unreadable) {
+        st->unreadable = 1;
+        st->sites = apr_array_make(r->pool, 8, sizeof(site_view_t *));
+        st->recent = apr_array_make(r->pool, 1, sizeof(et_event_t *));
+    }
+    if (!g) {
+        return;
+    }
+    st->have_outbox = 1;
+    et_guard_view(g, &st->outbox);
+    for (vs = et_g.main_server ? et_g.main_server : r->server; vs;
+         vs = vs->next) {
+        et_srv_conf_t *c = et_srv_conf(vs);
+        site_view_t *v;
+
+        if (!c->site.endpoint) {
+            continue;
+        }
+        v = view_of(st, r->pool, r->server, c->site.name);
+        et_guard_site_counts(g, c->guard_idx, &v->refused, &v->lost);
+    }
+}
+
 static const char *circuit_name(const site_view_t *v)
 {
     return et_circuit_state_name(v->circuit ? (et_cb_state_e)v->circuit->state
@@ -229,7 +270,7 @@ static void emit_json(request_rec *r, const status_t *st)
 
         json_array_append_new(sites, json_pack(
             "{s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f,s:i},"
-            "s:{s:s,s:i,s:s?}}",
+            "s:{s:s,s:i,s:s?},s:i,s:i}",
             "site", v->name, "endpoint", v->endpoint, "proxy", v->proxy,
             "pending", (json_int_t)c->pending,
             "in_flight", (json_int_t)c->leased,
@@ -242,7 +283,8 @@ static void emit_json(request_rec *r, const status_t *st)
             "samples", v->totals->nelts,
             "circuit", "state", circuit_name(v),
             "failures", v->circuit ? v->circuit->failures : 0,
-            "last_error", v->circuit ? v->circuit->last_error : NULL));
+            "last_error", v->circuit ? v->circuit->last_error : NULL,
+            "refused", (int)v->refused, "lost", (int)v->lost));
         tot[0] += c->pending;
         tot[1] += c->leased;
         tot[2] += v->counts.retrying;
@@ -267,6 +309,23 @@ static void emit_json(request_rec *r, const status_t *st)
     json_object_set_new(root, "dead", json_integer(tot[4]));
     json_object_set_new(root, "failed", json_integer(tot[5]));
     json_object_set_new(root, "sites", sites);
+    if (st->have_outbox) {
+        const et_guard_view_t *o = &st->outbox;
+
+        json_object_set_new(root, "outbox", json_pack(
+            "{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:b}",
+            "state", et_ob_state_name(o->state),
+            "writable", o->state == ET_OB_WRITABLE
+                        || o->state == ET_OB_UNKNOWN,
+            "free_bytes", (json_int_t)o->avail,
+            "reserve_bytes", (json_int_t)o->reserve,
+            "refusing_since", (json_int_t)(o->refusing_since
+                                           ? apr_time_sec(o->refusing_since)
+                                           : 0),
+            "refused", (json_int_t)o->refused,
+            "lost", (json_int_t)o->lost,
+            "readable", !st->unreadable));
+    }
     json_object_set_new(root, "recent_failures", recent);
     et_json_pool_own(r->pool, root);
     text = et_json_dump(r->pool, root, &len);
@@ -351,6 +410,45 @@ static void emit_prometheus(request_rec *r, const status_t *st)
         ap_rprintf(r, "eventtrigger_delivery_seconds{site=\"%s\","
                    "quantile=\"0.99\"} %.6f\n", site, v->p99 / 1e6);
     }
+    if (st->have_outbox) {
+        const et_guard_view_t *o = &st->outbox;
+
+        ap_rprintf(r, "# HELP eventtrigger_outbox_writable 1 while write "
+                   "requests are admitted (the outbox can store their "
+                   "events).\n# TYPE eventtrigger_outbox_writable gauge\n"
+                   "eventtrigger_outbox_writable %d\n",
+                   o->state == ET_OB_WRITABLE || o->state == ET_OB_UNKNOWN);
+        if (o->avail >= 0) {
+            ap_rprintf(r, "# HELP eventtrigger_outbox_free_bytes Room left "
+                       "on the SQLite outbox's filesystem, besides the "
+                       "reserve.\n# TYPE eventtrigger_outbox_free_bytes "
+                       "gauge\neventtrigger_outbox_free_bytes %"
+                       APR_OFF_T_FMT "\n", o->avail);
+        }
+        ap_rprintf(r, "# HELP eventtrigger_outbox_refusing_since_seconds "
+                   "Since when write requests are refused (Unix time), 0 "
+                   "if they are not.\n# TYPE "
+                   "eventtrigger_outbox_refusing_since_seconds gauge\n"
+                   "eventtrigger_outbox_refusing_since_seconds %"
+                   APR_TIME_T_FMT "\n", apr_time_sec(o->refusing_since));
+        ap_rputs("# HELP eventtrigger_refused_total Write requests refused "
+                 "(503 before the console) because the outbox could not "
+                 "store their events.\n# TYPE eventtrigger_refused_total "
+                 "counter\n", r);
+        for (i = 0; i < st->sites->nelts; i++) {
+            const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
+            ap_rprintf(r, "eventtrigger_refused_total{site=\"%s\"} %u\n",
+                       prom_label(r->pool, v->name), v->refused);
+        }
+        ap_rputs("# HELP eventtrigger_lost_total Events whose store failed "
+                 "after the console answered (ET00032).\n# TYPE "
+                 "eventtrigger_lost_total counter\n", r);
+        for (i = 0; i < st->sites->nelts; i++) {
+            const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
+            ap_rprintf(r, "eventtrigger_lost_total{site=\"%s\"} %u\n",
+                       prom_label(r->pool, v->name), v->lost);
+        }
+    }
     ap_rputs("# HELP eventtrigger_endpoint_paused 1 while the site's "
              "endpoint is paused (circuit open or probing).\n"
              "# TYPE eventtrigger_endpoint_paused gauge\n", r);
@@ -366,11 +464,29 @@ static void emit_html_tables(request_rec *r, const status_t *st)
 {
     int i;
 
+    if (st->have_outbox) {
+        const et_guard_view_t *o = &st->outbox;
+
+        ap_rprintf(r, "<p>Outbox: <b>%s</b>%s%s%s%s%s; write requests "
+                   "refused: %" APR_UINT64_T_FMT ", events lost: %"
+                   APR_UINT64_T_FMT "%s</p>\n",
+                   et_ob_state_name(o->state),
+                   o->avail >= 0 ? ", free: " : "",
+                   o->avail >= 0 ? apr_off_t_toa(r->pool, o->avail) : "",
+                   o->avail >= 0 ? " bytes" : "",
+                   o->refusing_since ? ", refusing since " : "",
+                   o->refusing_since
+                   ? ap_ht_time(r->pool, o->refusing_since,
+                                "%Y-%m-%d %H:%M:%S %Z", 1) : "",
+                   o->refused, o->lost,
+                   st->unreadable ? " (the outbox cannot be read now)" : "");
+    }
     ap_rputs("<table border=\"1\" cellpadding=\"3\">\n<tr><th>site</th>"
              "<th>endpoint</th><th>pending</th><th>in flight</th>"
              "<th>retrying</th><th>delivered</th><th>dead</th>"
              "<th>failed</th><th>oldest pending</th><th>p50</th>"
-             "<th>p99</th><th>endpoint health</th></tr>\n", r);
+             "<th>p99</th><th>endpoint health</th><th>refused</th>"
+             "<th>lost</th></tr>\n", r);
     for (i = 0; i < st->sites->nelts; i++) {
         const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
         const et_outbox_counts_t *c = &v->counts.counts;
@@ -380,7 +496,7 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                    "</td><td>%" APR_INT64_T_FMT "</td><td>%" APR_INT64_T_FMT
                    "</td><td>%" APR_INT64_T_FMT "</td><td>%" APR_INT64_T_FMT
                    " s</td><td>%.1f ms</td><td>%.1f ms</td><td>%s%s%s</td>"
-                   "</tr>\n",
+                   "<td>%u</td><td>%u</td></tr>\n",
                    ap_escape_html(r->pool, v->name),
                    v->endpoint
                    ? apr_pstrcat(r->pool, ap_escape_html(r->pool, v->endpoint),
@@ -393,7 +509,8 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                    ms(v->p99), circuit_name(v),
                    v->circuit && v->circuit->last_error ? ": " : "",
                    v->circuit && v->circuit->last_error
-                   ? ap_escape_html(r->pool, v->circuit->last_error) : "");
+                   ? ap_escape_html(r->pool, v->circuit->last_error) : "",
+                   v->refused, v->lost);
     }
     ap_rputs("</table>\n", r);
 }
@@ -561,8 +678,17 @@ int et_status_handler(request_rec *r)
     if (!et_g.store) {
         return HTTP_SERVICE_UNAVAILABLE;      /* no site sends anything */
     }
+    memset(&st, 0, sizeof(st));
     if (gather(r, &st) != APR_SUCCESS) {
-        return HTTP_SERVICE_UNAVAILABLE;
+        if (!et_guard_shared()) {
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        /* what this httpd knows without the outbox, answered 503 */
+        gather_guard(r, &st, 1);
+        r->status = HTTP_SERVICE_UNAVAILABLE;
+    }
+    else {
+        gather_guard(r, &st, 0);
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (want_arg(r, "json")) {
@@ -584,9 +710,11 @@ static int et_mod_status_hook(request_rec *r, int flags)
     apr_int64_t pending = 0, dead = 0, delivered = 0;
     int i;
 
+    memset(&st, 0, sizeof(st));
     if (!et_g.store || !et_g.outboxes || gather(r, &st) != APR_SUCCESS) {
         return OK;
     }
+    gather_guard(r, &st, 0);
     for (i = 0; i < st.sites->nelts; i++) {
         const site_view_t *v = APR_ARRAY_IDX(st.sites, i, site_view_t *);
         pending += v->counts.counts.pending;

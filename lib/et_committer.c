@@ -9,6 +9,7 @@
 
 #include "et_committer.h"
 #include "et_outbox.h"
+#include "et_guard.h"
 
 typedef struct item_t {
     et_event_t *ev;
@@ -26,6 +27,7 @@ struct et_writer_t {
     apr_global_mutex_t *lock;
     et_outbox_t *ob;                  /* opened on first use */
     apr_pool_t *ob_pool;
+    const char *reserve;              /* SQLite: the room kept back */
 };
 
 et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
@@ -36,6 +38,7 @@ et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
     w->pool = p;
     w->store = store;
     w->lock = lock;
+    w->reserve = et_reserve_path(p, store);
     return w;
 }
 
@@ -100,6 +103,15 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
     apr_status_t rv;
 
     rv = et_outbox_insert_batch(w->ob, evs, n, each);
+    if ((rv != APR_SUCCESS || any_failed(each, n)) && w->reserve
+        && et_outbox_full(w->ob)
+        && et_reserve_release(w->reserve) == APR_SUCCESS) {
+        /* Out of room: these events were admitted by the check before
+         * their consoles acted (et_guard.h), and the reserve is theirs.
+         * Released, it stays so until the check finds room again, and
+         * no new request is admitted meanwhile. */
+        rv = et_outbox_insert_batch(w->ob, evs, n, each);
+    }
     if ((rv != APR_SUCCESS || any_failed(each, n))
         && et_outbox_ping(w->ob) != APR_SUCCESS) {
         /* The connection itself is gone (a PostgreSQL server restarted,

@@ -54,6 +54,16 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev);
  * connection will do. */
 apr_status_t et_outbox_ping(et_outbox_t *ob);
 
+/** Non-zero if the last error was SQLite's "database or disk is full". */
+int et_outbox_full(et_outbox_t *ob);
+
+/** Can the database take a write now? APR_SUCCESS: yes; APR_EACCES: it
+ * answers but is read-only (a PostgreSQL standby, or
+ * default_transaction_read_only); another error: it does not answer.
+ * On SQLite the same as et_outbox_ping (its room is the filesystem's,
+ * see et_guard.h). */
+apr_status_t et_outbox_writable(et_outbox_t *ob);
+
 /** Start a transaction (so that several writes make one commit). */
 apr_status_t et_outbox_begin(et_outbox_t *ob, apr_pool_t *p,
                              apr_dbd_transaction_t **trans);

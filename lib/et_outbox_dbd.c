@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <apr_dbd.h>
 #include <apr_strings.h>
@@ -46,6 +47,7 @@ struct et_outbox_t {
     int in_txn;                       /* in et_outbox_begin's transaction */
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
+    int last_rc;                      /* the driver's code of that error */
 };
 
 /* One schema for both drivers; only the key and time types differ. */
@@ -254,6 +256,7 @@ static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
 {
     const char *msg = rv && ob->db ? apr_dbd_error(ob->drv, ob->db, rv) : NULL;
 
+    ob->last_rc = rv;
     apr_snprintf(ob->last_error, sizeof(ob->last_error), "%s: %s", what,
                  msg ? msg : "database error");
     return APR_EGENERAL;
@@ -280,6 +283,50 @@ void et_outbox_close(et_outbox_t *ob)
     if (ob) {
         apr_pool_cleanup_run(ob->pool, ob, close_cleanup);
     }
+}
+
+int et_outbox_full(et_outbox_t *ob)
+{
+    /* the sqlite3 driver hands sqlite3_step's code on (an extended one's
+     * low byte is its primary code); its message, in case a driver
+     * version maps the code */
+    return ob && !ob->is_pgsql
+           && ((ob->last_rc & 0xff) == SQLITE_FULL
+               || strstr(ob->last_error, "database or disk is full"));
+}
+
+apr_status_t et_outbox_writable(et_outbox_t *ob)
+{
+    apr_pool_t *p;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
+    apr_status_t st = APR_EACCES;
+    int rv;
+
+    if (!ob->is_pgsql) {
+        return et_outbox_ping(ob);
+    }
+    apr_pool_create(&p, ob->pool);
+    /* a standby (failover under way) or a read-only default answers
+     * without a row */
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res,
+                        "SELECT 1 WHERE NOT pg_is_in_recovery() AND "
+                        "current_setting('default_transaction_read_only') "
+                        "= 'off'", 1);
+    if (rv) {
+        st = set_error(ob, rv, "reaching the database");
+    }
+    else {
+        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+            st = APR_SUCCESS;
+        }
+        if (st != APR_SUCCESS) {
+            apr_cpystrn(ob->last_error, "the database is read-only",
+                        sizeof(ob->last_error));
+        }
+    }
+    apr_pool_destroy(p);
+    return st;
 }
 
 apr_status_t et_outbox_ping(et_outbox_t *ob)

@@ -250,8 +250,13 @@ is_deeply(\%types,
           { eventtrigger_events => 'gauge',
             eventtrigger_oldest_pending_seconds => 'gauge',
             eventtrigger_delivery_seconds => 'summary',
-            eventtrigger_endpoint_paused => 'gauge' },
-          '?prometheus: the four families with their TYPE');
+            eventtrigger_endpoint_paused => 'gauge',
+            eventtrigger_outbox_writable => 'gauge',
+            eventtrigger_outbox_free_bytes => 'gauge',
+            eventtrigger_outbox_refusing_since_seconds => 'gauge',
+            eventtrigger_refused_total => 'counter',
+            eventtrigger_lost_total => 'counter' },
+          '?prometheus: the nine families with their TYPE');
 ok(!grep({ !length($prom->{families}{$_}{help} // '') } keys %{ $prom->{families} }),
    '?prometheus: each with a HELP text');
 is_deeply({ map { $_ => prom_value($prom, 'eventtrigger_events', site => $SITE,
@@ -288,7 +293,8 @@ like($res_html->header('Content-Type') // '', qr{^text/html; charset=utf-8}i,
 my $tables = html_tables($res_html->content);
 is_deeply($tables->[0] ? $tables->[0]{head} : [],
           ['site', 'endpoint', 'pending', 'in flight', 'retrying', 'delivered',
-           'dead', 'failed', 'oldest pending', 'p50', 'p99', 'endpoint health'],
+           'dead', 'failed', 'oldest pending', 'p50', 'p99', 'endpoint health',
+           'refused', 'lost'],
           'HTML: the site table\'s columns');
 my $row = html_site_row($tables, $SITE);
 is_deeply($row && [@$row[1 .. 7]],

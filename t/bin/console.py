@@ -48,7 +48,12 @@ Test controls, as request headers:
 Every answer carries X-Console-Body-Sha1 and X-Console-Body-Length, the
 SHA-1 and length of the request body the console read.
 
-Usage: console.py --port N [--bind 127.0.0.1] [--quiet]
+With --record FILE, every create, update and delete it answers is appended
+to FILE as one JSON line, {"method", "path", "id", "status"}, before the
+answer is sent: what the console saw (the fail-closed tests compare it with
+the outbox).
+
+Usage: console.py --port N [--bind 127.0.0.1] [--quiet] [--record FILE]
 """
 
 import argparse
@@ -78,6 +83,8 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "EtConsole/1.0"
     quiet = False
+    record = None
+    record_lock = threading.Lock()
 
     # -- helpers ----------------------------------------------------------
 
@@ -120,6 +127,14 @@ class ConsoleHandler(BaseHTTPRequestHandler):
 
     def _send_json(self, status, obj):
         self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+
+    def _record(self, status, oid):
+        if not self.record:
+            return
+        line = json.dumps({"method": self.command, "path": self.path,
+                           "id": oid, "status": status})
+        with self.record_lock, open(self.record, "a") as f:
+            f.write(line + "\n")
 
     def _path_parts(self):
         raw_path, _, query = self.path.partition("?")
@@ -216,6 +231,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         if self.command == "POST":
             if data.get("id") is None:
                 data["id"] = _next_id(segs[-1] if segs else None)
+            self._record(201, data["id"])
             self._send_shaped(201, data)
             return
         if not segs:
@@ -225,8 +241,10 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         if data.get("id") is None:
             data["id"] = path_id
         if self.command == "DELETE" and query.get("nobody") == ["1"]:
+            self._record(204, data["id"])
             self._send(204, None)
             return
+        self._record(200, data["id"])
         self._send_shaped(200, data)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _handle
@@ -256,8 +274,10 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    ap.add_argument("--record", help="append what it answered here (JSON lines)")
     args = ap.parse_args()
     ConsoleHandler.quiet = args.quiet
+    ConsoleHandler.record = args.record
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.bind, args.port), ConsoleHandler)

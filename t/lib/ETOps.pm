@@ -363,11 +363,18 @@ sub mini_httpd_start {
         open STDERR, '>&', \*STDOUT;
         exec httpd_bin(), '-f', $conf, '-DFOREGROUND' or POSIX::_exit(127);
     }
+    # Up once its PidFile names it: the port alone answers from the moment
+    # httpd binds it, before the modules' post_config (the outbox made);
+    # a test that stopped it then would stop a half-started httpd.
+    (my $pidfile = $conf) =~ s{/[^/]*\z}{/logs/httpd.pid};
     my $up = wait_for(sub {
         return 'died' if waitpid($pid, WNOHANG) == $pid;
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                       Proto => 'tcp', Timeout => 1);
-        return $s ? 'up' : 0;
+        return 0 unless $s;
+        open my $fh, '<', $pidfile or return 0;
+        my $named = <$fh> // '';
+        return $named =~ /^\s*$pid\b/ ? 'up' : 0;
     }, 30);
     die "httpd on $conf did not start (see $out)\n" unless $up && $up eq 'up';
     return $pid;

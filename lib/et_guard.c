@@ -1,0 +1,353 @@
+/* Licensed under the Apache License, Version 2.0. */
+/*
+ * Fail closed: the reserve and the shared state, see et_guard.h.
+ */
+
+#include <fcntl.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <apr_strings.h>
+#include <apr_atomic.h>
+
+#include "et_guard.h"
+
+/* A checker that has held the right to check this long has died (a child
+ * that crashed mid-check): another may take it. */
+#define ET_GUARD_STUCK_MS 10000
+
+const char *et_ob_state_name(et_ob_state_e st)
+{
+    switch (st) {
+    case ET_OB_WRITABLE:
+        return "writable";
+    case ET_OB_FULL:
+        return "full";
+    case ET_OB_DOWN:
+        return "down";
+    case ET_OB_READONLY:
+        return "read-only";
+    case ET_OB_FAILED:
+        return "failing";
+    default:
+        return "unknown";
+    }
+}
+
+const char *et_ob_state_reason(et_ob_state_e st)
+{
+    switch (st) {
+    case ET_OB_FULL:
+        return "the outbox's disk is full";
+    case ET_OB_DOWN:
+        return "the outbox's database does not answer";
+    case ET_OB_READONLY:
+        return "the outbox is not writable";
+    case ET_OB_FAILED:
+        return "the outbox failed to store an event";
+    default:
+        return "the outbox cannot store events";
+    }
+}
+
+const char *et_reserve_path(apr_pool_t *p, const char *store)
+{
+    if (!store || strncmp(store, "sqlite3:", 8) || !store[8]) {
+        return NULL;
+    }
+    return apr_pstrcat(p, store + 8, ".reserve", NULL);
+}
+
+apr_status_t et_reserve_hold(const char *path, apr_off_t size)
+{
+    struct stat st;
+    int fd, rc;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return errno;
+    }
+    if (fstat(fd, &st) == 0 && (apr_off_t)st.st_blocks * 512 >= size) {
+        close(fd);
+        return APR_SUCCESS;
+    }
+    /* allocated blocks, not a sparse file: the room is really taken */
+    rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0) {
+        /* give back what a partial allocation took */
+        if (ftruncate(fd, 0) < 0) {
+            /* nothing more to do: the next attempt truncates again */
+        }
+        close(fd);
+        return rc;
+    }
+    close(fd);
+    return APR_SUCCESS;
+}
+
+int et_reserve_held(const char *path, apr_off_t size)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && (apr_off_t)st.st_blocks * 512 >= size;
+}
+
+apr_status_t et_reserve_release(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        return errno;
+    }
+    if (st.st_blocks == 0) {
+        return APR_ENOENT;
+    }
+    return truncate(path, 0) == 0 ? APR_SUCCESS : errno;
+}
+
+apr_status_t et_fs_free(const char *path, apr_off_t *avail)
+{
+    struct statvfs sv;
+
+    if (statvfs(path, &sv) != 0) {
+        return errno;
+    }
+    *avail = (apr_off_t)sv.f_bavail * (apr_off_t)sv.f_frsize;
+    return APR_SUCCESS;
+}
+
+apr_off_t et_wal_pending(const char *shm)
+{
+    unsigned char hdr[100];
+    apr_uint16_t page16;
+    apr_uint32_t mx, backfill, page;
+    int fd = open(shm, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0) {
+        return 0;
+    }
+    n = pread(fd, hdr, sizeof(hdr), 0);
+    close(fd);
+    if (n != (ssize_t)sizeof(hdr)) {
+        return 0;
+    }
+    /* native byte order, as SQLite writes the index */
+    memcpy(&page16, hdr + 14, 2);
+    memcpy(&mx, hdr + 16, 4);
+    memcpy(&backfill, hdr + 96, 4);
+    page = page16 == 1 ? 65536 : page16;
+    if (mx <= backfill) {
+        return 0;
+    }
+    return (apr_off_t)(mx - backfill) * page;
+}
+
+et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
+                              apr_off_t wal, int *hold)
+{
+    apr_off_t need = reserve + (wal > 0 ? wal : 0);
+
+    *hold = 0;
+    if (!held) {
+        if (avail >= reserve + need) {
+            *hold = 1;
+        }
+        return ET_OB_FULL;
+    }
+    return avail >= need ? ET_OB_WRITABLE : ET_OB_FULL;
+}
+
+/*
+ * The shared state. Every field is read and written with apr_atomic_*32
+ * only; the times are milliseconds after `base` (written once, before the
+ * processes that share it exist), seconds for the wall clock ones.
+ */
+typedef struct et_guard_site_t {
+    volatile apr_uint32_t refused;
+    volatile apr_uint32_t lost;
+} et_guard_site_t;
+
+struct et_guard_t {
+    apr_time_t base;
+    apr_uint32_t nsites;
+    volatile apr_uint32_t checked_ms; /* the last check */
+    volatile apr_uint32_t checking;   /* 0, or when a check began (ms|1) */
+    volatile apr_uint32_t stale;      /* check at the next request */
+    volatile apr_uint32_t state;      /* et_ob_state_e */
+    volatile apr_uint32_t since_s;    /* refusing since, 0: not */
+    volatile apr_uint32_t avail_kib;  /* 0xffffffff: not known */
+    volatile apr_uint32_t reserve_kib;
+    volatile apr_uint32_t log_s;      /* the last refusal line */
+    volatile apr_uint32_t unlogged;   /* refused since that line */
+    volatile apr_uint32_t refused;    /* every site, also those out of range */
+    volatile apr_uint32_t lost;
+    et_guard_site_t site[1];          /* nsites of them */
+};
+
+#define KIB_UNKNOWN 0xffffffffU
+
+apr_size_t et_guard_size(int nsites)
+{
+    return APR_ALIGN_DEFAULT(sizeof(et_guard_t)
+                             + (apr_size_t)(nsites > 1 ? nsites - 1 : 0)
+                               * sizeof(et_guard_site_t));
+}
+
+et_guard_t *et_guard_init(void *mem, int nsites, apr_time_t now)
+{
+    et_guard_t *g = mem;
+
+    memset(mem, 0, et_guard_size(nsites));
+    g->base = now;
+    g->nsites = (apr_uint32_t)(nsites > 0 ? nsites : 0);
+    g->stale = 1;
+    g->avail_kib = KIB_UNKNOWN;
+    g->reserve_kib = KIB_UNKNOWN;
+    return g;
+}
+
+static apr_uint32_t ms_of(const et_guard_t *g, apr_time_t t)
+{
+    return (apr_uint32_t)apr_time_as_msec(t - g->base);
+}
+
+int et_guard_due(et_guard_t *g, apr_time_t now, apr_interval_time_t ttl)
+{
+    apr_uint32_t n = ms_of(g, now);
+    apr_uint32_t busy;
+
+    if (!apr_atomic_read32(&g->stale)
+        && n - apr_atomic_read32(&g->checked_ms)
+           < (apr_uint32_t)apr_time_as_msec(ttl)) {
+        return 0;
+    }
+    busy = apr_atomic_read32(&g->checking);
+    if (busy && n - (busy & ~1U) < ET_GUARD_STUCK_MS) {
+        return 0;                     /* another is checking */
+    }
+    return apr_atomic_cas32(&g->checking, n | 1, busy) == busy;
+}
+
+static apr_uint32_t kib(apr_off_t bytes)
+{
+    if (bytes < 0) {
+        return KIB_UNKNOWN;
+    }
+    bytes /= 1024;
+    return bytes >= (apr_off_t)KIB_UNKNOWN ? KIB_UNKNOWN - 1
+                                           : (apr_uint32_t)bytes;
+}
+
+et_guard_change_e et_guard_record(et_guard_t *g, apr_time_t now,
+                                  et_ob_state_e st, apr_off_t avail,
+                                  apr_off_t reserve)
+{
+    et_ob_state_e was = apr_atomic_read32(&g->state);
+    et_guard_change_e change = ET_GUARD_SAME;
+    /* a failed store alone (ET_OB_FAILED) is said by its ET00032: this
+     * check says whether it was more */
+    int was_refusing = was != ET_OB_WRITABLE && was != ET_OB_UNKNOWN
+                       && was != ET_OB_FAILED;
+
+    apr_atomic_set32(&g->avail_kib, kib(avail));
+    apr_atomic_set32(&g->reserve_kib, kib(reserve));
+    if (st == ET_OB_WRITABLE) {
+        if (was_refusing) {
+            change = ET_GUARD_RECOVERED;
+        }
+        apr_atomic_set32(&g->since_s, 0);
+    }
+    else if (!was_refusing) {
+        change = ET_GUARD_REFUSING;
+        if (was != ET_OB_FAILED || !apr_atomic_read32(&g->since_s)) {
+            apr_atomic_set32(&g->since_s, (apr_uint32_t)apr_time_sec(now));
+        }
+    }
+    apr_atomic_set32(&g->state, st);
+    apr_atomic_set32(&g->checked_ms, ms_of(g, now));
+    apr_atomic_set32(&g->stale, 0);
+    apr_atomic_set32(&g->checking, 0);
+    return change;
+}
+
+void et_guard_invalidate(et_guard_t *g)
+{
+    apr_atomic_set32(&g->stale, 1);
+}
+
+et_ob_state_e et_guard_state(const et_guard_t *g)
+{
+    return apr_atomic_read32((volatile apr_uint32_t *)&g->state);
+}
+
+int et_guard_refused(et_guard_t *g, int site, apr_time_t now,
+                     apr_uint32_t *count)
+{
+    apr_uint32_t s = (apr_uint32_t)apr_time_sec(now);
+    apr_uint32_t last;
+
+    apr_atomic_inc32(&g->refused);
+    if (site >= 0 && (apr_uint32_t)site < g->nsites) {
+        apr_atomic_inc32(&g->site[site].refused);
+    }
+    apr_atomic_inc32(&g->unlogged);
+    last = apr_atomic_read32(&g->log_s);
+    if (last == s || apr_atomic_cas32(&g->log_s, s, last) != last) {
+        return 0;
+    }
+    *count = apr_atomic_xchg32(&g->unlogged, 0);
+    return 1;
+}
+
+void et_guard_lost(et_guard_t *g, int site)
+{
+    apr_uint32_t was;
+
+    apr_atomic_inc32(&g->lost);
+    if (site >= 0 && (apr_uint32_t)site < g->nsites) {
+        apr_atomic_inc32(&g->site[site].lost);
+    }
+    /* Refuse at once: the requests that come while a check is under way
+     * would otherwise be admitted on the last, now doubtful, outcome. */
+    was = apr_atomic_read32(&g->state);
+    if ((was == ET_OB_WRITABLE || was == ET_OB_UNKNOWN)
+        && apr_atomic_cas32(&g->state, ET_OB_FAILED, was) == was) {
+        apr_atomic_set32(&g->since_s,
+                         (apr_uint32_t)apr_time_sec(apr_time_now()));
+    }
+    et_guard_invalidate(g);
+}
+
+void et_guard_view(const et_guard_t *g, et_guard_view_t *v)
+{
+    et_guard_t *m = (et_guard_t *)g;  /* apr_atomic_read32 is not const */
+    apr_uint32_t a = apr_atomic_read32(&m->avail_kib);
+    apr_uint32_t r = apr_atomic_read32(&m->reserve_kib);
+    apr_uint32_t since = apr_atomic_read32(&m->since_s);
+
+    v->state = apr_atomic_read32(&m->state);
+    v->checked = v->state == ET_OB_UNKNOWN
+                 ? 0 : g->base + apr_time_from_msec(
+                                     apr_atomic_read32(&m->checked_ms));
+    v->refusing_since = since ? apr_time_from_sec(since) : 0;
+    v->avail = a == KIB_UNKNOWN ? -1 : (apr_off_t)a * 1024;
+    v->reserve = r == KIB_UNKNOWN ? -1 : (apr_off_t)r * 1024;
+    v->refused = apr_atomic_read32(&m->refused);
+    v->lost = apr_atomic_read32(&m->lost);
+}
+
+void et_guard_site_counts(const et_guard_t *g, int site,
+                          apr_uint32_t *refused, apr_uint32_t *lost)
+{
+    et_guard_t *m = (et_guard_t *)g;
+
+    *refused = *lost = 0;
+    if (site >= 0 && (apr_uint32_t)site < g->nsites) {
+        *refused = apr_atomic_read32(&m->site[site].refused);
+        *lost = apr_atomic_read32(&m->site[site].lost);
+    }
+}
