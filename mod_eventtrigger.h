@@ -189,6 +189,10 @@ int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 void et_guard_register_hooks(void);
 /** Count @a r's event as lost (its store failed at the end). */
 void et_guard_count_lost(request_rec *r);
+/** Count a before-save decision (et_bs_kind_e) of @a r's site; @a took
+ *  is the call's time, or -1 if no call was made. */
+void et_guard_count_before(request_rec *r, int kind,
+                           apr_interval_time_t took);
 /** The outbox's state and the counts, for the status page (NULL: none). */
 const struct et_guard_t *et_guard_shared(void);
 

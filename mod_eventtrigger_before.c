@@ -32,6 +32,7 @@
 #include "et_before.h"
 #include "et_call.h"
 #include "et_capture.h"
+#include "et_guard.h"
 #include "et_json.h"
 #include "et_jsonrpc.h"
 #include "et_url.h"
@@ -239,6 +240,7 @@ typedef struct et_ask_t {
     apr_size_t obj_len;
     const char *txn;          /* out */
     et_before_decision_t d;   /* out */
+    apr_interval_time_t took; /* out: the call's time, -1 if none made */
 } et_ask_t;
 
 /* What the request's after-save events carry goes on its before-save
@@ -275,6 +277,7 @@ static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
 
     memset(&a->d, 0, sizeof(a->d));
     a->txn = NULL;
+    a->took = -1;
     if (!err && et_txn_new(r->pool, &a->txn) != APR_SUCCESS) {
         a->txn = NULL;
         err = "no transaction id could be generated";
@@ -323,7 +326,12 @@ static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
                 req.connect_timeout = timeout;
             }
             req.response_keep = limit + 1;
-            et_before_call(clients, r->pool, &req, &resp);
+            {
+                apr_time_t t0 = apr_time_now();
+
+                et_before_call(clients, r->pool, &req, &resp);
+                a->took = apr_time_now() - t0;
+            }
             apr_atomic_dec32(sc->before_running);
             if (resp.body_len > limit) {
                 a->d.kind = ET_BEFORE_FAIL;
@@ -352,9 +360,15 @@ static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
                   apr_time_as_msec(apr_time_now() - start));
 }
 
-/* The request notes a CustomLog can show. */
+/* The request notes a CustomLog can show, and the status page's counts. */
 static void note(request_rec *r, const et_ask_t *a, int proceed_on_failure)
 {
+    et_guard_count_before(r, a->d.kind == ET_BEFORE_FAIL
+                             ? (proceed_on_failure ? ET_BS_FAILED_OPEN
+                                                   : ET_BS_FAILED_CLOSED)
+                             : a->d.kind == ET_BEFORE_ENRICH ? ET_BS_ENRICHED
+                             : a->d.kind == ET_BEFORE_REFUSE ? ET_BS_REFUSED
+                             : ET_BS_PROCEED, a->took);
     apr_table_setn(r->notes, "eventtrigger-before",
                    a->d.kind == ET_BEFORE_FAIL
                    ? (proceed_on_failure ? "failed-open" : "failed-closed")

@@ -394,6 +394,15 @@ void et_guard_count_lost(request_rec *r)
     }
 }
 
+void et_guard_count_before(request_rec *r, int kind,
+                           apr_interval_time_t took)
+{
+    if (gd.g) {
+        et_guard_before(gd.g, et_srv_conf(r->server)->guard_idx,
+                        (et_bs_kind_e)kind, took);
+    }
+}
+
 const et_guard_t *et_guard_shared(void)
 {
     return gd.g;

@@ -48,6 +48,7 @@ typedef struct site_view_t {
     apr_array_header_t *totals;       /* of apr_interval_time_t */
     apr_interval_time_t p50, p99;
     apr_uint32_t refused, lost;       /* this httpd's, since it started */
+    et_bs_view_t before;              /* before-save decisions, likewise */
 } site_view_t;
 
 typedef struct status_t {
@@ -235,7 +236,24 @@ static void gather_guard(request_rec *r, status_t *st, int unreadable)
         }
         v = view_of(st, r->pool, r->server, c->site.name);
         et_guard_site_counts(g, c->guard_idx, &v->refused, &v->lost);
+        et_guard_before_view(g, c->guard_idx, &v->before);
     }
+}
+
+/* A site's before-save decisions as a JSON object. */
+static json_t *before_json(const et_bs_view_t *b)
+{
+    json_t *j = json_object();
+    int k;
+
+    for (k = 0; k < ET_BS_KINDS; k++) {
+        json_object_set_new(j, et_bs_kind_name((et_bs_kind_e)k),
+                            json_integer(b->count[k]));
+    }
+    json_object_set_new(j, "latency_ms",
+                        json_pack("{s:f,s:f,s:i}", "p50", b->p50_ms,
+                                  "p99", b->p99_ms, "calls", (int)b->calls));
+    return j;
 }
 
 static const char *circuit_name(const site_view_t *v)
@@ -270,7 +288,7 @@ static void emit_json(request_rec *r, const status_t *st)
 
         json_array_append_new(sites, json_pack(
             "{s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f,s:i},"
-            "s:{s:s,s:i,s:s?},s:i,s:i}",
+            "s:{s:s,s:i,s:s?},s:i,s:i,s:o}",
             "site", v->name, "endpoint", v->endpoint, "proxy", v->proxy,
             "pending", (json_int_t)c->pending,
             "in_flight", (json_int_t)c->leased,
@@ -284,7 +302,8 @@ static void emit_json(request_rec *r, const status_t *st)
             "circuit", "state", circuit_name(v),
             "failures", v->circuit ? v->circuit->failures : 0,
             "last_error", v->circuit ? v->circuit->last_error : NULL,
-            "refused", (int)v->refused, "lost", (int)v->lost));
+            "refused", (int)v->refused, "lost", (int)v->lost,
+            "before", before_json(&v->before)));
         tot[0] += c->pending;
         tot[1] += c->leased;
         tot[2] += v->counts.retrying;
@@ -440,6 +459,34 @@ static void emit_prometheus(request_rec *r, const status_t *st)
             ap_rprintf(r, "eventtrigger_refused_total{site=\"%s\"} %u\n",
                        prom_label(r->pool, v->name), v->refused);
         }
+        ap_rputs("# HELP eventtrigger_before_total Before-save decisions "
+                 "(EventTriggerBefore) by outcome.\n# TYPE "
+                 "eventtrigger_before_total counter\n", r);
+        for (i = 0; i < st->sites->nelts; i++) {
+            const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
+            int k;
+
+            for (k = 0; k < ET_BS_KINDS; k++) {
+                ap_rprintf(r, "eventtrigger_before_total{site=\"%s\","
+                           "outcome=\"%s\"} %u\n",
+                           prom_label(r->pool, v->name),
+                           et_bs_kind_name((et_bs_kind_e)k),
+                           v->before.count[k]);
+            }
+        }
+        ap_rputs("# HELP eventtrigger_before_latency_ms Before-save call "
+                 "time, to the upper bound of its bucket.\n# TYPE "
+                 "eventtrigger_before_latency_ms gauge\n", r);
+        for (i = 0; i < st->sites->nelts; i++) {
+            const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
+            const char *l = prom_label(r->pool, v->name);
+
+            ap_rprintf(r, "eventtrigger_before_latency_ms{site=\"%s\","
+                       "quantile=\"0.5\"} %g\n"
+                       "eventtrigger_before_latency_ms{site=\"%s\","
+                       "quantile=\"0.99\"} %g\n", l, v->before.p50_ms, l,
+                       v->before.p99_ms);
+        }
         ap_rputs("# HELP eventtrigger_lost_total Events whose store failed "
                  "after the console answered (ET00032).\n# TYPE "
                  "eventtrigger_lost_total counter\n", r);
@@ -486,7 +533,8 @@ static void emit_html_tables(request_rec *r, const status_t *st)
              "<th>retrying</th><th>delivered</th><th>dead</th>"
              "<th>failed</th><th>oldest pending</th><th>p50</th>"
              "<th>p99</th><th>endpoint health</th><th>refused</th>"
-             "<th>lost</th></tr>\n", r);
+             "<th>lost</th><th>before-save: proceed / enriched / refused / "
+             "failed open / failed closed (p50, p99)</th></tr>\n", r);
     for (i = 0; i < st->sites->nelts; i++) {
         const site_view_t *v = APR_ARRAY_IDX(st->sites, i, site_view_t *);
         const et_outbox_counts_t *c = &v->counts.counts;
@@ -496,7 +544,8 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                    "</td><td>%" APR_INT64_T_FMT "</td><td>%" APR_INT64_T_FMT
                    "</td><td>%" APR_INT64_T_FMT "</td><td>%" APR_INT64_T_FMT
                    " s</td><td>%.1f ms</td><td>%.1f ms</td><td>%s%s%s</td>"
-                   "<td>%u</td><td>%u</td></tr>\n",
+                   "<td>%u</td><td>%u</td><td>%u / %u / %u / %u / %u "
+                   "(%g ms, %g ms)</td></tr>\n",
                    ap_escape_html(r->pool, v->name),
                    v->endpoint
                    ? apr_pstrcat(r->pool, ap_escape_html(r->pool, v->endpoint),
@@ -510,7 +559,12 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                    v->circuit && v->circuit->last_error ? ": " : "",
                    v->circuit && v->circuit->last_error
                    ? ap_escape_html(r->pool, v->circuit->last_error) : "",
-                   v->refused, v->lost);
+                   v->refused, v->lost, v->before.count[ET_BS_PROCEED],
+                   v->before.count[ET_BS_ENRICHED],
+                   v->before.count[ET_BS_REFUSED],
+                   v->before.count[ET_BS_FAILED_OPEN],
+                   v->before.count[ET_BS_FAILED_CLOSED], v->before.p50_ms,
+                   v->before.p99_ms);
     }
     ap_rputs("</table>\n", r);
 }

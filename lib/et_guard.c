@@ -166,9 +166,20 @@ et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
  * only; the times are milliseconds after `base` (written once, before the
  * processes that share it exist), seconds for the wall clock ones.
  */
+/* Before-save latency: a histogram of fixed buckets (upper bounds, ms),
+ * so that children can add to it with one atomic increment and the
+ * status page reads percentiles to the bucket. */
+static const double bs_bounds_ms[] = {
+    0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300,
+    500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000
+};
+#define BS_BUCKETS (sizeof(bs_bounds_ms) / sizeof(bs_bounds_ms[0]))
+
 typedef struct et_guard_site_t {
     volatile apr_uint32_t refused;
     volatile apr_uint32_t lost;
+    volatile apr_uint32_t before[ET_BS_KINDS];
+    volatile apr_uint32_t before_ms[BS_BUCKETS];
 } et_guard_site_t;
 
 struct et_guard_t {
@@ -349,5 +360,64 @@ void et_guard_site_counts(const et_guard_t *g, int site,
     if (site >= 0 && (apr_uint32_t)site < g->nsites) {
         *refused = apr_atomic_read32(&m->site[site].refused);
         *lost = apr_atomic_read32(&m->site[site].lost);
+    }
+}
+
+const char *et_bs_kind_name(et_bs_kind_e k)
+{
+    static const char *const names[] = { "proceed", "enriched", "refused",
+                                         "failed_open", "failed_closed" };
+
+    return (unsigned)k < ET_BS_KINDS ? names[k] : "?";
+}
+
+void et_guard_before(et_guard_t *g, int site, et_bs_kind_e kind,
+                     apr_interval_time_t took)
+{
+    double ms = (double)took / 1000.0;
+    apr_size_t b = 0;
+
+    if (site < 0 || (apr_uint32_t)site >= g->nsites
+        || (unsigned)kind >= ET_BS_KINDS) {
+        return;
+    }
+    apr_atomic_inc32(&g->site[site].before[kind]);
+    if (took < 0) {
+        return;                       /* no call was made */
+    }
+    while (b < BS_BUCKETS - 1 && ms > bs_bounds_ms[b]) {
+        b++;
+    }
+    apr_atomic_inc32(&g->site[site].before_ms[b]);
+}
+
+void et_guard_before_view(const et_guard_t *g, int site, et_bs_view_t *v)
+{
+    et_guard_t *m = (et_guard_t *)g;
+    apr_uint32_t h[BS_BUCKETS], n = 0, run = 0;
+    apr_size_t b;
+    int k;
+
+    memset(v, 0, sizeof(*v));
+    if (site < 0 || (apr_uint32_t)site >= g->nsites) {
+        return;
+    }
+    for (k = 0; k < ET_BS_KINDS; k++) {
+        v->count[k] = apr_atomic_read32(&m->site[site].before[k]);
+    }
+    for (b = 0; b < BS_BUCKETS; b++) {
+        h[b] = apr_atomic_read32(&m->site[site].before_ms[b]);
+        n += h[b];
+    }
+    v->calls = n;
+    for (b = 0; n && b < BS_BUCKETS; b++) {
+        run += h[b];
+        if (v->p50_ms == 0 && (apr_uint64_t)run * 2 >= n) {
+            v->p50_ms = bs_bounds_ms[b];
+        }
+        if ((apr_uint64_t)run * 100 >= (apr_uint64_t)n * 99) {
+            v->p99_ms = bs_bounds_ms[b];
+            break;
+        }
     }
 }

@@ -149,4 +149,33 @@ void et_guard_view(const et_guard_t *g, et_guard_view_t *v);
 void et_guard_site_counts(const et_guard_t *g, int site,
                           apr_uint32_t *refused, apr_uint32_t *lost);
 
+/* ---- before-save outcomes (per site, every child) ---- */
+
+typedef enum {
+    ET_BS_PROCEED = 0,
+    ET_BS_ENRICHED,
+    ET_BS_REFUSED,
+    ET_BS_FAILED_OPEN,                /* failed; the request went on */
+    ET_BS_FAILED_CLOSED,              /* failed; refused with 503 */
+    ET_BS_KINDS
+} et_bs_kind_e;
+
+/** "proceed", "enriched", "refused", "failed_open", "failed_closed". */
+const char *et_bs_kind_name(et_bs_kind_e k);
+
+/** Count one before-save decision of @a site and how long it took. Any
+ *  thread of any child; atomic operations only. */
+void et_guard_before(et_guard_t *g, int site, et_bs_kind_e kind,
+                     apr_interval_time_t took);
+
+typedef struct et_bs_view_t {
+    apr_uint32_t count[ET_BS_KINDS];
+    apr_uint32_t calls;               /* of them, calls that were made */
+    double p50_ms, p99_ms;            /* upper bounds of their latency
+                                       * buckets; 0 without calls */
+} et_bs_view_t;
+
+/** A site's before-save counts and latency percentiles. */
+void et_guard_before_view(const et_guard_t *g, int site, et_bs_view_t *v);
+
 #endif /* ET_GUARD_H */

@@ -314,6 +314,26 @@ for my $a (@after) {
     }
 }
 
+# the status page counts the decisions, in every child (shared memory)
+{
+    my $st = status_json() // {};
+    my($site) = grep { ($_->{endpoint} // '') =~ m{/hooks/before\z} } @{ $st->{sites} // [] };
+    my $b = ($site // {})->{before} // {};
+    ok($site, 'the status page lists the before-save site');
+    cmp_ok($b->{proceed} // 0, '>=', 10, 'proceed counted');
+    cmp_ok($b->{enriched} // 0, '>=', 10, 'enriched counted');
+    cmp_ok($b->{refused} // 0, '>=', 6, 'refused counted');
+    cmp_ok($b->{failed_closed} // 0, '>=', scalar(@faults) * 2, 'failed closed counted');
+    cmp_ok($b->{failed_open} // 0, '>=', scalar(@faults) * 2, 'failed open counted');
+    ok(($b->{latency_ms}{p99} // 0) > 0 && ($b->{latency_ms}{p99} // 0) >= ($b->{latency_ms}{p50} // 0),
+       'with the calls\' p50 and p99') or diag(explain $b);
+    my $res = request('main', GET => '/et-status?prometheus');
+    like($res->content, qr/^eventtrigger_before_total\{site="[^"]+",outcome="enriched"\} [1-9]\d*$/m,
+         'and in the Prometheus text');
+    $res = request('main', GET => '/et-status');
+    like($res->content, qr{before-save: proceed / enriched}, 'and on the HTML page');
+}
+
 # every decision logged with its txn
 my $log = do { local $/; open my $fh, '<', t_path('t_logs', 'error_log'); <$fh> };
 like($log, qr/ET00071: before-save member pre-create txn=[0-9a-f]{32}: proceed, enriched \(\d+ ms\)/,

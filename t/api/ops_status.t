@@ -255,8 +255,10 @@ is_deeply(\%types,
             eventtrigger_outbox_free_bytes => 'gauge',
             eventtrigger_outbox_refusing_since_seconds => 'gauge',
             eventtrigger_refused_total => 'counter',
-            eventtrigger_lost_total => 'counter' },
-          '?prometheus: the nine families with their TYPE');
+            eventtrigger_lost_total => 'counter',
+            eventtrigger_before_total => 'counter',
+            eventtrigger_before_latency_ms => 'gauge' },
+          '?prometheus: the eleven families with their TYPE');
 ok(!grep({ !length($prom->{families}{$_}{help} // '') } keys %{ $prom->{families} }),
    '?prometheus: each with a HELP text');
 is_deeply({ map { $_ => prom_value($prom, 'eventtrigger_events', site => $SITE,
@@ -294,7 +296,8 @@ my $tables = html_tables($res_html->content);
 is_deeply($tables->[0] ? $tables->[0]{head} : [],
           ['site', 'endpoint', 'pending', 'in flight', 'retrying', 'delivered',
            'dead', 'failed', 'oldest pending', 'p50', 'p99', 'endpoint health',
-           'refused', 'lost'],
+           'refused', 'lost',
+           'before-save: proceed / enriched / refused / failed open / failed closed (p50, p99)'],
           'HTML: the site table\'s columns');
 my $row = html_site_row($tables, $SITE);
 is_deeply($row && [@$row[1 .. 7]],
