@@ -309,6 +309,24 @@ static apr_status_t finish_event(apr_pool_t *p, const et_capture_t *c,
     return APR_SUCCESS;
 }
 
+/* The rest of an event whose saved object lacked its id: @a id, named by
+ * the request, goes into the body under the id field. */
+static apr_status_t finish_named(apr_pool_t *p, const et_capture_t *c,
+                                 et_event_t *ev, json_t *obj,
+                                 const char *id_field, const char *id)
+{
+    const char *err = check_id(p, c, id);
+
+    if (err != NULL) {
+        return fail(ev, err);
+    }
+    if (add_id(obj, id_field, id) != 0) {
+        return fail(ev, apr_psprintf(p, "cannot add the id to the saved "
+                                     "object under '%s'", id_field));
+    }
+    return finish_event(p, c, ev, obj, id, NULL, 0);
+}
+
 /* What EventTriggerObject names in @a root, or NULL with *err. */
 static json_t *saved_object(apr_pool_t *p, const et_capture_t *c,
                             const json_t *root, const char *where,
@@ -407,15 +425,7 @@ apr_status_t et_capture_to_event(apr_pool_t *p, const et_capture_t *c,
                                          : " and the request path names no "
                                            "id"));
         }
-        err = check_id(p, c, id);
-        if (err != NULL) {
-            return fail(ev, err);
-        }
-        if (add_id(obj, id_field, id) != 0) {
-            return fail(ev, apr_psprintf(p, "cannot add the id to the saved "
-                                         "object under '%s'", id_field));
-        }
-        return finish_event(p, c, ev, obj, id, NULL, 0);
+        return finish_named(p, c, ev, obj, id_field, id);
     }
     if (rv != APR_SUCCESS) {
         return fail(ev, err ? err : "unusable id");
@@ -482,15 +492,7 @@ static apr_status_t rpc_event(apr_pool_t *p, const et_capture_t *c,
                                      call->event == ET_EV_CREATE ? ""
                                      : " and its first param names no id"));
     }
-    err = check_id(p, c, id);
-    if (err != NULL) {
-        return fail(ev, err);
-    }
-    if (add_id(obj, id_field, id) != 0) {
-        return fail(ev, apr_psprintf(p, "cannot add the id to the saved "
-                                     "object under '%s'", id_field));
-    }
-    return finish_event(p, c, ev, obj, id, NULL, 0);
+    return finish_named(p, c, ev, obj, id_field, id);
 }
 
 apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,

@@ -20,7 +20,6 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Digest::SHA qw(sha1_hex);
-use File::Temp ();
 use HTTP::Request ();
 use JSON::PP ();
 use LWP::UserAgent ();
@@ -59,33 +58,6 @@ sub plan_set {
     die "plan: " . $res->status_line unless $res->is_success;
 }
 sub plan_clear { $UA->request(HTTP::Request->new(DELETE => $PLAN)) }
-
-# curl for what LWP cannot do: chunked bodies, HTTP/2
-sub curl_send {
-    my(%a) = @_;
-    my $in = File::Temp->new;
-    binmode $in;
-    print $in $a{body};
-    close $in;
-    my $out = File::Temp->new;
-    my $hdr = File::Temp->new;
-    my @argv = ('curl', '-sS', '-o', $out->filename, '-D', $hdr->filename,
-                '-w', '%{http_code} %{http_version}', '-X', $a{method} // 'POST',
-                '-H', 'Content-Type: application/json',
-                '--data-binary', '@' . $in->filename);
-    push @argv, '--http2-prior-knowledge' if $a{h2};
-    push @argv, '-H', 'Transfer-Encoding: chunked' if $a{chunked};
-    push @argv, site_url($SITE, $a{path});
-    open my $fh, '-|', @argv or die "cannot run curl: $!";
-    my $w = do { local $/; <$fh> } // '';
-    close $fh;
-    my %h;
-    open my $hf, '<', $hdr->filename or die;
-    while (<$hf>) { $h{lc $1} = $2 if /^([^:\s]+):\s*(.*?)\s*$/ }
-    my $body = do { local $/; open my $b, '<:raw', $out->filename; <$b> } // '';
-    my($code, $ver) = split / /, $w;
-    return { code => $code, version => $ver, headers => \%h, body => $body };
-}
 
 my @after;      # [name, id, expected (1: one post-* call, 0: none), event]
 
@@ -252,14 +224,14 @@ for my $c (qw(proxy inproc)) {
         my $how = ($chunked ? 'chunked' : 'Content-Length') . ', HTTP/' . ($h2 ? '2' : '1.1') . ", $c";
         my $id = uniq("tp-$c-$chunked$h2");
         my $body = qq({ "id" : "$id", "note": "caf\xc3\xa9 \\u00e9", "before": "proceed" }\n);
-        my $r = curl_send(path => "/$c/member?u=$id", body => $body,
+        my $r = curl_send(site => $SITE, path => "/$c/member?u=$id", body => $body,
                           chunked => $chunked, h2 => $h2);
         is("$r->{code} $r->{version}", '201 ' . ($h2 ? '2' : '1.1'), "proceed over $how");
         is($r->{headers}{'x-console-body-sha1'} // '', sha1_hex($body),
            "proceed over $how: the console read the bytes sent");
 
         $id = uniq("te-$c-$chunked$h2");
-        $r = curl_send(path => "/$c/member?u=$id", chunked => $chunked, h2 => $h2,
+        $r = curl_send(site => $SITE, path => "/$c/member?u=$id", chunked => $chunked, h2 => $h2,
                        body => $J->encode({ id => $id, before => 'enrich', pad => 'x' x 3000 }));
         my $saved = eval { $J->decode($r->{body}) } // {};
         ok($r->{code} == 201 && ($saved->{enriched_by} // '') eq 'receiver'

@@ -17,7 +17,6 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Digest::SHA qw(sha1_hex);
-use File::Temp ();
 use JSON::PP ();
 use ETTest qw(:all);
 
@@ -163,30 +162,6 @@ for my $site (qw(et_json et_form)) {
 
 # The request body reaches the console byte for byte: Content-Length and
 # chunked over HTTP/1.1, and HTTP/2; the events are made all the same.
-sub curl_post {
-    my(%a) = @_;
-    my $in = File::Temp->new;
-    binmode $in;
-    print $in $a{body};
-    close $in;
-    my $hdr = File::Temp->new;
-    my @argv = ('curl', '-sS', '-o', '/dev/null', '-D', $hdr->filename,
-                '-w', '%{http_code} %{http_version}',
-                '-H', 'Content-Type: application/json',
-                '-H', 'X-Console-Shape: jsonrpc',
-                '--data-binary', '@' . $in->filename);
-    push @argv, '--http2-prior-knowledge' if $a{h2};
-    push @argv, '-H', 'Transfer-Encoding: chunked' if $a{chunked};
-    push @argv, site_url($a{site}, $a{path});
-    open my $fh, '-|', @argv or die "cannot run curl: $!";
-    my $w = do { local $/; <$fh> } // '';
-    close $fh;
-    my %h;
-    open my $hf, '<', $hdr->filename or die;
-    while (<$hf>) { $h{lc $1} = $2 if /^([^:\s]+):\s*(.*?)\s*$/ }
-    my($code, $ver) = split / /, $w;
-    return ($code, $ver, \%h);
-}
 for my $t (['et_json', 0, 0], ['et_json', 1, 0], ['et_h2', 0, 1], ['et_h2', 1, 1]) {
     my($site, $chunked, $h2) = @$t;
     for my $c (@consoles) {
@@ -195,8 +170,10 @@ for my $t (['et_json', 0, 0], ['et_json', 1, 0], ['et_h2', 0, 1], ['et_h2', 1, 1
         my $body = qq({ "method" : "member.create",\n\t"params": [ {"username": "$u",)
                  . qq( "note": "caf\xc3\xa9 \\u00e9 \\"q\\"", "pad": ") . ('x' x 20000)
                  . qq("} ], "id": 7 }\n);
-        my($code, $ver, $h) = curl_post(site => $site, path => "/$c/rpc",
-                                        body => $body, chunked => $chunked, h2 => $h2);
+        my $r = curl_send(site => $site, path => "/$c/rpc", body => $body,
+                          chunked => $chunked, h2 => $h2,
+                          headers => ['X-Console-Shape: jsonrpc']);
+        my($code, $ver, $h) = @$r{qw(code version headers)};
         my $how = ($chunked ? 'chunked' : 'Content-Length') . ', HTTP/'
                 . ($h2 ? '2' : '1.1') . ", $c";
         is("$code $ver", $h2 ? '200 2' : '200 1.1', "JSON-RPC over $how answered");

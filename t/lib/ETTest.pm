@@ -36,7 +36,7 @@ our @EXPORT_OK = qw(
     expected_object check_call
     outbox outbox_file sql_quote status_json
     httpd_stop httpd_start httpd_signal_restart
-    curl_h2 nghttp_streams module_built
+    curl_h2 curl_send nghttp_streams module_built
     http1_connect http1_request
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -548,6 +548,38 @@ sub curl_h2 {
     close $fh;
     my $body = do { local $/; open my $b, '<:raw', $out->filename; <$b> } // '';
     return (split(/ /, $w), $body);
+}
+
+# curl_send(site => SITE, path => PATH, body => BYTES, method => 'POST',
+#           chunked => 0, h2 => 0, headers => [LINES]): one request with a
+# JSON body sent as is (Transfer-Encoding: chunked, HTTP/2 with prior
+# knowledge: what LWP cannot do). Returns { code, version, headers
+# (lowercased names), body }.
+sub curl_send {
+    my(%a) = @_;
+    my $in = File::Temp->new;
+    binmode $in;
+    print $in $a{body};
+    close $in;
+    my $out = File::Temp->new;
+    my $hdr = File::Temp->new;
+    my @argv = ('curl', '-sS', '-o', $out->filename, '-D', $hdr->filename,
+                '-w', '%{http_code} %{http_version}', '-X', $a{method} // 'POST',
+                '-H', 'Content-Type: application/json',
+                '--data-binary', '@' . $in->filename);
+    push @argv, '--http2-prior-knowledge' if $a{h2};
+    push @argv, '-H', 'Transfer-Encoding: chunked' if $a{chunked};
+    push @argv, map { ('-H', $_) } @{ $a{headers} || [] };
+    push @argv, site_url($a{site}, $a{path});
+    open my $fh, '-|', @argv or die "cannot run curl ($!): install curl\n";
+    my $w = do { local $/; <$fh> } // '';
+    close $fh;
+    my %h;
+    open my $hf, '<', $hdr->filename or die "curl's headers: $!";
+    while (<$hf>) { $h{lc $1} = $2 if /^([^:\s]+):\s*(.*?)\s*$/ }
+    my $body = do { local $/; open my $b, '<:raw', $out->filename; <$b> } // '';
+    my($code, $ver) = split / /, $w;
+    return { code => $code, version => $ver, headers => \%h, body => $body };
 }
 
 # nghttp_streams(SITE, METHOD, DATA, PATH...): the requests as concurrent
