@@ -137,6 +137,9 @@ static apr_status_t read_body(request_rec *r, apr_size_t limit,
             if (rv != APR_SUCCESS) {
                 return rv;
             }
+            if (l == 0) {
+                continue;
+            }
             if (n + l > cap) {
                 char *nb;
 

@@ -217,6 +217,9 @@ void et_insert_error_filter(request_rec *r)
 static void keep_bytes(et_copy_t *ctx, apr_size_t limit, apr_pool_t *p,
                        const char *data, apr_size_t len)
 {
+    if (len == 0) {
+        return;                       /* an empty bucket (HTTP/2 has them) */
+    }
     ctx->total += len;
     if (ctx->total > (apr_off_t)limit) {
         return;                       /* over the limit: only count */
