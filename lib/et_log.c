@@ -12,9 +12,11 @@
 /* Lines formatted without a pool are cut here. */
 #define ET_LOG_STACK_MAX 512
 
+/* A notice always goes to the callback: httpd writes notices to a file
+ * error log whatever LogLevel says (ap_log_error decides for it). */
 int et_log_is_level(const et_logger_t *lg, int level)
 {
-    return lg->fn && level <= lg->level;
+    return lg->fn && (level <= lg->level || level == ET_LOG_NOTICE);
 }
 
 void et_log(const et_logger_t *lg, int level, apr_pool_t *p,

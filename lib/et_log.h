@@ -34,7 +34,9 @@ typedef struct et_logger_t {
 #define ET_PRINTF(f, a)
 #endif
 
-/** Whether a line of @a level would be logged. */
+/** Whether a line of @a level would be logged: at lg->level or below,
+ *  and any ET_LOG_NOTICE (the callback decides: httpd logs notices to a
+ *  file whatever LogLevel says). */
 int et_log_is_level(const et_logger_t *lg, int level);
 
 /**
