@@ -12,6 +12,7 @@
 #include "et_site.h"
 #include "et_http.h"
 #include "et_outbox.h"
+#include "et_log.h"
 
 /**
  * Find the site an event was captured for. Never NULL: a site that is no
@@ -19,8 +20,15 @@
  */
 typedef const et_site_t *et_site_lookup_fn(void *baton, const char *name);
 
-/** Where the dispatcher reports, so that the glue can use its own logger. */
-typedef void et_log_fn(void *baton, int level, const char *msg);
+/** What et_lessee_t's reserve() answers. */
+typedef enum {
+    ET_LEASE_PAUSED = -1,             /* store it plainly; its site is
+                                       * paused: no need to wake the claim
+                                       * loop for it */
+    ET_LEASE_NONE = 0,                /* store it plainly: the claim loop
+                                       * will claim it */
+    ET_LEASE_TAKEN = 1                /* store it leased to the dispatcher */
+} et_lease_e;
 
 /**
  * How the intake (et_intake.h) hands fresh events to a running dispatcher
@@ -28,10 +36,11 @@ typedef void et_log_fn(void *baton, int level, const char *msg);
  * intake's thread, around one of its transactions.
  */
 typedef struct et_lessee_t {
-    /** Before the transaction. 1: store @a ev leased (the dispatcher set
-     *  ev->lease_owner and ev->lease_until and counted it in flight);
-     *  0: store it plainly, the claim loop will claim it; -1: likewise, and
-     *  its site is paused, so the claim loop need not be woken for it. */
+    /** Before the transaction, an et_lease_e. ET_LEASE_TAKEN: store @a ev
+     *  leased (the dispatcher set ev->lease_owner and ev->lease_until and
+     *  counted it in flight); ET_LEASE_NONE: store it plainly, the claim
+     *  loop will claim it; ET_LEASE_PAUSED: likewise, and its site is
+     *  paused, so the claim loop need not be woken for it. */
     int (*reserve)(void *baton, et_event_t *ev);
     /** After it, for the @a n events reserve() took: those stored
      *  (@a stored[i] APR_SUCCESS) with their lease (evs[i]->lease_owner
@@ -65,13 +74,6 @@ typedef struct et_dispatch_conf_t {
     void (*offer)(void *baton, const et_lessee_t *lessee);
     void *offer_baton;
 } et_dispatch_conf_t;
-
-/* Levels for et_log_fn, numerically httpd's APLOG_* ones. */
-#define ET_LOG_ERR      3
-#define ET_LOG_WARNING  4
-#define ET_LOG_NOTICE   5
-#define ET_LOG_INFO     6
-#define ET_LOG_DEBUG    7
 
 /**
  * Name the calling thread (Linux: what `top -H` and `ps -L` show, 15

@@ -233,21 +233,8 @@ struct et_intake_t {
     apr_thread_mutex_t *lessee_lock;
     et_lessee_t lessee;
     int has_lessee;
+    et_logger_t log;                  /* over conf.log: read-only */
 };
-
-static void ilog(et_intake_t *in, int level, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    if (!in->conf.log) {
-        return;
-    }
-    va_start(ap, fmt);
-    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    in->conf.log(in->conf.log_baton, level, msg);
-}
 
 apr_status_t et_intake_listen(apr_socket_t **out, apr_pool_t *p,
                               const char *path, const char **err)
@@ -362,9 +349,10 @@ static void accept_all(et_intake_t *in)
                 /* logged once until an accept succeeds */
                 if (!in->accept_failing) {
                     in->accept_failing = 1;
-                    ilog(in, ET_LOG_WARNING, "ET01028: intake cannot accept "
-                         "a connection: %pm; the children store their "
-                         "events themselves meanwhile", &rv);
+                    et_log(&in->log, ET_LOG_WARNING, NULL,
+                           "ET01028: intake cannot accept "
+                           "a connection: %pm; the children store their "
+                           "events themselves meanwhile", &rv);
                 }
                 if (rv == APR_FROM_OS_ERROR(EMFILE)
                     || rv == APR_FROM_OS_ERROR(ENFILE)) {
@@ -388,8 +376,9 @@ static void accept_all(et_intake_t *in)
         c->pfd.client_data = c;
         if ((rv = apr_pollset_add(in->ps, &c->pfd)) != APR_SUCCESS) {
             /* the child stores its event itself */
-            ilog(in, ET_LOG_WARNING, "ET01035: intake cannot watch a "
-                 "connection: %pm", &rv);
+            et_log(&in->log, ET_LOG_WARNING, NULL,
+                   "ET01035: intake cannot watch a "
+                   "connection: %pm", &rv);
             apr_socket_close(s);
             apr_pool_destroy(cp);
             continue;
@@ -434,9 +423,10 @@ static void read_conn(et_intake_t *in, iconn_t *c, apr_array_header_t *items,
         et_event_t *ev;
 
         if (len < 4 || len > ET_INTAKE_MAX_RECORD) {
-            ilog(in, ET_LOG_ERR, "ET01029: intake got a malformed record "
-                 "(length %u); connection closed, its sender stores the "
-                 "event itself", (unsigned)len);
+            et_log(&in->log, ET_LOG_ERR, NULL,
+                   "ET01029: intake got a malformed record "
+                   "(length %u); connection closed, its sender stores the "
+                   "event itself", (unsigned)len);
             c->dead = 1;
             break;
         }
@@ -454,9 +444,10 @@ static void read_conn(et_intake_t *in, iconn_t *c, apr_array_header_t *items,
         }
         if (et_intake_decode(bp, c->buf + used + 4, len, &ev)
             != APR_SUCCESS) {
-            ilog(in, ET_LOG_ERR, "ET01037: intake got a malformed record "
-                 "(%u bytes); connection closed, its sender stores the "
-                 "event itself", (unsigned)len);
+            et_log(&in->log, ET_LOG_ERR, NULL,
+                   "ET01037: intake got a malformed record "
+                   "(%u bytes); connection closed, its sender stores the "
+                   "event itself", (unsigned)len);
             c->dead = 1;
             break;
         }
@@ -523,7 +514,7 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
     l = in->has_lessee ? &in->lessee : NULL;
     for (i = 0; l && i < n; i++) {
         lease[i] = l->reserve(l->baton, evs[i]);
-        reserved += lease[i] > 0;
+        reserved += lease[i] == ET_LEASE_TAKEN;
     }
     if (reserved) {
         rev = apr_palloc(bp, reserved * sizeof(*rev));
@@ -535,8 +526,9 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
     }
     if (rv != APR_SUCCESS && !in->ob_failing) {
         in->ob_failing = 1;
-        ilog(in, ET_LOG_ERR, "ET01030: intake cannot store events: %s; "
-             "the children store them themselves until it can", err);
+        et_log(&in->log, ET_LOG_ERR, NULL,
+               "ET01030: intake cannot store events: %s; "
+               "the children store them themselves until it can", err);
     }
     for (i = 0; i < n; i++) {
         if (rv == APR_SUCCESS && each[i] == APR_SUCCESS) {
@@ -544,10 +536,10 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
             stored++;
             /* what is stored but not leased is the claim loop's, unless
              * its site is paused (the claim loop looks at those itself) */
-            if (lease[i] > 0 && evs[i]->lease_owner) {
+            if (lease[i] == ET_LEASE_TAKEN && evs[i]->lease_owner) {
                 leased++;
             }
-            else if (lease[i] >= 0) {
+            else if (lease[i] != ET_LEASE_PAUSED) {
                 wake = 1;
             }
         }
@@ -555,7 +547,7 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
             answer(items[i].conn, err);
             each[i] = rv != APR_SUCCESS ? rv : each[i];
         }
-        if (lease[i] > 0) {
+        if (lease[i] == ET_LEASE_TAKEN) {
             rev[k] = evs[i];
             rst[k++] = each[i];
         }
@@ -567,12 +559,14 @@ static void commit(et_intake_t *in, item_t *items, int n, apr_pool_t *bp)
 
     if (rv == APR_SUCCESS && in->ob_failing) {
         in->ob_failing = 0;
-        ilog(in, ET_LOG_NOTICE, "ET01031: intake stores events again");
+        et_log(&in->log, ET_LOG_NOTICE, NULL,
+               "ET01031: intake stores events again");
     }
-    if (stored && in->conf.log_level >= ET_LOG_DEBUG) {
-        ilog(in, ET_LOG_DEBUG, "ET01039: intake stored %d event(s), %d of "
-             "them leased to the dispatcher's calls at once", stored,
-             leased);
+    if (stored) {
+        et_log(&in->log, ET_LOG_DEBUG, NULL,
+               "ET01039: intake stored %d event(s), %d of "
+               "them leased to the dispatcher's calls at once", stored,
+               leased);
     }
     if (wake && in->conf.wake) {
         in->conf.wake(in->conf.wake_baton);
@@ -613,9 +607,10 @@ static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
                 /* once until it polls again; retried every 10 ms */
                 if (!in->poll_failing) {
                     in->poll_failing = 1;
-                    ilog(in, ET_LOG_ERR, "ET01036: intake cannot poll: %pm; "
-                         "the children store their events themselves "
-                         "meanwhile", &rv);
+                    et_log(&in->log, ET_LOG_ERR, NULL,
+                           "ET01036: intake cannot poll: %pm; "
+                           "the children store their events themselves "
+                           "meanwhile", &rv);
                 }
                 apr_sleep(apr_time_from_msec(10));
             }
@@ -645,7 +640,7 @@ static void *APR_THREAD_FUNC intake_main(apr_thread_t *t, void *data)
         apr_pool_clear(bp);
     }
     /* a plain return, not apr_thread_exit(): see the checkpointer in
-     * et_dispatch.c (ASan and pthread_exit's unwinding) */
+     * et_checkpoint.c (ASan and pthread_exit's unwinding) */
     (void)t;
     return NULL;
 }
@@ -669,6 +664,10 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in = apr_pcalloc(ip, sizeof(*in));
     in->pool = ip;
     in->conf = *conf;
+    in->log.fn = conf->log;
+    in->log.baton = conf->log_baton;
+    /* 0: what it always logged, not ET01039 (debug) */
+    in->log.level = conf->log_level ? conf->log_level : ET_LOG_INFO;
     in->listener = listener;
     in->w = et_writer_create(ip, conf->store, conf->lock);
     /* see shed(); -1: only the pause, until one is free */

@@ -274,7 +274,7 @@ static void *APR_THREAD_FUNC sender(apr_thread_t *t, void *data)
         }
     }
     apr_pool_destroy(p);
-    /* a plain return (ASan and pthread_exit, see et_dispatch.c) */
+    /* a plain return (ASan and pthread_exit, see et_checkpoint.c) */
     (void)t;
     return NULL;
 }
@@ -577,14 +577,14 @@ static int t_reserve(void *baton, et_event_t *ev)
 {
     apr_atomic_inc32(&reserves);
     if (!strncmp(ev->oid, "paused-", 7)) {
-        return -1;
+        return ET_LEASE_PAUSED;
     }
     if (!strncmp(ev->oid, "plain-", 6)) {
-        return 0;
+        return ET_LEASE_NONE;
     }
     ev->lease_owner = "T";
     ev->lease_until = apr_time_now() + apr_time_from_sec(30);
-    return 1;
+    return ET_LEASE_TAKEN;
 }
 
 static void t_settle(void *baton, et_event_t **evs, const apr_status_t *st,
