@@ -51,17 +51,22 @@ start() { /usr/sbin/apache2 -d "$sr" -f "$sr/httpd.conf" -k start >/dev/null 2>&
 stop() {
     [ -s "$sr/run/httpd.pid" ] || return 0
     /usr/sbin/apache2 -d "$sr" -f "$sr/httpd.conf" -k stop >/dev/null 2>&1
-    for _ in $(seq 100); do [ -e "$sr/run/httpd.pid" ] || break; sleep 0.1; done
+    for _ in $(seq 300); do [ -e "$sr/run/httpd.pid" ] || break; sleep 0.1; done
+    # and every process of the instance (children, the dispatcher): the
+    # next case starts another on the same port and runtime directory
+    for _ in $(seq 100); do pgrep -f "$sr/httpd.conf" >/dev/null || break; sleep 0.1; done
 }
-running() { # up to 10 s for the pid file
+running() { # up to 10 s for the pid file; if not, say why
     for _ in $(seq 100); do [ -s "$sr/run/httpd.pid" ] && return 0; sleep 0.1; done
+    echo "# httpd did not start; its error log:" >&2
+    sed 's/^/#   /' "$sr/logs/error.log" >&2
     return 1
 }
 
 # 1. A relative store: its directory is ServerRoot, root's.
 conf outbox.db
 start
-running; up=$?
+running 2>/dev/null; up=$?
 stop
 ok "$((up == 0))" "a store in ServerRoot (root's): httpd does not start"
 grep -q "ET00002: the outbox directory $sr is not one that httpd's User ($user) may write in" \
