@@ -203,7 +203,10 @@ static int answer(request_rec *r, int status, const char *error,
     text = j ? et_json_dump(r->pool, j, &len) : NULL;
     json_decref(j);
     if (!text) {
-        text = "{\"error\":\"refused\"}";
+        /* only if the message could not be JSON: the txn is hex */
+        text = apr_psprintf(r->pool, "{\"error\":\"refused\",\"txn\":%s%s%s}",
+                            txn ? "\"" : "", txn ? txn : "null",
+                            txn ? "\"" : "");
         len = strlen(text);
     }
     r->status = status;
@@ -281,9 +284,11 @@ static void ask(request_rec *r, et_ask_t *a, apr_interval_time_t timeout,
     memset(&a->d, 0, sizeof(a->d));
     a->txn = NULL;
     a->took = -1;
-    if (!err && et_txn_new(r->pool, &a->txn) != APR_SUCCESS) {
+    /* a txn even for a failure known before the call: the admin's 503
+     * and the log line name it */
+    if (et_txn_new(r->pool, &a->txn) != APR_SUCCESS) {
         a->txn = NULL;
-        err = "no transaction id could be generated";
+        err = err ? err : "no transaction id could be generated";
     }
     if (!err && (!clients || !sc->before_running)) {
         err = "before-save calls are not set up in this process (ET00072)";
@@ -461,8 +466,17 @@ static int before_jsonrpc(request_rec *r, const et_dir_conf_t *dc,
                 && et_rpc_set_param(call, json_incref(obj)) == 0) {
                 root = call->root;
                 enriched++;
+                continue;
             }
-            continue;
+            /* a call whose first param names its object ("user1") has no
+             * object to replace */
+            a.d.kind = ET_BEFORE_FAIL;
+            a.d.reason = "the endpoint enriched a call whose first param "
+                         "is not an object";
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "ET00075: before-save txn=%s: %s; %s", a.txn,
+                          a.d.reason, proceed_on_failure
+                          ? "the call goes on unchanged" : "refused with 503");
         }
         rv = settle(r, &a, proceed_on_failure);
         if (rv != DECLINED) {
@@ -549,8 +563,12 @@ static int et_before_handler(request_rec *r)
     a.sc = sc;
     a.object = dc->object;
     a.event = ev;
-    a.obj = data;
-    a.obj_len = len;
+    /* A body that is not JSON (an HTML form's) is not the object: the
+     * endpoint is asked with the id and object_type alone, and an
+     * enrichment of it fails below. */
+    ct = apr_table_get(r->headers_in, "Content-Type");
+    a.obj = len > 0 && ct && !et_capture_is_json_type(ct) ? "" : data;
+    a.obj_len = a.obj == data ? len : 0;
     if (ev != ET_EV_CREATE) {
         a.id = apr_table_get(r->subprocess_env, "MATCH_ETID");
         if (!a.id || !*a.id) {
@@ -559,8 +577,7 @@ static int et_before_handler(request_rec *r)
     }
     ask(r, &a, timeout, proceed_on_failure, err);
     if (a.d.kind == ET_BEFORE_ENRICH) {
-        ct = apr_table_get(r->headers_in, "Content-Type");
-        if (len > 0 && (!ct || !et_capture_is_json_type(ct))) {
+        if (len > 0 && a.obj != data) {
             a.d.kind = ET_BEFORE_FAIL;
             a.d.reason = "the endpoint enriched a request whose body is not "
                          "JSON";

@@ -336,7 +336,8 @@ static int refuse(request_rec *r, et_ob_state_e st, const et_srv_conf_t *sc)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "ET00095: refused %u write request(s) with 503 since "
                       "the last line (this one: %s %s, site %s): %s; the "
-                      "console did not see them", count, r->method, r->uri,
+                      "console did not see them", count, r->method,
+                      ap_escape_logitem(r->pool, r->uri),
                       sc->site.name, et_ob_state_reason(st));
     }
     body = json_object();

@@ -167,8 +167,22 @@ void et_before_judge(apr_pool_t *p, const et_http_response_t *resp,
             failed(d, "a refusal's \"message\" must be a string");
             return;
         }
-        d->message = msg ? apr_pstrndup(p, json_string_value(msg),
-                                        MESSAGE_MAX) : "";
+        if (msg && !json_is_null(msg)) {
+            const char *m = json_string_value(msg);
+            apr_size_t n = json_string_length(msg);
+
+            if (n > MESSAGE_MAX) {
+                /* cut on a character's boundary: it goes back in JSON */
+                n = MESSAGE_MAX;
+                while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80) {
+                    n--;
+                }
+            }
+            d->message = apr_pstrmemdup(p, m, n);
+        }
+        else {
+            d->message = "";
+        }
         return;
     }
     failed(d, "answer's \"type\" is neither \"proceed\" nor \"refuse\"");

@@ -507,10 +507,19 @@ apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,
     int i;
 
     *out = apr_array_make(p, calls->nelts, sizeof(et_event_t *));
-    if (calls->nelts == 0) {
+    /* notifications get no answer (2.0) and so make no event: the first
+     * call that expects one stands for the request */
+    first = NULL;
+    for (i = 0; i < calls->nelts && !first; i++) {
+        const et_rpc_call_t *call = APR_ARRAY_IDX(calls, i,
+                                                  const et_rpc_call_t *);
+        if (call->id) {
+            first = call;
+        }
+    }
+    if (first == NULL) {
         return APR_SUCCESS;
     }
-    first = APR_ARRAY_IDX(calls, 0, const et_rpc_call_t *);
     /* an answer that cannot be read at all: one failed event says so */
     rv = new_event(p, c, first->object, first->event, &ev);
     if (rv != APR_SUCCESS) {
@@ -535,7 +544,9 @@ apr_status_t et_capture_jsonrpc(apr_pool_t *p, const et_capture_t *c,
     for (i = 0; i < calls->nelts; i++) {
         const et_rpc_call_t *call = APR_ARRAY_IDX(calls, i,
                                                   const et_rpc_call_t *);
-        const json_t *response = et_rpc_response(answer, batch, call);
+        const json_t *response = call->id ? et_rpc_response(answer, batch,
+                                                            call)
+                                          : NULL;
 
         if (response == NULL || et_rpc_failed(response)) {
             continue;                 /* not saved, or nothing says so */

@@ -199,10 +199,17 @@ int et_rpc_set_param(et_rpc_call_t *call, json_t *obj)
     if (obj == NULL) {
         return -1;
     }
-    call->param = obj;
     if (json_is_array(params) && json_array_size(params) > 0) {
+        /* a first param that names the object ("user1") is no object to
+         * replace: the call would lose its argument */
+        if (!json_is_object(json_array_get(params, 0))) {
+            json_decref(obj);
+            return -1;
+        }
+        call->param = obj;
         return json_array_set_new(params, 0, obj);
     }
+    call->param = obj;
     if (json_is_array(params)) {
         return json_array_append_new(params, obj);
     }

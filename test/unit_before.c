@@ -9,6 +9,7 @@
 
 #include "unit_tests.h"
 #include "et_before.h"
+#include "et_json.h"
 #include "et_url.h"
 
 static et_site_t site;
@@ -150,6 +151,27 @@ START_TEST(test_before_judge)
     ck_assert_int_eq(d.kind, ET_BEFORE_FAIL);
     d = judge(200, NULL, "[\"proceed\"]");
     ck_assert_int_eq(d.kind, ET_BEFORE_FAIL);
+
+    /* a long message is cut on a character's boundary (it goes back to
+     * the admin in JSON) */
+    {
+        char body[1100 + 64];
+        apr_size_t i, n;
+
+        n = (apr_size_t)apr_snprintf(body, sizeof(body),
+                                     "{\"type\":\"refuse\",\"message\":\"x");
+        for (i = 0; i < 540; i++) {        /* 1080 bytes of \u00e9 */
+            body[n++] = '\xc3';
+            body[n++] = '\xa9';
+        }
+        memcpy(body + n, "\"}", 3);
+        d = judge(200, NULL, body);
+        ck_assert_int_eq(d.kind, ET_BEFORE_REFUSE);
+        ck_assert_uint_eq(strlen(d.message), 1023);
+        /* valid UTF-8: jansson takes it */
+        ck_assert_ptr_nonnull(et_json_pool_own(ut_pool,
+                                               json_string(d.message)));
+    }
 }
 END_TEST
 

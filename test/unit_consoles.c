@@ -311,6 +311,23 @@ START_TEST(test_rpc_request)
                     &batch);
     ck_assert_ptr_null(APR_ARRAY_IDX(calls, 0, const et_rpc_call_t *)->id);
 
+    /* an enrichment replaces an object param only */
+    {
+        et_rpc_call_t *c0, *c1;
+
+        calls = request("[{\"method\":\"member.delete\",\"params\":[\"u1\"],"
+                        "\"id\":1},{\"method\":\"member.update\",\"params\":"
+                        "[{\"a\":1},2],\"id\":2}]", &batch);
+        c0 = APR_ARRAY_IDX(calls, 0, et_rpc_call_t *);
+        c1 = APR_ARRAY_IDX(calls, 1, et_rpc_call_t *);
+        ck_assert_int_eq(et_rpc_set_param(c0, json_object()), -1);
+        ck_assert_int_eq(et_rpc_set_param(c1, json_pack("{s:i}", "b", 2)), 0);
+        ck_assert_str_eq(et_json_dump(ut_pool, c1->root, NULL),
+                         "[{\"method\":\"member.delete\",\"params\":[\"u1\"],"
+                         "\"id\":1},{\"method\":\"member.update\",\"params\":"
+                         "[{\"b\":2},2],\"id\":2}]");
+    }
+
     /* not JSON-RPC at all */
     ck_assert_int_eq(et_rpc_parse_request(ut_pool, "{\"a\":1}", 7, 16, &calls,
                                           &batch, &err), APR_EINVAL);
@@ -454,6 +471,18 @@ START_TEST(test_rpc_batch)
     cap.content_type = NULL;
     ev = rpc("{\"method\":\"key.create\",\"params\":[{}],\"id\":1}", "7");
     ck_assert_str_eq(ev_at(ev, 0)->error, "JSON-RPC answer is a JSON number");
+    /* notifications expect no answer and make no event, even with an
+     * empty body (what a 2.0 server sends them) */
+    ev = rpc("{\"jsonrpc\":\"2.0\",\"method\":\"member.update\","
+             "\"params\":{\"username\":\"n\"}}", "");
+    ck_assert_int_eq(ev->nelts, 0);
+    ev = rpc("[{\"jsonrpc\":\"2.0\",\"method\":\"member.update\","
+             "\"params\":[{}]},{\"jsonrpc\":\"2.0\",\"method\":"
+             "\"key.create\",\"params\":[{}],\"id\":4}]",
+             "[{\"jsonrpc\":\"2.0\",\"result\":{\"username\":\"k4\"},"
+             "\"id\":4}]");
+    ck_assert_int_eq(ev->nelts, 1);
+    ck_assert_str_eq(ev_at(ev, 0)->oid, "k4");
     /* the result's envelope, with EventTriggerObject inside the result */
     cap.object_ptr = "/member";
     ev = rpc("{\"method\":\"member.update\",\"params\":[{}],\"id\":1}",

@@ -217,6 +217,33 @@ for my $c (qw(proxy inproc)) {
 }
 plan_clear();
 
+# -- a request body that is not JSON (an HTML form's) -------------------------
+{
+    # the endpoint gets the id and object_type alone: the form is no object
+    my $bare = sub { scalar grep { ($_->{body} // '') eq '{"object_type":"member"}' }
+                         before_calls('member', 'pre-create') };
+    my $before = $bare->();
+    my $id = uniq('form');
+    my $res = request($SITE, POST => "/proxy/member?u=$id",
+                      content => "username=$id&email=f%40example.com",
+                      headers => { 'Content-Type' => 'application/x-www-form-urlencoded' });
+    is($bare->(), $before + 1, 'a form body: the endpoint is asked with object_type alone');
+    ok($res->code == 400 && console_saw($id),
+       'and the request goes on to the console (which, JSON only, refuses it itself)');
+    plan_set({ path => "$ROOT/v1/member", actions => [],
+               default => { status => 200, body => { type => 'proceed', object => { a => 1 } } } });
+    $id = uniq('formenrich');
+    $res = request($SITE, POST => "/proxy/member?u=$id", content => "username=$id",
+                   headers => { 'Content-Type' => 'application/x-www-form-urlencoded' });
+    plan_clear();
+    my $ans = response_json($res) // {};
+    ok($res->code == 503 && ($ans->{error} // '') =~ /enriched a request whose body is not JSON/
+       && ($ans->{txn} // '') =~ /\A[0-9a-f]{32}\z/,
+       'an enrichment of a form body is a failure (503, with the txn)')
+        or diag($res->code, ' ', $res->content);
+    is(console_saw($id), 0, 'and the console never saw it');
+}
+
 # -- transports: chunked bodies, HTTP/2 ------------------------------------------
 for my $c (qw(proxy inproc)) {
     for my $t ([0, 0], [1, 0], [0, 1], [1, 1]) {
@@ -256,7 +283,8 @@ for my $open (0, 1) {
     }
     else {
         my $ans = response_json($res) // {};
-        ok($res->code == 503 && ($ans->{error} // '') =~ /exceeds EventTriggerCaptureLimit/,
+        ok($res->code == 503 && ($ans->{error} // '') =~ /exceeds EventTriggerCaptureLimit/
+           && ($ans->{txn} // '') =~ /\A[0-9a-f]{32}\z/,
            'a body over the capture limit: 503, saying so')
             or diag($res->code, ' ', substr($res->content, 0, 300));
         is(console_saw($id), 0, 'and the console never saw it');
