@@ -474,7 +474,7 @@ static int before_jsonrpc(request_rec *r, const et_dir_conf_t *dc,
             a.d.reason = "the endpoint enriched a call whose first param "
                          "is not an object";
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "ET00075: before-save txn=%s: %s; %s", a.txn,
+                          "ET00076: before-save txn=%s: %s; %s", a.txn,
                           a.d.reason, proceed_on_failure
                           ? "the call goes on unchanged" : "refused with 503");
         }
