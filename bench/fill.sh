@@ -18,12 +18,12 @@ WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N),
      r(i, txn, oid) AS (SELECT i, lower(hex(randomblob(16))),
                                'f' || i || '-' || lower(hex(randomblob(3))) FROM n)
 INSERT INTO et_event (txn, site, object, event, oid, url, content_type, body,
-                      state, created, due, error)
+                      state, created, due, error, head)
 SELECT txn, 'bench', 'member', 'post-update', oid,
        '$EP/v1/member/' || oid || '?event=post-update&txn=' || txn,
        'application/json',
        '{"username": "partner1_dev1", "email": "dev1@example.com", "phone": "+1 555 0100", "status": "active", "id": "' || oid || '","object_type":"member"}',
-       0, $NOW + i, $NOW + i, NULL
+       0, $NOW + i, $NOW + i, NULL, 1
   FROM r;
 COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);

@@ -99,6 +99,14 @@ typedef struct job_t {
     int probe;                        /* the call that probes a paused site */
     int untried;                      /* handed back uncalled: unclaim it */
     const char *trace_id;             /* of the traceparent sent, or NULL */
+    struct job_t *chain;              /* the events after this one of its
+                                       * object, leased with it (chained
+                                       * delivery): started one by one by
+                                       * the calling thread as each call
+                                       * ends delivered or dead, given
+                                       * back untried otherwise. Not in
+                                       * d->inflight until started. */
+    int chained;                      /* started by its predecessor's end */
     struct job_t *next;               /* in a queue, then in d->done */
 } job_t;
 
