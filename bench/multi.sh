@@ -24,7 +24,7 @@ ls /usr/lib/*/apr-util-1/apr_dbd_pgsql*.so >/dev/null 2>&1 \
 PG=$W/pg-14d
 PGUSER_OS=postgres
 
-pg() { runuser -u "$PGUSER_OS" -- "$@"; }
+pg() { runuser -u "$PGUSER_OS" -- env PGOPTIONS="-c client_min_messages=warning" "$@"; }
 psql_q() {                            # DB SQL -> rows
     pg psql -h 127.0.0.1 -p "$P_PG" -U et -d "$1" -Atqc "$2"
 }
