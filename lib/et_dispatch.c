@@ -426,6 +426,9 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
     if (!jobs && room <= 0) {
         return 0;
     }
+    /* the other machines' pauses, and the probes of pauses that are over
+     * (their own statements, outside the round's transaction) */
+    etd_circuits_sync(d, p, room > 0);
 
     etd_ob_enter(d);
     ok = et_outbox_begin(d->ob, p, &trans) == APR_SUCCESS

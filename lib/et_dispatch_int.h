@@ -84,6 +84,8 @@ typedef struct dispatcher_t {
     int next_site;                    /* claim loop's claiming thread only */
     int conn_lost;                    /* claiming thread: the outbox no
                                        * longer answers (see do_round) */
+    apr_time_t circuits_read;         /* claiming thread: when et_circuit
+                                       * was last read (etd_circuits_sync) */
     apr_time_t soonest;               /* claiming thread: the soonest due
                                        * among outcomes it stored since it
                                        * last read the outbox's (next_due) */
@@ -116,6 +118,12 @@ typedef struct site_state_t {
     int caught_up;                    /* its last claim took all that was
                                        * due: fresh events may skip the
                                        * claim (lessee_reserve) */
+    /* its et_circuit row as this dispatcher last read or wrote it: a row
+     * that differs was written by another dispatcher, whose pause (or
+     * resumption) we adopt (etd_circuits_sync) */
+    int seen;                         /* a row was read or written */
+    int seen_state;
+    apr_time_t seen_open_until, seen_changed;
 } site_state_t;
 
 /* Whether a site's events may be claimed now (etd_gate_of). */
@@ -143,6 +151,7 @@ void etd_circuit_after(dispatcher_t *d, apr_pool_t *p, const et_site_t *site,
 void etd_probe_started(dispatcher_t *d, apr_pool_t *p, const char *name);
 void etd_probe_lost(dispatcher_t *d, const char *name);
 apr_time_t etd_pause_ends(dispatcher_t *d);
+void etd_circuits_sync(dispatcher_t *d, apr_pool_t *p, int take);
 void etd_load_circuits(dispatcher_t *d, apr_pool_t *p);
 void etd_load_sites(dispatcher_t *d, apr_pool_t *p);
 

@@ -165,6 +165,14 @@ typedef struct et_circuit_row_t {
 } et_circuit_row_t;
 
 apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c);
+/**
+ * Take the probe of @a site's pause if it is over (paused or probing,
+ * open_until <= @a now) and no other dispatcher took it first: the row
+ * becomes "probing" until @a until. *taken is 1 for the one that won.
+ */
+apr_status_t et_outbox_circuit_take(et_outbox_t *ob, const char *site,
+                                    apr_time_t now, apr_time_t until,
+                                    int *taken);
 /** All recorded endpoints (et_circuit_row_t *), by site. */
 apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
                                 apr_array_header_t **out);

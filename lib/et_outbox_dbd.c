@@ -46,6 +46,8 @@ struct et_outbox_t {
     /* pgsql: one object's events are stored one at a time, machines
      * included (see lock_objects) */
     apr_dbd_prepared_t *st_lock;
+    /* an endpoint's probe, taken by one dispatcher of all (circuit_take) */
+    apr_dbd_prepared_t *st_circuit_take;
     int in_txn;                       /* in et_outbox_begin's transaction */
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
@@ -168,6 +170,15 @@ static const char pgsql_last_id[] = "SELECT lastval()";
 /* PostgreSQL: an object's lock until the transaction ends (lock_objects) */
 static const char pgsql_object_lock[] =
     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))";
+
+/* Take the probe of a pause that is over: one dispatcher among all that
+ * share the outbox wins it (PostgreSQL re-checks the WHERE on the row
+ * version a concurrent winner committed; SQLite has one writer at a
+ * time), and holds it until the new open_until, its probe's lease. A
+ * probe whose lease ran out (its dispatcher died) may be taken again. */
+static const char circuit_take_sql[] =
+    "UPDATE et_circuit SET state = %d, open_until = %lld, changed = %lld"
+    " WHERE site = %s AND state <> 0 AND open_until <= %lld";
 
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT: an event is its object's head if nothing of its object
@@ -753,6 +764,15 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
             rv = set_error(ob, dbrv, create ? "preparing the outbox statements"
                            : "preparing the outbox statements (is the "
                              "schema there?)");
+            goto fail;
+        }
+    }
+    {
+        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, circuit_take_sql,
+                                   NULL, &ob->st_circuit_take);
+
+        if (dbrv) {
+            rv = set_error(ob, dbrv, "preparing the outbox statements");
             goto fail;
         }
     }
@@ -1363,6 +1383,23 @@ apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c)
                          c->last_error);
     apr_pool_destroy(p);
     return rv ? set_error(ob, rv, "recording an endpoint's health")
+              : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_circuit_take(et_outbox_t *ob, const char *site,
+                                    apr_time_t now, apr_time_t until,
+                                    int *taken)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st_circuit_take,
+                         itoa_p(p, 2 /* ET_CB_PROBING */), i64(p, until),
+                         i64(p, now), site, i64(p, now));
+    apr_pool_destroy(p);
+    *taken = !rv && nrows > 0;
+    return rv ? set_error(ob, rv, "taking an endpoint's probe")
               : APR_SUCCESS;
 }
 
