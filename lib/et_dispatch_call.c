@@ -229,8 +229,9 @@ static void call_done(void *baton, const et_http_response_t *r)
         job_t *next = job->chain;
 
         job->chain = NULL;
-        if (out.state == ET_ST_PENDING) {
-            /* a retry holds its object's line: the rest go back */
+        if (out.state == ET_ST_PENDING || *d->conf->stop) {
+            /* a retry holds its object's line (and a stopping dispatcher
+             * starts nothing): the rest go back */
             apr_atomic_inc32(&d->inflight);   /* as give_back expects */
             give_back(d, next);
         }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_base64.h>
 #include <apr_dbd.h>
 #include <apr_strings.h>
 #include <apr_file_info.h>
@@ -46,6 +47,7 @@ struct et_outbox_t {
     /* pgsql: one object's events are stored one at a time, machines
      * included (see lock_objects) */
     apr_dbd_prepared_t *st_lock;
+    apr_dbd_prepared_t *st_finish;    /* pgsql: pgsql_finish */
     /* an endpoint's probe, taken by one dispatcher of all (circuit_take) */
     apr_dbd_prepared_t *st_circuit_take;
     int in_txn;                       /* in et_outbox_begin's transaction */
@@ -167,9 +169,28 @@ static const char *const schema_pgsql[] =
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
 static const char pgsql_last_id[] = "SELECT lastval()";
-/* PostgreSQL: an object's lock until the transaction ends (lock_objects) */
+/* PostgreSQL: objects' locks until the transaction ends (lock_objects),
+ * taken in the order given, in one statement: a comma-separated list of
+ * keys in base64 (no comma in it, whatever the ids hold) */
 static const char pgsql_object_lock[] =
-    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))";
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM"
+    " (SELECT k FROM unnest(string_to_array(%s, ',')) WITH ORDINALITY"
+    " AS u(k, n) ORDER BY n) s";
+/* ST_FINISH and ST_PROMOTE in one statement on PostgreSQL (a round trip
+ * each would double a round's): the promotion's subquery sees the rows
+ * as they were before the statement, so the finished row itself, still
+ * pending there, is left out by its id. Answers the finish's row count. */
+static const char pgsql_finish[] =
+    "WITH f AS (UPDATE et_event SET state = %d, last_status = %d,"
+    " last_error = %s, due = %lld, lease_until = 0, lease_owner = NULL,"
+    " done_at = %lld, latency = %lld"
+    " WHERE id = %lld AND lease_owner = %s AND lease_until = %lld"
+    " RETURNING id, site, object, oid, state),"
+    " n AS (UPDATE et_event SET head = 1 WHERE id = (SELECT MIN(p.id)"
+    " FROM et_event p, f WHERE f.state <> 0 AND p.site = f.site"
+    " AND p.object = f.object AND p.oid = f.oid AND p.state = 0"
+    " AND p.id <> f.id) AND head = 0 RETURNING id)"
+    " SELECT (SELECT COUNT(*) FROM f), (SELECT COUNT(*) FROM n)";
 
 /* Take the probe of a pause that is over: one dispatcher among all that
  * share the outbox wins it (PostgreSQL re-checks the WHERE on the row
@@ -780,6 +801,10 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, pgsql_object_lock,
                                    NULL, &ob->st_lock);
 
+        if (!dbrv) {
+            dbrv = apr_dbd_prepare(ob->drv, p, ob->db, pgsql_finish, NULL,
+                                   &ob->st_finish);
+        }
         if (dbrv) {
             rv = set_error(ob, dbrv, "preparing the outbox statements");
             goto fail;
@@ -984,26 +1009,31 @@ static int lock_objects(et_outbox_t *ob, apr_pool_t *p,
                         et_event_t *const *evs, int n)
 {
     const char **keys = apr_palloc(p, n * sizeof(*keys));
-    int i, rv = 0;
+    apr_array_header_t *list = apr_array_make(p, n, sizeof(const char *));
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    int i, rv;
 
     for (i = 0; i < n; i++) {
-        keys[i] = apr_pstrcat(p, evs[i]->site ? evs[i]->site : "", "\x1f",
-                              object_of(evs[i]), "\x1f",
-                              evs[i]->oid ? evs[i]->oid : "", NULL);
+        const char *key = apr_pstrcat(p, evs[i]->site ? evs[i]->site : "",
+                                      "\x1f", object_of(evs[i]), "\x1f",
+                                      evs[i]->oid ? evs[i]->oid : "", NULL);
+        int len = (int)strlen(key);
+        char *b64 = apr_palloc(p, apr_base64_encode_len(len));
+
+        apr_base64_encode_binary(b64, (const unsigned char *)key, len);
+        keys[i] = b64;
     }
     qsort(keys, n, sizeof(*keys), by_string);
-    for (i = 0; i < n && !rv; i++) {
-        apr_dbd_results_t *res = NULL;
-        apr_dbd_row_t *row = NULL;
-
-        if (i > 0 && !strcmp(keys[i], keys[i - 1])) {
-            continue;
+    for (i = 0; i < n; i++) {
+        if (i == 0 || strcmp(keys[i], keys[i - 1])) {
+            APR_ARRAY_PUSH(list, const char *) = keys[i];
         }
-        /* random access: see select_one */
-        rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st_lock, 1,
-                              keys[i], NULL);
-        while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        }
+    }
+    /* random access: see select_one */
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st_lock, 1,
+                          apr_array_pstrcat(p, list, ','), NULL);
+    while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
     }
     return rv;
 }
@@ -1292,6 +1322,32 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
     apr_time_t now = apr_time_now();
 
     apr_pool_create(&p, ob->pool);
+    if (ob->is_pgsql) {
+        apr_dbd_results_t *res = NULL;
+        apr_dbd_row_t *row = NULL;    /* pgsql reuses a non-NULL row */
+
+        /* random access: see select_one; NULLs are passed as such (the
+         * statement's own count of arguments, no sentinel) */
+        rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st_finish, 1,
+                              itoa_p(p, out->state), itoa_p(p, out->status),
+                              out->error,
+                              i64(p, out->state == ET_ST_PENDING ? out->due
+                                                                 : now),
+                              out->state == ET_ST_PENDING ? NULL
+                                                          : i64(p, now),
+                              i64(p, out->latency), i64(p, ev->rowid), owner,
+                              i64(p, ev->lease_until));
+        while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+            const char *n = apr_dbd_get_entry(ob->drv, row, 0);
+
+            nrows = n ? atoi(n) : 0;
+        }
+        apr_pool_destroy(p);
+        if (rv) {
+            return set_error(ob, rv, "recording a delivery");
+        }
+        return nrows == 1 ? APR_SUCCESS : APR_EBUSY;
+    }
     rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_FINISH],
                          itoa_p(p, out->state), itoa_p(p, out->status),
                          out->error,
