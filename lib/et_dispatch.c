@@ -350,31 +350,58 @@ static void lessee_settle(void *baton, et_event_t **evs,
 static int store_outcomes(dispatcher_t *d, apr_pool_t *p, job_t *jobs,
                           int each)
 {
+    apr_array_header_t *fin = apr_array_make(p, 16, sizeof(et_finish_t));
+    apr_array_header_t *fjobs = apr_array_make(p, 16, sizeof(job_t *));
     job_t *job;
-    int rc = 0;
+    int rc = 0, i;
 
     for (job = jobs; job; job = job->next) {
         apr_time_t due = job->untried ? apr_time_now()
                          : job->out.state == ET_ST_PENDING ? job->out.due
                          : d->soonest;
 
-        job->stored = job->untried
-                      ? et_outbox_unclaim(d->ob, job->ev, d->owner)
-                      : et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
         if (due < d->soonest) {
             d->soonest = due;
         }
+        if (!job->untried && !each) {
+            /* the round's finishes go together (one statement on
+             * PostgreSQL), below */
+            et_finish_t *f = apr_array_push(fin);
+
+            f->ev = job->ev;
+            f->out = job->out;
+            f->rv = APR_SUCCESS;
+            APR_ARRAY_PUSH(fjobs, job_t *) = job;
+            continue;
+        }
+        job->stored = job->untried
+                      ? et_outbox_unclaim(d->ob, job->ev, d->owner)
+                      : et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
         if (job->stored == APR_SUCCESS || job->stored == APR_EBUSY) {
             continue;
         }
         rc = -1;
         if (!each) {
-            break;
+            return rc;
         }
         et_log(&d->log, ET_LOG_ERR, p, "ET01003: cannot record the outcome of "
                "txn=%s: %s; it will be made again when its "
                "lease expires", job->ev->txn,
                et_outbox_error(d->ob));
+    }
+    if (fin->nelts) {
+        apr_status_t rv = et_outbox_finish_batch(d->ob, d->owner,
+                                                 (et_finish_t *)fin->elts,
+                                                 fin->nelts);
+
+        for (i = 0; i < fin->nelts; i++) {
+            APR_ARRAY_IDX(fjobs, i, job_t *)->stored
+                = rv != APR_SUCCESS ? rv
+                : APR_ARRAY_IDX(fin, i, et_finish_t).rv;
+        }
+        if (rv != APR_SUCCESS) {
+            rc = -1;
+        }
     }
     return rc;
 }

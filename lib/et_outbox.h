@@ -134,6 +134,23 @@ typedef struct et_outcome_t {
 apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
                               const char *owner, const et_outcome_t *out);
 
+/** One outcome of a batch (et_outbox_finish_batch). */
+typedef struct et_finish_t {
+    const et_event_t *ev;             /* as claimed (rowid, lease_until) */
+    et_outcome_t out;
+    apr_status_t rv;                  /* set: APR_SUCCESS, or APR_EBUSY as
+                                       * et_outbox_finish says */
+} et_finish_t;
+
+/**
+ * et_outbox_finish for each of @a n outcomes, meant for a transaction
+ * (a dispatcher's round): on PostgreSQL one statement for all, not a
+ * round trip each. Returns an error when a statement failed (then the
+ * transaction is spoiled and fs[].rv says nothing).
+ */
+apr_status_t et_outbox_finish_batch(et_outbox_t *ob, const char *owner,
+                                    et_finish_t *fs, int n);
+
 /** Release @a owner's leases without counting an attempt (clean shutdown). */
 apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner);
 

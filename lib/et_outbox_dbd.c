@@ -16,6 +16,7 @@
 #include <apr_strings.h>
 #include <apr_file_info.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "et_outbox.h"
@@ -48,6 +49,7 @@ struct et_outbox_t {
      * included (see lock_objects) */
     apr_dbd_prepared_t *st_lock;
     apr_dbd_prepared_t *st_finish;    /* pgsql: pgsql_finish */
+    apr_dbd_prepared_t *st_finish_batch; /* pgsql: pgsql_finish_batch */
     /* an endpoint's probe, taken by one dispatcher of all (circuit_take) */
     apr_dbd_prepared_t *st_circuit_take;
     int in_txn;                       /* in et_outbox_begin's transaction */
@@ -165,6 +167,15 @@ static const char *const schema_pgsql[] =
  * writers are serialised anyway. */
 #define ET_SKIP_LOCKED " /*skip locked*/"
 #define PGSQL_SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
+/* Where the heads are read (claim, next due): SQLite is told to use
+ * et_event_head (prepare_stmt). Left to itself, without statistics, it
+ * prefers et_event_claim (site, state, due), whose range holds every
+ * pending event of the site, a hot object's backlog included - the walk
+ * the head mark is there to avoid. PostgreSQL picks et_event_head by
+ * itself (its partial index is the smaller one), with or without
+ * statistics. */
+#define ET_HEAD_INDEX " /*indexed by et_event_head*/"
+#define SQLITE_HEAD_INDEX " INDEXED BY et_event_head"
 
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
@@ -176,6 +187,37 @@ static const char pgsql_object_lock[] =
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM"
     " (SELECT k FROM unnest(string_to_array(%s, ',')) WITH ORDINALITY"
     " AS u(k, n) ORDER BY n) s";
+/* A round's outcomes in one statement on PostgreSQL (et_outbox_finish_batch):
+ * the finishes, then the promotion of each finished head's next event -
+ * the first pending one that is not among this statement's finished rows,
+ * which its subqueries still see pending (they see the rows as they were
+ * before the statement). Answers the ids it finished (a lease that
+ * expired meanwhile is not among them). */
+static const char pgsql_finish_batch[] =
+    "WITH v AS (SELECT * FROM json_to_recordset(%s::json) AS v(id bigint,"
+    " state int, status int, error text, due bigint, done bigint,"
+    " latency bigint, lease bigint)),"
+    " f AS (UPDATE et_event e SET state = v.state, last_status = v.status,"
+    " last_error = v.error, due = v.due, lease_until = 0, lease_owner = NULL,"
+    " done_at = v.done, latency = v.latency,"
+    /* a retry whose predecessors all end in this statement is the head
+     * now: marked here, as a row is updated once per statement (n
+     * leaves it alone) */
+    " head = CASE WHEN v.state = 0 AND NOT EXISTS (SELECT 1 FROM et_event p"
+    " WHERE p.site = e.site AND p.object = e.object AND p.oid = e.oid"
+    " AND p.state = 0 AND p.id < e.id AND p.id NOT IN"
+    " (SELECT w.id FROM v w WHERE w.state <> 0)) THEN 1 ELSE e.head END"
+    " FROM v WHERE e.id = v.id"
+    " AND e.lease_owner = %s AND e.lease_until = v.lease"
+    " RETURNING e.id, e.site, e.object, e.oid, e.state),"
+    " n AS (UPDATE et_event SET head = 1 WHERE head = 0 AND id IN"
+    " (SELECT (SELECT MIN(p.id) FROM et_event p WHERE p.site = f.site"
+    " AND p.object = f.object AND p.oid = f.oid AND p.state = 0"
+    " AND p.id NOT IN (SELECT id FROM f WHERE state <> 0))"
+    " FROM f WHERE f.state <> 0) AND id NOT IN (SELECT id FROM f)"
+    " RETURNING id)"
+    " SELECT id FROM f";
+
 /* ST_FINISH and ST_PROMOTE in one statement on PostgreSQL (a round trip
  * each would double a round's): the promotion's subquery sees the rows
  * as they were before the statement, so the finished row itself, still
@@ -235,7 +277,7 @@ static const char *const stmt_sql[ET_STMTS] = {
      * MATERIALIZED, read once: PostgreSQL may run an IN subquery again
      * per row updated, and SKIP LOCKED then skips the rows this very
      * statement has just updated and takes more than LIMIT. */
-    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e"
+    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_HEAD_INDEX
     "  WHERE e.site = %s AND e.state = 0 AND e.head = 1 AND e.due <= %lld"
     "  AND e.lease_until < %lld ORDER BY e.due LIMIT %d" ET_SKIP_LOCKED ")"
     " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
@@ -283,7 +325,7 @@ static const char *const stmt_sql[ET_STMTS] = {
      * after now (one that is due already but was not claimed waits for
      * its endpoint's pause) */
     ET_SITES_CTE
-    "SELECT MIN((SELECT MIN(p.due) FROM et_event p"
+    "SELECT MIN((SELECT MIN(p.due) FROM et_event p" ET_HEAD_INDEX
     " WHERE p.site = s.site AND p.state = 0 AND p.head = 1"
     " AND p.due > %lld))"
     " FROM s WHERE s.site IS NOT NULL",
@@ -519,6 +561,19 @@ static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
 
 static int begin(et_outbox_t *ob, apr_pool_t *p,
                  apr_dbd_transaction_t **trans);
+
+/* @a sql with its marker @a mark (a comment) replaced by @a text. */
+static const char *put_in(apr_pool_t *p, const char *sql, const char *mark,
+                          const char *text)
+{
+    const char *at = strstr(sql, mark);
+
+    if (!at) {
+        return sql;
+    }
+    return apr_pstrcat(p, apr_pstrmemdup(p, sql, at - sql), text,
+                       at + strlen(mark), NULL);
+}
 
 /* The schema version recorded in et_meta, 1 if none (see
  * ET_SCHEMA_VERSION), -1 on error. */
@@ -772,13 +827,10 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
     for (i = 0; i < ET_STMTS; i++) {
         const char *sql = i == ST_LAST_ID && ob->is_pgsql ? pgsql_last_id
                                                          : stmt_sql[i];
-        const char *skip = strstr(sql, ET_SKIP_LOCKED);
-
-        if (skip && ob->is_pgsql) {
-            sql = apr_pstrcat(ptemp, apr_pstrmemdup(ptemp, sql, skip - sql),
-                              PGSQL_SKIP_LOCKED,
-                              skip + sizeof(ET_SKIP_LOCKED) - 1, NULL);
-        }
+        sql = ob->is_pgsql ? put_in(ptemp, sql, ET_SKIP_LOCKED,
+                                    PGSQL_SKIP_LOCKED)
+                           : put_in(ptemp, sql, ET_HEAD_INDEX,
+                                    SQLITE_HEAD_INDEX);
         int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, sql, NULL,
                                    &ob->st[i]);
         if (dbrv) {
@@ -804,6 +856,10 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         if (!dbrv) {
             dbrv = apr_dbd_prepare(ob->drv, p, ob->db, pgsql_finish, NULL,
                                    &ob->st_finish);
+        }
+        if (!dbrv) {
+            dbrv = apr_dbd_prepare(ob->drv, p, ob->db, pgsql_finish_batch,
+                                   NULL, &ob->st_finish_batch);
         }
         if (dbrv) {
             rv = set_error(ob, dbrv, "preparing the outbox statements");
@@ -1370,6 +1426,84 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
     }
     /* nrows == 0: our lease expired and another dispatcher owns it now */
     return nrows == 1 ? APR_SUCCESS : APR_EBUSY;
+}
+
+/* One outcome as pgsql_finish_batch reads it. */
+static json_t *finish_json(const et_finish_t *f, apr_time_t now)
+{
+    const et_outcome_t *out = &f->out;
+    int pending = out->state == ET_ST_PENDING;
+    json_t *o = json_object();
+    json_t *err = NULL;
+
+    if (out->error) {
+        /* jansson refuses bytes that are not UTF-8 (nor would a text
+         * column take them) */
+        err = json_string(out->error);
+        if (!err) {
+            err = json_string("(the error's text is not UTF-8)");
+        }
+    }
+    json_object_set_new(o, "id", json_integer(f->ev->rowid));
+    json_object_set_new(o, "state", json_integer(out->state));
+    json_object_set_new(o, "status", json_integer(out->status));
+    json_object_set_new(o, "error", err ? err : json_null());
+    json_object_set_new(o, "due", json_integer(pending ? out->due : now));
+    json_object_set_new(o, "done", pending ? json_null() : json_integer(now));
+    json_object_set_new(o, "latency", json_integer(out->latency));
+    json_object_set_new(o, "lease", json_integer(f->ev->lease_until));
+    return o;
+}
+
+apr_status_t et_outbox_finish_batch(et_outbox_t *ob, const char *owner,
+                                    et_finish_t *fs, int n)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    apr_time_t now = apr_time_now();
+    apr_pool_t *p;
+    json_t *arr;
+    char *text;
+    int i, rv;
+
+    if (!ob->is_pgsql || n == 1) {
+        /* SQLite: a statement costs no round trip */
+        for (i = 0; i < n; i++) {
+            fs[i].rv = et_outbox_finish(ob, fs[i].ev, owner, &fs[i].out);
+            if (fs[i].rv != APR_SUCCESS && fs[i].rv != APR_EBUSY) {
+                return fs[i].rv;
+            }
+        }
+        return APR_SUCCESS;
+    }
+    arr = json_array();
+    for (i = 0; i < n; i++) {
+        json_array_append_new(arr, finish_json(&fs[i], now));
+        fs[i].rv = APR_EBUSY;         /* until its id comes back */
+    }
+    text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!text) {
+        apr_cpystrn(ob->last_error, "recording deliveries: out of memory",
+                    sizeof(ob->last_error));
+        return APR_ENOMEM;
+    }
+    apr_pool_create(&p, ob->pool);
+    /* random access: see select_one */
+    rv = apr_dbd_pvselect(ob->drv, p, ob->db, &res, ob->st_finish_batch, 1,
+                          text, owner);
+    free(text);
+    while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        apr_int64_t id = apr_atoi64(apr_dbd_get_entry(ob->drv, row, 0));
+
+        for (i = 0; i < n; i++) {
+            if (fs[i].ev->rowid == id) {
+                fs[i].rv = APR_SUCCESS;
+            }
+        }
+    }
+    apr_pool_destroy(p);
+    return rv ? set_error(ob, rv, "recording deliveries") : APR_SUCCESS;
 }
 
 apr_status_t et_outbox_release(et_outbox_t *ob, const char *owner)

@@ -1289,8 +1289,79 @@ START_TEST(an_outbox_of_the_previous_release_is_migrated)
 }
 END_TEST
 
+/* A round's outcomes in one call (one statement on PostgreSQL): a head
+ * delivered and its follower back for a retry (the follower is the head
+ * now), a dead head (its next one goes), an outcome whose lease is gone
+ * (EBUSY, nothing written). */
+START_TEST(a_round_s_outcomes_are_recorded_together)
+{
+    et_event_t *h = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    et_event_t *f1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE,
+                        ET_ST_PENDING);
+    et_event_t *f2 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_DELETE,
+                        ET_ST_PENDING);
+    et_event_t *d = mk("s1", ET_OBJ_KEY, "k1", ET_EV_UPDATE, ET_ST_PENDING);
+    et_event_t *dn = mk("s1", ET_OBJ_KEY, "k1", ET_EV_DELETE, ET_ST_PENDING);
+    et_event_t *x = mk("s1", ET_OBJ_KEY, "k2", ET_EV_UPDATE, ET_ST_PENDING);
+    apr_array_header_t *a, *fol;
+    et_finish_t fs[4];
+    et_event_t stale;
+    int i;
+
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 3);                   /* h, d, x */
+    ck_assert_int_eq(et_outbox_claim_next(ob, ut_pool, EV(a, 0), "d1", 1,
+                                          &fol), APR_SUCCESS);
+    ck_assert_int_eq(fol->nelts, 1);
+    ck_assert_str_eq(EV(fol, 0)->txn, f1->txn);
+    memset(fs, 0, sizeof(fs));
+    fs[0].ev = EV(a, 0);
+    fs[0].out.state = ET_ST_DELIVERED;
+    fs[0].out.status = 200;
+    fs[1].ev = EV(fol, 0);
+    fs[1].out.state = ET_ST_PENDING;
+    fs[1].out.status = 503;
+    fs[1].out.error = "server error: HTTP 503, answer: caf\xc3\xa9";
+    fs[1].out.due = apr_time_now() - 1;
+    fs[2].ev = EV(a, 1);
+    fs[2].out.state = ET_ST_DEAD;
+    fs[2].out.status = 410;
+    fs[2].out.error = "gone";
+    stale = *EV(a, 2);
+    stale.lease_until -= 1;                          /* not its lease */
+    fs[3].ev = &stale;
+    fs[3].out.state = ET_ST_DELIVERED;
+    ck_assert_int_eq(et_outbox_finish_batch(ob, "d1", fs, 4), APR_SUCCESS);
+    ck_assert_int_eq(fs[0].rv, APR_SUCCESS);
+    ck_assert_int_eq(fs[1].rv, APR_SUCCESS);
+    ck_assert_int_eq(fs[2].rv, APR_SUCCESS);
+    ck_assert_int_eq(fs[3].rv, APR_EBUSY);
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, f1->txn, &f1), APR_SUCCESS);
+    ck_assert_int_eq(f1->state, ET_ST_PENDING);
+    ck_assert_int_eq(f1->last_status, 503);
+    ck_assert_str_eq(f1->error, "server error: HTTP 503, answer: caf\xc3\xa9");
+
+    /* next: f1 (its retry due: it is m1's head now) and dn (after the
+     * dead d); f2 waits behind f1; x is still leased */
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 2);
+    ck_assert_str_eq(EV(a, 0)->txn, f1->txn);
+    ck_assert_str_eq(EV(a, 1)->txn, dn->txn);
+    for (i = 0; i < 2; i++) {
+        finish(EV(a, i), "d2", ET_ST_DELIVERED, 0);
+    }
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, f2->txn);
+    (void)h;
+    (void)d;
+    (void)x;
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
+    tcase_add_test(tc, a_round_s_outcomes_are_recorded_together);
     tcase_add_test(tc, only_an_object_s_head_is_claimed);
     tcase_add_test(tc, the_events_after_a_head_are_leased_with_it);
     tcase_add_test(tc, a_replayed_dead_letter_goes_before_its_object_s_later_events);
