@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# bench/fill.sh OUTBOX N [ENDPOINT]: append N pending events to an existing
-# outbox (the schema of lib/et_outbox_dbd.c, made by httpd at startup), as
-# the capture filter would have written them: PUT (post-update) of member
-# "fN", JSON body, a fresh txn each. Direct insertion is only for making
-# backlogs; capture is measured by capture.sh.
+# bench/fill.sh OUTBOX N [ENDPOINT [OBJECTS]]: append N pending events to an
+# existing outbox (the schema of lib/et_outbox_dbd.c, made by httpd at
+# startup), as the capture filter would have written them: PUT (post-update)
+# of member "fN", JSON body, a fresh txn each. Direct insertion is only for
+# making backlogs; capture is measured by capture.sh.
+# OBJECTS (default: N, every event its own object): the events go to that
+# many members "hot-K" in turn (event i to hot-(i % OBJECTS)), so each
+# object's events are spread over the whole backlog (figure 14).
 set -euo pipefail
-DB=$1 N=$2 EP=${3:-http://127.0.0.1:10010/cb}
+DB=$1 N=$2 EP=${3:-http://127.0.0.1:10010/cb} K=${4:-}
 [ -f "$DB" ] || { echo "fill.sh: no outbox at $DB" >&2; exit 1; }
+if [ -n "$K" ] && [ "$K" != "$N" ]; then
+    OID="'hot-' || (i % $K)"
+else
+    OID="'f' || i || '-' || lower(hex(randomblob(3)))"
+fi
 NOW=$(python3 -c 'import time; print(int(time.time()*1e6))')
 sqlite3 "$DB" <<SQL
 PRAGMA busy_timeout = 10000;
@@ -16,7 +24,7 @@ PRAGMA cache_size = -200000;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N),
      r(i, txn, oid) AS (SELECT i, lower(hex(randomblob(16))),
-                               'f' || i || '-' || lower(hex(randomblob(3))) FROM n)
+                               $OID FROM n)
 INSERT INTO et_event (txn, site, object, event, oid, url, content_type, body,
                       state, created, due, error)
 SELECT txn, 'bench', 'member', 'post-update', oid,
