@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# bench/fill.sh OUTBOX N [ENDPOINT [OBJECTS]]: append N pending events to an
+# bench/fill.sh OUTBOX N [ENDPOINT [OBJECTS [grouped]]]: append N pending events to an
 # existing outbox (the schema of lib/et_outbox_dbd.c, made by httpd at
 # startup), as the capture filter would have written them: PUT (post-update)
 # of member "fN", JSON body, a fresh txn each. Direct insertion is only for
 # making backlogs; capture is measured by capture.sh.
 # OBJECTS (default: N, every event its own object): the events go to that
 # many members "hot-K" in turn (event i to hot-(i % OBJECTS)), so each
-# object's events are spread over the whole backlog (figure 14).
+# object's events are spread over the whole backlog (figure 14); with
+# "grouped", each object's events are in a row (event i to
+# hot-((i - 1) / (N / OBJECTS))): its later events come before the next
+# object's first in the due order.
 set -euo pipefail
-DB=$1 N=$2 EP=${3:-http://127.0.0.1:10010/cb} K=${4:-}
+DB=$1 N=$2 EP=${3:-http://127.0.0.1:10010/cb} K=${4:-} LAYOUT=${5:-interleaved}
 [ -f "$DB" ] || { echo "fill.sh: no outbox at $DB" >&2; exit 1; }
-if [ -n "$K" ] && [ "$K" != "$N" ]; then
+if [ -n "$K" ] && [ "$K" != "$N" ] && [ "$LAYOUT" = grouped ]; then
+    OID="'hot-' || ((i - 1) / ($N / $K))"
+elif [ -n "$K" ] && [ "$K" != "$N" ]; then
     OID="'hot-' || (i % $K)"
 else
     OID="'f' || i || '-' || lower(hex(randomblob(3)))"
