@@ -30,6 +30,7 @@ int et_circuit_admit(et_circuit_t *c, const et_circuit_conf_t *conf,
     case ET_CB_OPEN:
         if (now >= c->open_until) {
             c->state = ET_CB_PROBING;
+            c->probe_until = 0;
             return 1;
         }
         return 0;
@@ -52,6 +53,7 @@ static void open_circuit(et_circuit_t *c, const et_circuit_conf_t *conf,
     }
     c->state = ET_CB_OPEN;
     c->open_until = now + c->pause;
+    c->probe_until = 0;
 }
 
 int et_circuit_record(et_circuit_t *c, const et_circuit_conf_t *conf,
@@ -64,6 +66,7 @@ int et_circuit_record(et_circuit_t *c, const et_circuit_conf_t *conf,
         c->pause = 0;
         c->state = ET_CB_CLOSED;
         c->open_until = 0;
+        c->probe_until = 0;
     }
     else {
         c->failures++;

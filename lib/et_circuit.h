@@ -29,6 +29,10 @@ typedef struct et_circuit_t {
     int failures;             /* consecutive */
     apr_interval_time_t pause;    /* the current (doubling) pause */
     apr_time_t open_until;
+    /* the dispatcher holds the probe of this pause (taken through the
+     * outbox, one dispatcher among all machines) until then; 0: not held.
+     * Any change of state gives it up. */
+    apr_time_t probe_until;
 } et_circuit_t;
 
 /** Names for logs and the status page: "closed", "open", "probing". */

@@ -72,15 +72,26 @@ static void nudge(dispatcher_t *d)
 
 static void hand_back(dispatcher_t *d, job_t *job);
 
-/* Back to the claiming thread uncalled; the round gives its lease up. A
- * probe that was never made must not leave its site paused for good. */
+/* Back to the claiming thread uncalled, with the events chained to it
+ * (they may not overtake it); the round gives their leases up. A probe
+ * that was never made must not leave its site paused for good. */
 static void give_back(dispatcher_t *d, job_t *job)
 {
+    job_t *next = job->chain;
+
+    job->chain = NULL;
     job->untried = 1;
     if (job->probe) {
         etd_probe_lost(d, job->ev->site);
     }
     hand_back(d, job);
+    while ((job = next) != NULL) {
+        next = job->chain;
+        job->chain = NULL;
+        job->untried = 1;
+        apr_atomic_inc32(&d->inflight);       /* hand_back counts it out */
+        hand_back(d, job);
+    }
 }
 
 static void call_done(void *baton, const et_http_response_t *resp);
@@ -205,13 +216,34 @@ static void call_done(void *baton, const et_http_response_t *r)
     }
     et_log(&d->log, level, p, "ET01001: %s txn=%s site=%s object=%s "
            "event=%s id=%s attempt=%d status=%d latency=%"
-           APR_TIME_T_FMT "ms trace=%s%s%s", detail, ev->txn,
+           APR_TIME_T_FMT "ms trace=%s%s%s%s", detail, ev->txn,
            ev->site, et_object_name(ev->object),
            et_event_name(ev->event), ev->oid, ev->attempts,
            resp.status, apr_time_as_msec(resp.elapsed),
            job->trace_id ? job->trace_id : "-",
+           job->chained ? " chained=1" : "",
            out.error ? " error=" : "",
            out.error ? out.error : "");
+
+    if (job->chain) {
+        job_t *next = job->chain;
+
+        job->chain = NULL;
+        if (out.state == ET_ST_PENDING) {
+            /* a retry holds its object's line: the rest go back */
+            apr_atomic_inc32(&d->inflight);   /* as give_back expects */
+            give_back(d, next);
+        }
+        else {
+            /* delivered or dead: the object's next call starts now, in
+             * the worker this one frees, before the outcome is stored
+             * (the round stores both; a crash before that repeats them,
+             * in order, once the lease runs out) */
+            next->chained = 1;
+            apr_atomic_inc32(&d->inflight);
+            start_call(d, next);
+        }
+    }
 
     /* The outcome is stored by the claiming thread with the others that
      * finished meanwhile, in one transaction; the job and its pool are

@@ -84,6 +84,8 @@ typedef struct dispatcher_t {
     int next_site;                    /* claim loop's claiming thread only */
     int conn_lost;                    /* claiming thread: the outbox no
                                        * longer answers (see do_round) */
+    apr_time_t circuits_read;         /* claiming thread: when et_circuit
+                                       * was last read (etd_circuits_sync) */
     apr_time_t soonest;               /* claiming thread: the soonest due
                                        * among outcomes it stored since it
                                        * last read the outbox's (next_due) */
@@ -99,6 +101,14 @@ typedef struct job_t {
     int probe;                        /* the call that probes a paused site */
     int untried;                      /* handed back uncalled: unclaim it */
     const char *trace_id;             /* of the traceparent sent, or NULL */
+    struct job_t *chain;              /* the events after this one of its
+                                       * object, leased with it (chained
+                                       * delivery): started one by one by
+                                       * the calling thread as each call
+                                       * ends delivered or dead, given
+                                       * back untried otherwise. Not in
+                                       * d->inflight until started. */
+    int chained;                      /* started by its predecessor's end */
     struct job_t *next;               /* in a queue, then in d->done */
 } job_t;
 
@@ -108,6 +118,12 @@ typedef struct site_state_t {
     int caught_up;                    /* its last claim took all that was
                                        * due: fresh events may skip the
                                        * claim (lessee_reserve) */
+    /* its et_circuit row as this dispatcher last read or wrote it: a row
+     * that differs was written by another dispatcher, whose pause (or
+     * resumption) we adopt (etd_circuits_sync) */
+    int seen;                         /* a row was read or written */
+    int seen_state;
+    apr_time_t seen_open_until, seen_changed;
 } site_state_t;
 
 /* Whether a site's events may be claimed now (etd_gate_of). */
@@ -135,6 +151,7 @@ void etd_circuit_after(dispatcher_t *d, apr_pool_t *p, const et_site_t *site,
 void etd_probe_started(dispatcher_t *d, apr_pool_t *p, const char *name);
 void etd_probe_lost(dispatcher_t *d, const char *name);
 apr_time_t etd_pause_ends(dispatcher_t *d);
+void etd_circuits_sync(dispatcher_t *d, apr_pool_t *p, int take);
 void etd_load_circuits(dispatcher_t *d, apr_pool_t *p);
 void etd_load_sites(dispatcher_t *d, apr_pool_t *p);
 

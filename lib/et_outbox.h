@@ -82,13 +82,35 @@ apr_status_t et_outbox_insert_batch(et_outbox_t *ob, et_event_t **evs, int n,
 
 /**
  * Lease up to @a max due events of @a site to @a owner until now + @a lease:
- * pending, due, not leased, and with no earlier pending event of the same
- * object (site, object type, id); soonest due first, returned in capture
- * order. Events are allocated from @a p.
+ * pending, due, not leased, and each its object's head (no earlier pending
+ * event of the same site, object type and id: a mark kept by the insert
+ * and the finish, so the claim reads no event that waits behind another);
+ * soonest due first, returned in capture order. Events are allocated from
+ * @a p.
  */
 apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
                              const char *owner, apr_interval_time_t lease,
                              int max, apr_array_header_t **events);
+
+/**
+ * Lease to @a owner, with @a head's lease (ev->lease_until as claimed), up
+ * to @a max of the pending events that follow @a head in its object's
+ * line, in capture order: the calls that follow the head's at once if it
+ * succeeds (chained delivery). Reads at most @a max rows.
+ */
+apr_status_t et_outbox_claim_next(et_outbox_t *ob, apr_pool_t *p,
+                                  const et_event_t *head, const char *owner,
+                                  int max, apr_array_header_t **events);
+
+/**
+ * PostgreSQL: lock the objects of @a evs until the current transaction
+ * (et_outbox_begin) ends, in one order, as the writers that store events
+ * do. A round that finishes an object's head takes it first, so that an
+ * event stored meanwhile either sees the head pending (and waits behind
+ * it) or is seen by the finish (and becomes the head). No-op on SQLite.
+ */
+apr_status_t et_outbox_lock_objects(et_outbox_t *ob, apr_pool_t *p,
+                                    et_event_t *const *evs, int n);
 
 /** The sites that have pending events (const char *). */
 apr_status_t et_outbox_pending_sites(et_outbox_t *ob, apr_pool_t *p,
@@ -143,6 +165,14 @@ typedef struct et_circuit_row_t {
 } et_circuit_row_t;
 
 apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c);
+/**
+ * Take the probe of @a site's pause if it is over (paused or probing,
+ * open_until <= @a now) and no other dispatcher took it first: the row
+ * becomes "probing" until @a until. *taken is 1 for the one that won.
+ */
+apr_status_t et_outbox_circuit_take(et_outbox_t *ob, const char *site,
+                                    apr_time_t now, apr_time_t until,
+                                    int *taken);
 /** All recorded endpoints (et_circuit_row_t *), by site. */
 apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
                                 apr_array_header_t **out);

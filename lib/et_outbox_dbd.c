@@ -20,8 +20,10 @@
 #include "et_outbox.h"
 
 enum {
-    ST_INSERT = 0, ST_OBJECT_PENDING, ST_INSERT_LEASED, ST_LAST_ID, ST_CLAIM, ST_FINISH, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM, ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN,
-    ST_REPLAY_SINCE, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
+    ST_INSERT = 0, ST_LEASE_FRESH, ST_LAST_ID, ST_CLAIM, ST_CLAIM_NEXT,
+    ST_FINISH, ST_PROMOTE, ST_RELEASE, ST_NEXT_DUE, ST_UNCLAIM,
+    ST_CIRCUIT_SET, ST_CIRCUITS, ST_REPLAY_TXN, ST_REPLAY_SINCE,
+    ST_HEAD_DOWN, ST_HEAD_UP, ST_LIST, ST_SHOW, ST_SITE_COUNTS, ST_RECENT_ERRORS,
     ST_LATENCIES, ST_PRUNE, ST_PENDING_SITES, ST_SITES, ET_STMTS
 };
 
@@ -44,10 +46,13 @@ struct et_outbox_t {
     /* pgsql: one object's events are stored one at a time, machines
      * included (see lock_objects) */
     apr_dbd_prepared_t *st_lock;
+    /* an endpoint's probe, taken by one dispatcher of all (circuit_take) */
+    apr_dbd_prepared_t *st_circuit_take;
     int in_txn;                       /* in et_outbox_begin's transaction */
     apr_dbd_prepared_t *st[ET_STMTS];
     char last_error[256];             /* fixed: errors must not grow a pool */
     int last_rc;                      /* the driver's code of that error */
+    int migrated_from;                /* open: the version migrated, or 0 */
 };
 
 /* One schema for both drivers; only the key and time types differ. */
@@ -75,7 +80,8 @@ struct et_outbox_t {
     " latency " TIME ","                                                \
     " traceparent TEXT,"                                                \
     " tracestate TEXT,"                                                 \
-    " headers TEXT)",                                                   \
+    " headers TEXT,"                                                    \
+    " head INTEGER NOT NULL DEFAULT 0)",                                \
     /* the per-object ordering check walks this one: pending events    \
      * only, so it stays as small as the backlog (not the retained      \
      * history) and a finished event leaves it (earlier outboxes had    \
@@ -90,7 +96,8 @@ struct et_outbox_t {
     "CREATE INDEX IF NOT EXISTS et_event_leased ON et_event (lease_owner)" \
     " WHERE lease_owner IS NOT NULL",                                   \
     "DROP INDEX IF EXISTS et_event_due",                                \
-    /* the claim: one site's due events */                              \
+    /* one site's events by state and time: retention, latencies, the  \
+     * status page */                                                   \
     "CREATE INDEX IF NOT EXISTS et_event_claim"                         \
     " ON et_event (site, state, due)",                                  \
     /* paused endpoints: the claim skips their sites until open_until */ \
@@ -101,15 +108,40 @@ struct et_outbox_t {
     " open_until " TIME " NOT NULL,"                                    \
     " changed " TIME " NOT NULL,"                                       \
     " last_error TEXT)",                                                \
+    /* the schema's version (ET_SCHEMA_VERSION), for migrations */       \
+    "CREATE TABLE IF NOT EXISTS et_meta ("                              \
+    " name TEXT PRIMARY KEY,"                                           \
+    " value TEXT NOT NULL)",                                            \
     NULL                                                                \
 }
+
+/*
+ * The version of the schema this code writes. 1: any outbox made before
+ * the version was recorded (no et_meta row). 2: the head column - an
+ * object's first pending event is marked, and only marked events are
+ * claimed (see ST_CLAIM); an outbox of version 1 gets its heads marked
+ * when it is opened with create (migrate).
+ */
+#define ET_SCHEMA_VERSION 2
+
+/* Made once the columns are there (an older outbox gets head first). */
+static const char *const schema_late[] = {
+    /* the claim's candidates: each object's first pending event, and
+     * nothing else - however many wait behind it (issue 14) */
+    "CREATE INDEX IF NOT EXISTS et_event_head ON et_event (site, due)"
+    " WHERE state = 0 AND head = 1",
+    NULL
+};
 
 /* Columns added to et_event since its first schema. CREATE TABLE IF NOT
  * EXISTS leaves an outbox made before them as it was: they are added at
  * open (et_outbox_open with create, as httpd's startup does). Their rows
  * keep NULL there: events without trace context or headers. */
-static const char *const added_columns[] = {
-    "traceparent", "tracestate", "headers", NULL
+static const struct {
+    const char *name, *type;
+} added_columns[] = {
+    { "traceparent", "TEXT" }, { "tracestate", "TEXT" }, { "headers", "TEXT" },
+    { "head", "INTEGER NOT NULL DEFAULT 0" }, { NULL, NULL }
 };
 
 static const char *const schema_sqlite[] =
@@ -126,6 +158,12 @@ static const char *const schema_pgsql[] =
     "  WHERE e.site > s.site)"                                          \
     " FROM s WHERE s.site IS NOT NULL) "
 
+/* Where a claim's subquery locks the rows it picks on PostgreSQL
+ * (prepare_stmt puts PGSQL_SKIP_LOCKED there); a comment to SQLite, whose
+ * writers are serialised anyway. */
+#define ET_SKIP_LOCKED " /*skip locked*/"
+#define PGSQL_SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
+
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
 static const char pgsql_last_id[] = "SELECT lastval()";
@@ -133,48 +171,71 @@ static const char pgsql_last_id[] = "SELECT lastval()";
 static const char pgsql_object_lock[] =
     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))";
 
+/* Take the probe of a pause that is over: one dispatcher among all that
+ * share the outbox wins it (PostgreSQL re-checks the WHERE on the row
+ * version a concurrent winner committed; SQLite has one writer at a
+ * time), and holds it until the new open_until, its probe's lease. A
+ * probe whose lease ran out (its dispatcher died) may be taken again. */
+static const char circuit_take_sql[] =
+    "UPDATE et_circuit SET state = %d, open_until = %lld, changed = %lld"
+    " WHERE site = %s AND state <> 0 AND open_until <= %lld";
+
 static const char *const stmt_sql[ET_STMTS] = {
-    /* ST_INSERT */
+    /* ST_INSERT: an event is its object's head if nothing of its object
+     * is pending. One statement: SQLite takes its writer's lock before
+     * reading, and PostgreSQL's writers of one object hold its lock
+     * (lock_objects), so no other writer comes between the check and
+     * the row. */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
-    " body, state, created, due, error, traceparent, tracestate, headers)"
+    " body, state, created, due, error, traceparent, tracestate, headers,"
+    " head)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s, %s, %s,"
-    " %s)"
+    " %s, CASE WHEN CAST(%d AS INTEGER) = 0 AND NOT EXISTS (SELECT 1 FROM et_event p"
+    " WHERE p.site = %s AND p.object = %s AND p.oid = %s AND p.state = 0)"
+    " THEN 1 ELSE 0 END)"
     " ON CONFLICT (txn) DO NOTHING",
-    /* ST_OBJECT_PENDING: the claim's ordering check, for a fresh event
-     * (newer than every row): is anything of its object pending? */
-    "SELECT 1 FROM et_event WHERE site = %s AND object = %s AND oid = %s"
-    " AND state = 0 LIMIT 1",
-    /* ST_INSERT_LEASED: a fresh event stored already leased, its attempt
-     * counted (as ST_CLAIM does). Not INSERT ... SELECT ... WHERE NOT
-     * EXISTS, nor RETURNING: SQLite runs either through a temporary table
-     * per row, which cost the intake more than the claim it saves. */
-    "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
-    " body, state, created, due, lease_owner, lease_until, attempts,"
-    " traceparent, tracestate, headers)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %lld, %lld, %s, %lld, 1,"
-    " %s, %s, %s)"
-    " ON CONFLICT (txn) DO NOTHING",
+    /* ST_LEASE_FRESH: a fresh event leased to the intake's dispatcher if
+     * it is its object's head and no claim took it meanwhile; its
+     * attempt counted (as ST_CLAIM does) */
+    "UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
+    " attempts = 1 WHERE txn = %s AND head = 1 AND state = 0"
+    " AND lease_owner IS NULL AND attempts = 0",
     /* ST_LAST_ID: the row just inserted (PostgreSQL: pgsql_last_id) */
     "SELECT last_insert_rowid()",
-    /* ST_CLAIM: one site's due, unleased events that are first in line
-     * for their object, soonest due first (capture order within an object
-     * comes from the NOT EXISTS). Attempts are counted at claim time so
-     * that a dispatcher dying mid-call still uses one up (a crash loop
-     * cannot retry forever); due moves to the lease's end, so a claimed
-     * event leaves the due range the claim scans. */
-    "UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
+    /* ST_CLAIM: one site's due, unleased heads (each object's first
+     * pending event: the partial index et_event_head holds nothing
+     * else, so the events waiting behind them cost nothing here),
+     * soonest due first. Attempts are counted at claim time so that a
+     * dispatcher dying mid-call still uses one up (a crash loop cannot
+     * retry forever); due moves to the lease's end, so a claimed event
+     * leaves the due range the claim scans. PostgreSQL: rows another
+     * dispatcher is claiming are skipped, not waited for (no deadlock,
+     * no queue of machines behind one lock). The candidates are
+     * MATERIALIZED, read once: PostgreSQL may run an IN subquery again
+     * per row updated, and SKIP LOCKED then skips the rows this very
+     * statement has just updated and takes more than LIMIT. */
+    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e"
+    "  WHERE e.site = %s AND e.state = 0 AND e.head = 1 AND e.due <= %lld"
+    "  AND e.lease_until < %lld ORDER BY e.due LIMIT %d" ET_SKIP_LOCKED ")"
+    " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
     " attempts = attempts + 1"
-    " WHERE id IN (SELECT e.id FROM et_event e"
-    "  WHERE e.site = %s AND e.state = 0 AND e.due <= %lld"
-    "  AND e.lease_until < %lld"
-    "  AND NOT EXISTS (SELECT 1 FROM et_event p WHERE p.site = e.site"
-    "   AND p.object = e.object AND p.oid = e.oid AND p.state = 0"
-    "   AND p.id < e.id)"
-    "  ORDER BY e.due LIMIT %d)"
+    " WHERE id IN (SELECT id FROM c)"
     /* again on the row itself: PostgreSQL re-checks these (not the
      * subquery) when another dispatcher claimed the row meanwhile. The
      * unary + keeps SQLite from driving the UPDATE through an index on
      * state (testing every pending row against the IN list). */
+    " AND +state = 0 AND +head = 1 AND +lease_until < %lld"
+    " RETURNING " EV_COLS,
+    /* ST_CLAIM_NEXT: the events after a claimed head, leased with it so
+     * that the calling thread makes them one after the other as each
+     * call succeeds (chained delivery): a seek in et_event_order, at
+     * most LIMIT rows read */
+    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e"
+    "  WHERE e.site = %s AND e.object = %s AND e.oid = %s AND e.state = 0"
+    "  AND e.id > %lld ORDER BY e.id LIMIT %d" ET_SKIP_LOCKED ")"
+    " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
+    " attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM c)"
     " AND +state = 0 AND +lease_until < %lld"
     " RETURNING " EV_COLS,
     /* ST_FINISH: only the lease holder may write the outcome, and only
@@ -187,16 +248,23 @@ static const char *const stmt_sql[ET_STMTS] = {
     " due = %lld, lease_until = 0, lease_owner = NULL, done_at = %lld,"
     " latency = %lld"
     " WHERE id = %lld AND lease_owner = %s AND lease_until = %lld",
+    /* ST_PROMOTE: an object's head finished (delivered or dead): its next
+     * pending event becomes the head, in the same transaction. MIN(id)
+     * is the first entry of et_event_order for the object. */
+    "UPDATE et_event SET head = 1 WHERE id = (SELECT MIN(p.id)"
+    " FROM et_event p WHERE p.site = %s AND p.object = %s AND p.oid = %s"
+    " AND p.state = 0) AND head = 0",
     /* ST_RELEASE */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
     " WHERE lease_owner = %s AND state = 0",
-    /* ST_NEXT_DUE: per site, the first pending row in et_event_claim that
-     * is due after now (one that is due already but was not claimed waits
-     * for something else: the event before it, or its endpoint's pause) */
+    /* ST_NEXT_DUE: per site, the first head in et_event_head that is due
+     * after now (one that is due already but was not claimed waits for
+     * its endpoint's pause) */
     ET_SITES_CTE
     "SELECT MIN((SELECT MIN(p.due) FROM et_event p"
-    " WHERE p.site = s.site AND p.state = 0 AND p.due > %lld))"
+    " WHERE p.site = s.site AND p.state = 0 AND p.head = 1"
+    " AND p.due > %lld))"
     " FROM s WHERE s.site IS NOT NULL",
     /* ST_UNCLAIM: give one back untried (its endpoint is paused) */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
@@ -219,6 +287,18 @@ static const char *const stmt_sql[ET_STMTS] = {
     "UPDATE et_event SET state = 0, attempts = 0, due = %lld,"
     " lease_until = 0, lease_owner = NULL, done_at = NULL"
     " WHERE state = 2 AND created >= %lld",
+    /* ST_HEAD_DOWN, ST_HEAD_UP: mark every object's first pending event,
+     * and only it, after dead letters came back in line (they go before
+     * what their object captured since) or on migrating an outbox made
+     * before heads. Not on a hot path: each reads every pending event. */
+    "UPDATE et_event SET head = 0 WHERE state = 0 AND head = 1 AND EXISTS"
+    " (SELECT 1 FROM et_event p WHERE p.site = et_event.site"
+    " AND p.object = et_event.object AND p.oid = et_event.oid"
+    " AND p.state = 0 AND p.id < et_event.id)",
+    "UPDATE et_event SET head = 1 WHERE state = 0 AND head = 0 AND NOT EXISTS"
+    " (SELECT 1 FROM et_event p WHERE p.site = et_event.site"
+    " AND p.object = et_event.object AND p.oid = et_event.oid"
+    " AND p.state = 0 AND p.id < et_event.id)",
     /* ST_LIST: newest first; state -1 lists all */
     "SELECT " EV_COLS " FROM et_event WHERE (CAST(%d AS INTEGER) = -1 OR state = %d)"
     " ORDER BY id DESC LIMIT %d",
@@ -379,8 +459,8 @@ static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
 {
     int i;
 
-    for (i = 0; added_columns[i]; i++) {
-        const char *col = added_columns[i];
+    for (i = 0; added_columns[i].name; i++) {
+        const char *col = added_columns[i].name;
         apr_dbd_results_t *res = NULL;
         apr_dbd_row_t *row = NULL;    /* pgsql reuses a non-NULL row */
         int found = 0, nrows = 0, rv;
@@ -405,14 +485,115 @@ static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
         }
         rv = apr_dbd_query(ob->drv, ob->db, &nrows,
                            apr_psprintf(p, "ALTER TABLE et_event ADD COLUMN "
-                                        "%s%s TEXT", ob->is_pgsql
-                                        ? "IF NOT EXISTS " : "", col));
+                                        "%s%s %s", ob->is_pgsql
+                                        ? "IF NOT EXISTS " : "", col,
+                                        added_columns[i].type));
         if (rv) {
             return set_error(ob, rv, apr_psprintf(p, "adding the column %s "
                                                   "to the outbox", col));
         }
     }
     return APR_SUCCESS;
+}
+
+static int begin(et_outbox_t *ob, apr_pool_t *p,
+                 apr_dbd_transaction_t **trans);
+
+/* The schema version recorded in et_meta, 1 if none (see
+ * ET_SCHEMA_VERSION), -1 on error. */
+static int schema_version(et_outbox_t *ob, apr_pool_t *p)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    int v = 1, rv;
+
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res, "SELECT value FROM et_meta"
+                        " WHERE name = 'schema'", 1);
+    if (rv) {
+        set_error(ob, rv, "reading the outbox's schema version");
+        return -1;
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        const char *val = apr_dbd_get_entry(ob->drv, row, 0);
+
+        v = val ? atoi(val) : 1;
+    }
+    return v;
+}
+
+/*
+ * Bring an outbox of an earlier version up to ET_SCHEMA_VERSION, in one
+ * transaction (on PostgreSQL under a lock of its own, so that machines
+ * starting at once migrate once). 1 -> 2: mark every object's first
+ * pending event as its head; the events stay in line as they were
+ * (capture order per object). An outbox newer than this code is refused:
+ * its claims would not be this code's.
+ */
+static apr_status_t migrate(et_outbox_t *ob, apr_pool_t *p, int *from)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    apr_status_t st = APR_SUCCESS;
+    int v, dbrv, nrows = 0;
+
+    *from = 0;
+    if ((dbrv = begin(ob, p, &trans)) != 0) {
+        st = set_error(ob, dbrv, "starting the outbox's migration");
+        if (trans) {
+            apr_dbd_transaction_end(ob->drv, p, trans);
+        }
+        return st;
+    }
+    if (ob->is_pgsql) {
+        apr_dbd_results_t *res = NULL;
+        apr_dbd_row_t *row = NULL;
+
+        /* random access: see select_one */
+        dbrv = apr_dbd_select(ob->drv, p, ob->db, &res,
+                              "SELECT pg_advisory_xact_lock("
+                              "hashtextextended('et_meta', 0))", 1);
+        while (!dbrv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        }
+        if (dbrv) {
+            st = set_error(ob, dbrv, "locking the outbox's schema");
+        }
+    }
+    if (st == APR_SUCCESS && (v = schema_version(ob, p)) < 0) {
+        st = APR_EGENERAL;
+    }
+    else if (st == APR_SUCCESS && v > ET_SCHEMA_VERSION) {
+        apr_snprintf(ob->last_error, sizeof(ob->last_error),
+                     "the outbox's schema is version %d, newer than this "
+                     "module's (%d): a newer release wrote it", v,
+                     ET_SCHEMA_VERSION);
+        st = APR_EGENERAL;
+    }
+    else if (st == APR_SUCCESS && v < ET_SCHEMA_VERSION) {
+        int k;
+
+        *from = v;
+        for (k = ST_HEAD_DOWN; k <= ST_HEAD_UP && st == APR_SUCCESS; k++) {
+            if ((dbrv = apr_dbd_query(ob->drv, ob->db, &nrows,
+                                      stmt_sql[k])) != 0) {
+                st = set_error(ob, dbrv, "marking the outbox's heads");
+            }
+        }
+        if (st == APR_SUCCESS
+            && (dbrv = apr_dbd_query(ob->drv, ob->db, &nrows, apr_psprintf(
+                    p, "INSERT INTO et_meta (name, value) VALUES ('schema',"
+                    " '%d') ON CONFLICT (name) DO UPDATE SET value ="
+                    " excluded.value", ET_SCHEMA_VERSION))) != 0) {
+            st = set_error(ob, dbrv, "recording the outbox's version");
+        }
+    }
+    if (st != APR_SUCCESS) {
+        apr_dbd_transaction_mode_set(ob->drv, trans,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    dbrv = apr_dbd_transaction_end(ob->drv, p, trans);
+    if (st == APR_SUCCESS && dbrv) {
+        st = set_error(ob, dbrv, "committing the outbox's migration");
+    }
+    return st;
 }
 
 static apr_status_t open_driver(et_outbox_t *ob, const char *spec,
@@ -558,16 +739,40 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
         if ((rv = add_columns(ob, ptemp)) != APR_SUCCESS) {
             goto fail;
         }
+        for (i = 0; schema_late[i]; i++) {
+            int dbrv = apr_dbd_query(ob->drv, ob->db, &nrows,
+                                     schema_late[i]);
+            if (dbrv) {
+                rv = set_error(ob, dbrv, "creating the outbox schema");
+                goto fail;
+            }
+        }
     }
     for (i = 0; i < ET_STMTS; i++) {
         const char *sql = i == ST_LAST_ID && ob->is_pgsql ? pgsql_last_id
                                                          : stmt_sql[i];
+        const char *skip = strstr(sql, ET_SKIP_LOCKED);
+
+        if (skip && ob->is_pgsql) {
+            sql = apr_pstrcat(ptemp, apr_pstrmemdup(ptemp, sql, skip - sql),
+                              PGSQL_SKIP_LOCKED,
+                              skip + sizeof(ET_SKIP_LOCKED) - 1, NULL);
+        }
         int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, sql, NULL,
                                    &ob->st[i]);
         if (dbrv) {
             rv = set_error(ob, dbrv, create ? "preparing the outbox statements"
                            : "preparing the outbox statements (is the "
                              "schema there?)");
+            goto fail;
+        }
+    }
+    {
+        int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, circuit_take_sql,
+                                   NULL, &ob->st_circuit_take);
+
+        if (dbrv) {
+            rv = set_error(ob, dbrv, "preparing the outbox statements");
             goto fail;
         }
     }
@@ -594,6 +799,14 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
             rv = set_error(ob, dbrv, "starting a transaction");
             goto fail;
         }
+    }
+    if (create) {
+        int from;
+
+        if ((rv = migrate(ob, ptemp, &from)) != APR_SUCCESS) {
+            goto fail;
+        }
+        ob->migrated_from = from;
     }
     apr_pool_destroy(ptemp);
     *pob = ob;
@@ -662,36 +875,55 @@ static const char *select_one(et_outbox_t *ob, apr_pool_t *p, int st,
     return v;
 }
 
-/* A fresh pending event, leased to ev->lease_owner as it is stored if
- * nothing of its object is pending: 1 if it was (ev->rowid set), 0 if
- * not, 2 if its txn is stored already (so nothing is to be done), -1 on
- * error. */
-static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
-                         const char *object, const char *created)
+/* An event's object name, as stored ("" for none). */
+static const char *object_of(const et_event_t *ev)
 {
+    return et_object_name(ev->object) ? et_object_name(ev->object) : "";
+}
+
+/*
+ * Store @a ev; for a fresh pending event with ev->lease_owner, lease it to
+ * that owner as well if it is its object's head (nothing of its object
+ * pending before it). 1 if it was leased (ev->rowid set), 0 if stored
+ * plainly, 2 if its txn is stored already (so nothing is to be done),
+ * -1 on error.
+ */
+static int insert_row(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev)
+{
+    apr_time_t created = ev->created ? ev->created : apr_time_now();
     const char *site = ev->site ? ev->site : "";
     const char *oid = ev->oid ? ev->oid : "";
-    const char *until = i64(p, ev->lease_until), *id;
-    int rv, nrows = 0;
+    const char *object = object_of(ev), *st = itoa_p(p, ev->state), *id;
+    int nrows = 0, rv;
 
-    if (select_one(ob, p, ST_OBJECT_PENDING, &rv, site, object, oid, NULL)) {
-        return 0;                     /* its object's turn comes first */
-    }
-    if (rv) {
-        set_error(ob, rv, "storing an event");
-        return -1;
-    }
-    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT_LEASED],
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT],
                          ev->txn, site, object, et_event_name(ev->event), oid,
-                         ev->url, ev->content_type, ev->body, created, until,
-                         ev->lease_owner, until, ev->traceparent,
-                         ev->tracestate, ev->headers);
-    if (rv) {
+                         ev->url, ev->content_type, ev->body, st,
+                         i64(p, created), i64(p, ev->due ? ev->due : created),
+                         ev->error, ev->traceparent, ev->tracestate,
+                         ev->headers, st, site, object, oid);
+    if (rv || nrows > 1) {
         set_error(ob, rv, "storing an event");
         return -1;
     }
     if (nrows == 0) {
         return 2;                     /* handed over twice, kept once */
+    }
+    if (!ev->lease_owner || ev->state != ET_ST_PENDING || ev->error) {
+        return 0;
+    }
+    /* Leased apart from the insert: one INSERT that leases only a head
+     * would repeat the check per leased column. A claim that took the
+     * fresh head in between keeps it (nrows 0). */
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_LEASE_FRESH],
+                         ev->lease_owner, i64(p, ev->lease_until),
+                         i64(p, ev->lease_until), ev->txn);
+    if (rv) {
+        set_error(ob, rv, "leasing a stored event");
+        return -1;
+    }
+    if (nrows == 0) {
+        return 0;                     /* its object's turn comes first */
     }
     id = select_one(ob, p, ST_LAST_ID, &rv, NULL);
     if (rv || !id) {
@@ -707,42 +939,18 @@ static int insert_leased(et_outbox_t *ob, apr_pool_t *p, et_event_t *ev,
 static apr_status_t insert_one(et_outbox_t *ob, et_event_t *ev)
 {
     apr_pool_t *p;
-    int nrows = 0, rv;
-    apr_time_t created = ev->created ? ev->created : apr_time_now();
-    const char *object = et_object_name(ev->object)
-                         ? et_object_name(ev->object) : "";
+    int rc;
 
     apr_pool_create(&p, ob->pool);
-    if (ev->lease_owner) {
-        /* only fresh pending events; on an error the lease is kept for
-         * the caller's next try */
-        int leased = ev->state == ET_ST_PENDING && !ev->error
-                     ? insert_leased(ob, p, ev, object, i64(p, created))
-                     : 0;
-
-        if (leased == 0 || leased == 2) {
+    rc = insert_row(ob, p, ev);
+    apr_pool_destroy(p);
+    if (rc != 1) {
+        /* on an error the lease is kept for the caller's next try */
+        if (rc >= 0) {
             ev->lease_owner = NULL;
         }
-        if (leased != 0) {
-            apr_pool_destroy(p);
-            return leased > 0 ? APR_SUCCESS : APR_EGENERAL;
-        }
     }
-    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st[ST_INSERT],
-                         ev->txn, ev->site ? ev->site : "", object,
-                         et_event_name(ev->event),
-                         ev->oid ? ev->oid : "",
-                         ev->url, ev->content_type, ev->body,
-                         itoa_p(p, ev->state), i64(p, created),
-                         i64(p, ev->due ? ev->due : created),
-                         ev->error, ev->traceparent, ev->tracestate,
-                         ev->headers);
-    apr_pool_destroy(p);
-    /* nrows 0: the txn was there already (handed over twice), kept once */
-    if (rv || nrows > 1) {
-        return set_error(ob, rv, "storing an event");
-    }
-    return APR_SUCCESS;
+    return rc < 0 ? APR_EGENERAL : APR_SUCCESS;
 }
 
 /* BEGIN on the connection; *trans is set even if it failed (then end it:
@@ -772,17 +980,16 @@ static int by_string(const void *a, const void *b)
  * later one first. SQLite needs none of this: its writers are serialised.
  * Locks are taken in one order (sorted), so two batches cannot deadlock.
  */
-static int lock_objects(et_outbox_t *ob, apr_pool_t *p, et_event_t **evs,
-                        int n)
+static int lock_objects(et_outbox_t *ob, apr_pool_t *p,
+                        et_event_t *const *evs, int n)
 {
     const char **keys = apr_palloc(p, n * sizeof(*keys));
     int i, rv = 0;
 
     for (i = 0; i < n; i++) {
         keys[i] = apr_pstrcat(p, evs[i]->site ? evs[i]->site : "", "\x1f",
-                              et_object_name(evs[i]->object)
-                              ? et_object_name(evs[i]->object) : "",
-                              "\x1f", evs[i]->oid ? evs[i]->oid : "", NULL);
+                              object_of(evs[i]), "\x1f",
+                              evs[i]->oid ? evs[i]->oid : "", NULL);
     }
     qsort(keys, n, sizeof(*keys), by_string);
     for (i = 0; i < n && !rv; i++) {
@@ -847,11 +1054,15 @@ apr_status_t et_outbox_insert(et_outbox_t *ob, et_event_t *ev)
     apr_pool_t *p;
     int dbrv;
 
-    if (!ob->is_pgsql) {
+    if (!ob->is_pgsql && (ob->in_txn || !ev->lease_owner)) {
         return insert_one(ob, ev);    /* SQLite serialises its writers */
     }
     if (!ob->in_txn) {
-        return insert_in_txn(ob, &ev, 1);     /* for the object's lock */
+        /* PostgreSQL: for the object's lock; SQLite: the insert and its
+         * lease make one commit (one fsync), not two */
+        apr_status_t rv = insert_in_txn(ob, &ev, 1);
+
+        return rv == APR_EINCOMPLETE ? APR_EGENERAL : rv;
     }
     /* the caller's transaction: the lock lasts until it ends */
     apr_pool_create(&p, ob->pool);
@@ -1008,9 +1219,9 @@ apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
     apr_array_header_t *a;
     apr_status_t rv;
 
-    rv = select_events(ob, p, ST_CLAIM, "claiming events", events, owner,
-                       i64(p, now + lease), i64(p, now + lease), site,
-                       i64(p, now), i64(p, now), itoa_p(p, max), i64(p, now),
+    rv = select_events(ob, p, ST_CLAIM, "claiming events", events, site,
+                       i64(p, now), i64(p, now), itoa_p(p, max), owner,
+                       i64(p, now + lease), i64(p, now + lease), i64(p, now),
                        NULL);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1033,6 +1244,46 @@ apr_status_t et_outbox_claim(et_outbox_t *ob, apr_pool_t *p, const char *site,
     return APR_SUCCESS;
 }
 
+apr_status_t et_outbox_claim_next(et_outbox_t *ob, apr_pool_t *p,
+                                  const et_event_t *head, const char *owner,
+                                  int max, apr_array_header_t **events)
+{
+    apr_time_t now = apr_time_now();
+    apr_array_header_t *a;
+    apr_status_t rv;
+    int i;
+
+    rv = select_events(ob, p, ST_CLAIM_NEXT, "claiming events", events,
+                       head->site ? head->site : "", object_of(head),
+                       head->oid ? head->oid : "", i64(p, head->rowid),
+                       itoa_p(p, max), owner, i64(p, head->lease_until),
+                       i64(p, head->lease_until), i64(p, now), NULL);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    a = *events;
+    if (a->nelts > 1) {
+        qsort(a->elts, a->nelts, sizeof(et_event_t *), cmp_rowid);
+    }
+    for (i = 0; i < a->nelts; i++) {
+        APR_ARRAY_IDX(a, i, et_event_t *)->lease_until = head->lease_until;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_lock_objects(et_outbox_t *ob, apr_pool_t *p,
+                                    et_event_t *const *evs, int n)
+{
+    int dbrv;
+
+    if (!ob->is_pgsql || n == 0) {
+        return APR_SUCCESS;           /* SQLite serialises its writers */
+    }
+    dbrv = lock_objects(ob, p, evs, n);
+    return dbrv ? set_error(ob, dbrv, "locking the events' objects")
+                : APR_SUCCESS;
+}
+
 apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
                               const char *owner, const et_outcome_t *out)
 {
@@ -1048,6 +1299,15 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
                          out->state == ET_ST_PENDING ? NULL : i64(p, now),
                          i64(p, out->latency), i64(p, ev->rowid), owner,
                          i64(p, ev->lease_until));
+    if (!rv && nrows == 1 && out->state != ET_ST_PENDING) {
+        int promoted = 0;
+
+        /* its object's next event is first in line now (a no-op if this
+         * one was not the head: a replayed dead letter went before it) */
+        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &promoted,
+                             ob->st[ST_PROMOTE], ev->site ? ev->site : "",
+                             object_of(ev), ev->oid ? ev->oid : "");
+    }
     apr_pool_destroy(p);
     if (rv) {
         return set_error(ob, rv, "recording a delivery");
@@ -1126,6 +1386,23 @@ apr_status_t et_outbox_circuit_set(et_outbox_t *ob, const et_circuit_row_t *c)
               : APR_SUCCESS;
 }
 
+apr_status_t et_outbox_circuit_take(et_outbox_t *ob, const char *site,
+                                    apr_time_t now, apr_time_t until,
+                                    int *taken)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows, ob->st_circuit_take,
+                         itoa_p(p, 2 /* ET_CB_PROBING */), i64(p, until),
+                         i64(p, now), site, i64(p, now));
+    apr_pool_destroy(p);
+    *taken = !rv && nrows > 0;
+    return rv ? set_error(ob, rv, "taking an endpoint's probe")
+              : APR_SUCCESS;
+}
+
 apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
                                 apr_array_header_t **out)
 {
@@ -1152,13 +1429,42 @@ apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* Mark the heads again (ST_HEAD_DOWN, ST_HEAD_UP). */
+static int rehead(et_outbox_t *ob)
+{
+    int nrows = 0, rv;
+
+    rv = apr_dbd_pquery(ob->drv, ob->pool, ob->db, &nrows,
+                        ob->st[ST_HEAD_DOWN], 0, NULL);
+    if (!rv) {
+        rv = apr_dbd_pquery(ob->drv, ob->pool, ob->db, &nrows,
+                            ob->st[ST_HEAD_UP], 0, NULL);
+    }
+    return rv;
+}
+
+/*
+ * A dead letter back in line goes before what its object captured since
+ * (capture order), so the heads are marked again in the same transaction.
+ */
 apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
                               apr_time_t since, int *count)
 {
+    apr_dbd_transaction_t *trans = NULL;
     apr_pool_t *p;
+    apr_status_t st = APR_SUCCESS;
     int nrows = 0, rv;
 
+    *count = 0;
     apr_pool_create(&p, ob->pool);
+    if ((rv = begin(ob, p, &trans)) != 0) {
+        st = set_error(ob, rv, "replaying dead letters");
+        if (trans) {
+            apr_dbd_transaction_end(ob->drv, p, trans);
+        }
+        apr_pool_destroy(p);
+        return st;
+    }
     if (txn) {
         rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows,
                              ob->st[ST_REPLAY_TXN], i64(p, apr_time_now()),
@@ -1169,9 +1475,21 @@ apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
                              ob->st[ST_REPLAY_SINCE], i64(p, apr_time_now()),
                              i64(p, since));
     }
+    if (!rv && nrows > 0) {
+        rv = rehead(ob);
+    }
+    if (rv) {
+        st = set_error(ob, rv, "replaying dead letters");
+        apr_dbd_transaction_mode_set(ob->drv, trans,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+    }
+    rv = apr_dbd_transaction_end(ob->drv, p, trans);
+    if (st == APR_SUCCESS && rv) {
+        st = set_error(ob, rv, "committing the replay");
+    }
     apr_pool_destroy(p);
-    *count = nrows;
-    return rv ? set_error(ob, rv, "replaying dead letters") : APR_SUCCESS;
+    *count = st == APR_SUCCESS ? nrows : 0;
+    return st;
 }
 
 apr_status_t et_outbox_list(et_outbox_t *ob, apr_pool_t *p, int state,

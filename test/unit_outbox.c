@@ -853,8 +853,8 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
     int nrows;
 
     mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
-    ck_assert_str_eq(sqlite_indexes(),
-                     "et_event_claim,et_event_leased,et_event_order");
+    ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_head,"
+                     "et_event_leased,et_event_order");
     et_outbox_close(ob);
     ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "sqlite3", &drv),
                      APR_SUCCESS);
@@ -871,14 +871,14 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
                                    " (state, due)"), 0);
     apr_dbd_close(drv, db);
     ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_due,"
-                     "et_event_leased,et_event_object");
+                     "et_event_head,et_event_leased,et_event_object");
 
     ck_assert_msg(et_outbox_open(&ob, ut_pool,
                                  apr_pstrcat(ut_pool, "sqlite3:", dbdir,
                                              "/outbox.db", NULL), 1, &err)
                   == APR_SUCCESS, "open: %s", err ? err : "?");
-    ck_assert_str_eq(sqlite_indexes(),
-                     "et_event_claim,et_event_leased,et_event_order");
+    ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_head,"
+                     "et_event_leased,et_event_order");
     a = claim("d1", 10);
     ck_assert_int_eq(a->nelts, 1);
     ck_assert_str_eq(EV(a, 0)->txn, c1->txn);
@@ -989,6 +989,9 @@ START_TEST(an_outbox_without_trace_columns_gets_them)
                      APR_SUCCESS);
     ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
                                    "DROP TABLE et_event"), 0);
+    /* nor had they a recorded version */
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP TABLE et_meta"), 0);
     ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, pg
                      ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
                      : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -1033,8 +1036,265 @@ START_TEST(an_outbox_without_trace_columns_gets_them)
 }
 END_TEST
 
+
+/* Finish every event of @a a as @a st (owner d1). */
+static void finish_all(apr_array_header_t *a, et_state_e st)
+{
+    int i;
+
+    for (i = 0; i < a->nelts; i++) {
+        finish(EV(a, i), "d1", st, 0);
+    }
+}
+
+/* One object with a backlog behind its head (issue 14): only the head is
+ * ever claimed; a retry holds the line; a delivered or dead head lets the
+ * next one go, in the finish itself; other objects are not held up, and
+ * the next due time is the head's retry, not the backlog's. */
+START_TEST(only_an_object_s_head_is_claimed)
+{
+    et_event_t *hot[50], *line[20], *other;
+    apr_array_header_t *a;
+    apr_time_t due, retry_at;
+    int i;
+
+    for (i = 0; i < 50; i++) {
+        hot[i] = mk("s1", ET_OBJ_MEMBER, "hot", ET_EV_UPDATE, ET_ST_PENDING);
+    }
+    other = mk("s1", ET_OBJ_MEMBER, "cold", ET_EV_UPDATE, ET_ST_PENDING);
+    a = claim("d1", 100);
+    ck_assert_int_eq(a->nelts, 2);
+    ck_assert_str_eq(EV(a, 0)->txn, hot[0]->txn);
+    ck_assert_str_eq(EV(a, 1)->txn, other->txn);
+    finish(EV(a, 1), "d1", ET_ST_DELIVERED, 0);
+    /* a retry due at once: the head again, alone */
+    finish(EV(a, 0), "d1", ET_ST_PENDING, apr_time_now() - 1);
+    a = claim("d1", 100);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, hot[0]->txn);
+    ck_assert_int_eq(EV(a, 0)->attempts, 2);
+    /* a retry later: nothing, and the next due time is the retry's */
+    retry_at = apr_time_now() + apr_time_from_sec(300);
+    finish(EV(a, 0), "d1", ET_ST_PENDING, retry_at);
+    ck_assert_int_eq(claim("d1", 100)->nelts, 0);
+    ck_assert_int_eq(et_outbox_next_due(ob, apr_time_now(), &due),
+                     APR_SUCCESS);
+    ck_assert(due == retry_at);
+
+    /* another object's line: each in turn, a dead letter letting the
+     * next one go as a delivery does */
+    for (i = 0; i < 20; i++) {
+        line[i] = mk("s1", ET_OBJ_KEY, "line", ET_EV_UPDATE, ET_ST_PENDING);
+    }
+    for (i = 0; i < 20; i++) {
+        a = claim("d1", 100);
+        ck_assert_int_eq(a->nelts, 1);
+        ck_assert_str_eq(EV(a, 0)->txn, line[i]->txn);
+        finish(EV(a, 0), "d1", i % 3 == 1 ? ET_ST_DEAD : ET_ST_DELIVERED, 0);
+    }
+    ck_assert_int_eq(claim("d1", 100)->nelts, 0);
+}
+END_TEST
+
+/* Chained delivery's claim: the events after a claimed head, leased with
+ * it, in order, at most as many as asked; they are not claimable by
+ * anyone else meanwhile, and each finish passes the head on. */
+START_TEST(the_events_after_a_head_are_leased_with_it)
+{
+    et_event_t *hot[10];
+    apr_array_header_t *a, *f;
+    int i;
+
+    for (i = 0; i < 10; i++) {
+        hot[i] = mk("s1", ET_OBJ_KEY, "k1", ET_EV_UPDATE, ET_ST_PENDING);
+    }
+    mk("s1", ET_OBJ_KEY, "k2", ET_EV_UPDATE, ET_ST_PENDING);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, hot[0]->txn);
+    ck_assert_int_eq(et_outbox_claim_next(ob, ut_pool, EV(a, 0), "d1", 4, &f),
+                     APR_SUCCESS);
+    ck_assert_int_eq(f->nelts, 4);
+    for (i = 0; i < 4; i++) {
+        ck_assert_str_eq(EV(f, i)->txn, hot[i + 1]->txn);
+        ck_assert(EV(f, i)->lease_until == EV(a, 0)->lease_until);
+        ck_assert_int_eq(EV(f, i)->attempts, 1);
+    }
+    /* k2 only: the followers are leased, the rest wait behind them */
+    a = claim("d2", 100);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->oid, "k2");
+    finish(EV(a, 0), "d2", ET_ST_DELIVERED, 0);
+
+    /* delivered in turn, outcomes stored out of order (a round's list):
+     * the head passes on all the same */
+    for (i = 3; i >= 0; i--) {
+        finish(EV(f, i), "d1", ET_ST_DELIVERED, 0);
+    }
+    ck_assert_int_eq(claim("d2", 100)->nelts, 0);   /* hot[0] in flight */
+    ck_assert_int_eq(et_outbox_list(ob, ut_pool, ET_ST_PENDING, 100, &a),
+                     APR_SUCCESS);
+    ck_assert_int_eq(a->nelts, 6);                   /* hot[0], hot[5..9] */
+    ck_assert_int_eq(et_outbox_release(ob, "d1"), APR_SUCCESS);
+    a = claim("d1", 100);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, hot[0]->txn);
+    finish(EV(a, 0), "d1", ET_ST_DEAD, 0);
+    a = claim("d1", 100);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, hot[5]->txn);
+    ck_assert_int_eq(et_outbox_claim_next(ob, ut_pool, EV(a, 0), "d1", 100,
+                                          &f), APR_SUCCESS);
+    ck_assert_int_eq(f->nelts, 4);
+    ck_assert_str_eq(EV(f, 3)->txn, hot[9]->txn);
+    finish_all(a, ET_ST_DELIVERED);
+    finish_all(f, ET_ST_DELIVERED);
+    ck_assert_int_eq(claim("d1", 100)->nelts, 0);
+}
+END_TEST
+
+/* A dead letter put back in line goes before what its object captured
+ * after it, as capture order says. */
+START_TEST(a_replayed_dead_letter_goes_before_its_object_s_later_events)
+{
+    et_event_t *d = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE,
+                       ET_ST_PENDING);
+    et_event_t *later;
+    apr_array_header_t *a;
+    int n = 0;
+
+    a = claim("d1", 10);
+    finish(EV(a, 0), "d1", ET_ST_DEAD, 0);
+    later = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    ck_assert_int_eq(et_outbox_replay(ob, d->txn, 0, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 1);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, d->txn);
+    finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, later->txn);
+}
+END_TEST
+
+/* The schema version an outbox records (et_meta), or NULL. */
+static const char *recorded_version(const apr_dbd_driver_t *drv,
+                                    apr_dbd_t *db)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *v = NULL;
+
+    if (apr_dbd_select(drv, ut_pool, db, &res, "SELECT value FROM et_meta"
+                       " WHERE name = 'schema'", 1)) {
+        return NULL;
+    }
+    while (apr_dbd_get_row(drv, ut_pool, res, &row, -1) == 0) {
+        v = apr_pstrdup(ut_pool, apr_dbd_get_entry(drv, row, 0));
+    }
+    return v;
+}
+
+/* An outbox as the previous release left it (no head column, no et_meta;
+ * a hot object's backlog pending, its head waiting for a retry, and
+ * other objects): opened with create it is migrated to version 2 once,
+ * and every event is then claimed in its object's capture order. An
+ * outbox of a newer version is refused with a reason. */
+START_TEST(an_outbox_of_the_previous_release_is_migrated)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *db = NULL;
+    const char *err = NULL, *spec, *txns[30];
+    apr_array_header_t *a;
+    int nrows, i, pg = !dbdir[0], next_hot = 0, cold_seen = 0;
+
+    et_outbox_close(ob);
+    ob = NULL;
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, pg ? "pgsql" : "sqlite3",
+                                        &drv), APR_SUCCESS);
+    spec = pg ? getenv("ET_TEST_PGSQL")
+              : apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
+    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, spec, &db, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "DROP TABLE et_event"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "DROP TABLE et_meta"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, pg
+                     ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
+                     : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                       "INTEGER")), 0);
+    for (i = 0; i < 30; i++) {
+        /* 0..19: one hot member (its first attempted once, due now);
+         * 20..29: ten members with one event each */
+        ck_assert_int_eq(et_txn_new(ut_pool, &txns[i]), APR_SUCCESS);
+        ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, apr_psprintf(ut_pool,
+                         "INSERT INTO et_event (txn, site, object, event, oid,"
+                         " url, content_type, body, created, due, attempts)"
+                         " VALUES ('%s', 's1', 'member', 'post-update', '%s',"
+                         " 'http://r/h', 'application/json', '{}', %d, %d,"
+                         " %d)", txns[i], i < 20 ? "hot"
+                         : apr_itoa(ut_pool, i), i + 1, i + 1, i == 0)), 0);
+    }
+    apr_dbd_close(drv, db);
+
+    spec = apr_pstrcat(ut_pool, pg ? "pgsql:" : "sqlite3:", spec, NULL);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+    db = NULL;
+    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, pg ? getenv("ET_TEST_PGSQL")
+                                     : apr_pstrcat(ut_pool, dbdir,
+                                                   "/outbox.db", NULL),
+                                     &db, &err), APR_SUCCESS);
+    ck_assert_str_eq(recorded_version(drv, db), "2");
+
+    /* claimed in order: the hot member's events one at a time */
+    for (i = 0; i < 40 && next_hot < 20; i++) {
+        int j;
+
+        a = claim("d1", 100);
+        ck_assert_int_ge(a->nelts, 1);
+        for (j = 0; j < a->nelts; j++) {
+            if (!strcmp(EV(a, j)->oid, "hot")) {
+                ck_assert_str_eq(EV(a, j)->txn, txns[next_hot]);
+                next_hot++;
+            }
+            else {
+                cold_seen++;
+            }
+        }
+        finish_all(a, ET_ST_DELIVERED);
+    }
+    ck_assert_int_eq(next_hot, 20);
+    ck_assert_int_eq(cold_seen, 10);
+
+    /* opened again: nothing to migrate, the version kept */
+    et_outbox_close(ob);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open again: %s", err ? err : "?");
+    ck_assert_str_eq(recorded_version(drv, db), "2");
+
+    /* a newer release's outbox: refused, said why */
+    et_outbox_close(ob);
+    ob = NULL;
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "UPDATE et_meta SET"
+                                   " value = '3' WHERE name = 'schema'"), 0);
+    ck_assert_int_ne(et_outbox_open(&ob, ut_pool, spec, 1, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(err, "version 3, newer than"));
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "UPDATE et_meta SET"
+                                   " value = '2' WHERE name = 'schema'"), 0);
+    apr_dbd_close(drv, db);
+    ck_assert_msg(et_outbox_open(&ob, ut_pool, spec, 1, &err) == APR_SUCCESS,
+                  "open: %s", err ? err : "?");
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
+    tcase_add_test(tc, only_an_object_s_head_is_claimed);
+    tcase_add_test(tc, the_events_after_a_head_are_leased_with_it);
+    tcase_add_test(tc, a_replayed_dead_letter_goes_before_its_object_s_later_events);
+    tcase_add_test(tc, an_outbox_of_the_previous_release_is_migrated);
     tcase_add_test(tc, trace_context_and_headers_are_kept_with_the_event);
     tcase_add_test(tc, an_outbox_without_trace_columns_gets_them);
     tcase_add_test(tc, claim_returns_the_stored_event);

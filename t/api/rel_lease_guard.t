@@ -86,7 +86,7 @@ my $rpid2 = start_receiver(port => $P{ET_REL_MINI_RECEIVER2_PORT}, log => $rlog2
 my $db = "$dir/outbox.db";
 unlink $db, "$db-wal", "$db-shm";
 # httpd makes the schema; the rows are then written as an earlier run
-# would have left them
+# would have left them (each its object's first pending event: head 1)
 $pid = mini_httpd_start($conf, $P{ET_REL_MINI_PORT}, "$dir/logs/stdout");
 # httpd listens before its post_config makes the schema: wait for it
 wait_for(sub {
@@ -103,9 +103,9 @@ my $fast = "http://127.0.0.1:$P{ET_REL_MINI_RECEIVER2_PORT}/hooks/paused";
 my $sql = join '', map {
     my($site, $oid, $ep, $n) = @$_;
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
-    . " body, state, created, due) VALUES ('$txn{$oid}', '$site', 'member',"
+    . " body, state, created, due, head) VALUES ('$txn{$oid}', '$site', 'member',"
     . " 'post-update', '$oid', '$ep/v1/member/$oid?event=post-update&txn=$txn{$oid}',"
-    . " 'application/json', '{\"id\":\"$oid\"}', 0, @{[$now + $n]}, @{[$now + $n]});"
+    . " 'application/json', '{\"id\":\"$oid\"}', 0, @{[$now + $n]}, @{[$now + $n]}, 1);"
 } (['lease-guard', $a1, $slow, 1], ['lease-guard', $a2, $slow, 2],
    ['paused-gone', $b1, $fast, 3]);
 # paused after 3 failures; the pause ended a second ago
