@@ -4,12 +4,15 @@
 --   ET_PATH   path before the id   (default /console/member/)
 --   ET_QUERY  text after the id    (default none)
 --   ET_BODY   the JSON body        (default: a member of ~100 bytes)
+--   ET_ID     one object id for every request (default: a new id each;
+--             figure 14 updates one hot object again and again)
 -- done() prints one line: WRK requests=... rps=... p50_us=... p99_us=...
 
 local prefix = os.getenv("ET_PATH") or "/console/member/"
 local suffix = os.getenv("ET_QUERY") or ""
 local body = os.getenv("ET_BODY") or
     '{"username":"partner1_dev1","email":"dev1@example.com","phone":"+1 555 0100","status":"active"}'
+local fixed_id = os.getenv("ET_ID")
 local nthreads = 0
 
 function setup(thread)
@@ -28,8 +31,8 @@ end
 
 function request()
     counter = counter + 1
-    return wrk.format("PUT", prefix .. "w" .. tid .. "-" .. counter .. suffix,
-                      hdrs, body)
+    local id = fixed_id or ("w" .. tid .. "-" .. counter)
+    return wrk.format("PUT", prefix .. id .. suffix, hdrs, body)
 end
 
 function done(summary, latency, requests)

@@ -12,7 +12,9 @@
 # ET_BENCH_DRAIN_MAX (figure 2's longest drain, 120 s), ET_BENCH_WORKERS (8),
 # ET_BENCH_RATE (200), ET_BENCH_E2E_SECONDS (20), ET_BENCH_BIG (1000000),
 # ET_BENCH_SMALL (10000), ET_BENCH_WINDOW (60), ET_BENCH_ROUNDS_4B (3),
-# ET_BENCH_ONLY="1 3" (figures; 14d: two instances on one PostgreSQL,
+# ET_BENCH_HOT_SCALE (figure 14a-c's sizes divided by it, 1; see
+# bench/hot.sh for its other knobs), ET_BENCH_ONLY="1 3" (figures; 14:
+# 14a-c, bench/hot.sh; 14d: two instances on one PostgreSQL,
 # bench/multi.sh, ET_BENCH_MULTI_BACKLOG events, 20000),
 # ET_BENCH_REV (what to build: HEAD by default, a commit, or worktree).
 # Every figure is measured beside its baseline in the same run, as a ratio.
@@ -26,7 +28,7 @@ if [ "${ET_BENCH_INSTALL:-0}" = 1 ]; then
     apt-get update -qq && apt-get install -y -qq "${PKGS[@]}" >/dev/null
 fi
 need wrk wrk; need nginx nginx-light; need sqlite3 sqlite3; need apxs apache2-dev
-ONLY=${ET_BENCH_ONLY:-1 2 3 4 5 14d}
+ONLY=${ET_BENCH_ONLY:-1 2 3 4 5 14 14d}
 mkdir -p "$W"
 : >"$RESULTS"
 LOG=$W/run-all.log
@@ -44,6 +46,7 @@ for f in $ONLY; do
         3) "$BENCH/latency.sh" ;;
         4) "$BENCH/backlog.sh" ;;
         5) "$BENCH/before.sh" ;;
+        14) "$BENCH/hot.sh" ;;
         14d) "$BENCH/multi.sh" ;;
     esac 2>&1 | tee -a "$LOG" >&2
 done
