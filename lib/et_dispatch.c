@@ -58,11 +58,12 @@
 #define ET_CLAIM_AHEAD 7
 #define ET_QUEUE_WAIT apr_time_from_msec(50)
 
-/* Chained delivery: a claim's room that its heads left free is spent on
- * the events that follow them (et_outbox_claim_next), at most this many
- * per head, so that one object's backlog drains at the receiver's pace
- * (a call after each call) rather than one event per round. A full claim
- * of distinct objects chains nothing and costs no extra statement. */
+/* Chained delivery: with each claimed head that has events waiting behind
+ * it (the claim says which), up to this many of them are leased
+ * (et_outbox_claim_next), as many in all as the claim's room, so that an
+ * object's backlog drains at the receiver's pace (a call after each
+ * call, on the worker the last one freed) rather than one event per
+ * round. Heads of distinct objects cost no extra statement. */
 #define ET_CHAIN_MAX 64
 
 /* The connection is the dispatcher's (ob_lock); writing also needs the
@@ -124,15 +125,26 @@ typedef struct claim_t {
 static int claim_chains(dispatcher_t *d, apr_pool_t *p, claim_t *c,
                         int budget)
 {
-    int i;
+    int i, nfollowed = 0, share;
 
+    for (i = 0; i < c->evs->nelts; i++) {
+        nfollowed += APR_ARRAY_IDX(c->evs, i, et_event_t *)->followed;
+    }
+    if (!nfollowed) {
+        return 0;
+    }
+    /* shared out in claim order (soonest due first) */
+    share = budget / nfollowed;
+    share = share < 1 ? 1 : share > ET_CHAIN_MAX ? ET_CHAIN_MAX : share;
     c->next = apr_pcalloc(p, c->evs->nelts * sizeof(*c->next));
     for (i = 0; i < c->evs->nelts && budget > 0; i++) {
         et_event_t *head = APR_ARRAY_IDX(c->evs, i, et_event_t *);
 
+        if (!head->followed) {
+            continue;                 /* nothing waits behind it */
+        }
         if (et_outbox_claim_next(d->ob, p, head, d->owner,
-                                 budget < ET_CHAIN_MAX ? budget
-                                                       : ET_CHAIN_MAX,
+                                 budget < share ? budget : share,
                                  &c->next[i]) != APR_SUCCESS) {
             return -1;
         }
@@ -186,14 +198,14 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
         c->probe = gate == ET_GATE_PROBE;
         c->evs = evs;
         c->next = NULL;
-        room -= evs->nelts;
-        /* room the heads left: their objects' next events, to follow
-         * each call at once */
-        if (gate == ET_GATE_OPEN && room > 0
-            && claim_chains(d, p, c, room) != 0) {
+        /* the objects with a line behind their head: as many of their
+         * next events again as the claim's room, to follow each call at
+         * once (outside the room: they wait on their head's job) */
+        if (gate == ET_GATE_OPEN && claim_chains(d, p, c, room) != 0) {
             rc = -1;
             break;
         }
+        room -= evs->nelts;
     }
     if (rc) {
         et_log(&d->log, ET_LOG_ERR, p,

@@ -288,7 +288,11 @@ static const char *const stmt_sql[ET_STMTS] = {
      * unary + keeps SQLite from driving the UPDATE through an index on
      * state (testing every pending row against the IN list). */
     " AND +state = 0 AND +head = 1 AND +lease_until < %lld"
-    " RETURNING " EV_COLS,
+    /* and whether events wait behind it: one seek each, so that only
+     * those heads cost a chained claim (et_outbox_claim_next) */
+    " RETURNING " EV_COLS ", EXISTS (SELECT 1 FROM et_event n"
+    " WHERE n.site = et_event.site AND n.object = et_event.object"
+    " AND n.oid = et_event.oid AND n.state = 0 AND n.id > et_event.id)",
     /* ST_CLAIM_NEXT: the events after a claimed head, leased with it so
      * that the calling thread makes them one after the other as each
      * call succeeds (chained delivery): a seek in et_event_order, at
@@ -1292,7 +1296,15 @@ static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
         return set_error(ob, rv, what);
     }
     while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        APR_ARRAY_PUSH(a, et_event_t *) = row_to_event(ob, p, row);
+        et_event_t *ev = row_to_event(ob, p, row);
+
+        if (st == ST_CLAIM) {
+            /* the column after EV_COLS: SQLite says 1, PostgreSQL t */
+            const char *v = apr_dbd_get_entry(ob->drv, row, 20);
+
+            ev->followed = v && (*v == '1' || *v == 't');
+        }
+        APR_ARRAY_PUSH(a, et_event_t *) = ev;
     }
     return APR_SUCCESS;
 }
