@@ -37,6 +37,9 @@ apr_status_t et_outbox_cache(et_outbox_t *ob, int kib);
  *  on PostgreSQL. Every connection leaves this to the dispatcher unless
  *  the log passes 10,000 pages. */
 apr_status_t et_outbox_checkpoint(et_outbox_t *ob);
+/** The driver's own handle of the connection (sqlite3 *, PGconn *), for
+ *  tests that watch what a statement costs. */
+void *et_outbox_native(et_outbox_t *ob);
 /** The last error of the driver, for a log line. */
 const char *et_outbox_error(et_outbox_t *ob);
 

@@ -176,6 +176,11 @@ static const char *const schema_pgsql[] =
  * statistics. */
 #define ET_HEAD_INDEX " /*indexed by et_event_head*/"
 #define SQLITE_HEAD_INDEX " INDEXED BY et_event_head"
+/* Likewise where an object's pending events are read (its line): SQLite
+ * chose a range of the primary key for "a later one of this object"
+ * (id > ?), every event stored after it, once per claimed head. */
+#define ET_ORDER_INDEX " /*indexed by et_event_order*/"
+#define SQLITE_ORDER_INDEX " INDEXED BY et_event_order"
 
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
@@ -253,7 +258,8 @@ static const char *const stmt_sql[ET_STMTS] = {
     " body, state, created, due, error, traceparent, tracestate, headers,"
     " head)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s, %s, %s,"
-    " %s, CASE WHEN CAST(%d AS INTEGER) = 0 AND NOT EXISTS (SELECT 1 FROM et_event p"
+    " %s, CASE WHEN CAST(%d AS INTEGER) = 0 AND NOT EXISTS (SELECT 1"
+    " FROM et_event p" ET_ORDER_INDEX
     " WHERE p.site = %s AND p.object = %s AND p.oid = %s AND p.state = 0)"
     " THEN 1 ELSE 0 END)"
     " ON CONFLICT (txn) DO NOTHING",
@@ -277,7 +283,14 @@ static const char *const stmt_sql[ET_STMTS] = {
      * MATERIALIZED, read once: PostgreSQL may run an IN subquery again
      * per row updated, and SKIP LOCKED then skips the rows this very
      * statement has just updated and takes more than LIMIT. */
-    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_HEAD_INDEX
+    "WITH c AS MATERIALIZED (SELECT e.id,"
+    /* and whether events wait behind it (one seek each), so that only
+     * those heads cost a chained claim (et_outbox_claim_next); here, not
+     * in RETURNING, where SQLite scans the whole index for it */
+    "  EXISTS (SELECT 1 FROM et_event n" ET_ORDER_INDEX
+    "  WHERE n.site = e.site AND n.object = e.object AND n.oid = e.oid"
+    "  AND n.state = 0 AND n.id > e.id) AS followed"
+    "  FROM et_event e" ET_HEAD_INDEX
     "  WHERE e.site = %s AND e.state = 0 AND e.head = 1 AND e.due <= %lld"
     "  AND e.lease_until < %lld ORDER BY e.due LIMIT %d" ET_SKIP_LOCKED ")"
     " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
@@ -288,16 +301,13 @@ static const char *const stmt_sql[ET_STMTS] = {
      * unary + keeps SQLite from driving the UPDATE through an index on
      * state (testing every pending row against the IN list). */
     " AND +state = 0 AND +head = 1 AND +lease_until < %lld"
-    /* and whether events wait behind it: one seek each, so that only
-     * those heads cost a chained claim (et_outbox_claim_next) */
-    " RETURNING " EV_COLS ", EXISTS (SELECT 1 FROM et_event n"
-    " WHERE n.site = et_event.site AND n.object = et_event.object"
-    " AND n.oid = et_event.oid AND n.state = 0 AND n.id > et_event.id)",
+    " RETURNING " EV_COLS ", (SELECT c.followed FROM c"
+    " WHERE c.id = et_event.id)",
     /* ST_CLAIM_NEXT: the events after a claimed head, leased with it so
      * that the calling thread makes them one after the other as each
      * call succeeds (chained delivery): a seek in et_event_order, at
      * most LIMIT rows read */
-    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e"
+    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_ORDER_INDEX
     "  WHERE e.site = %s AND e.object = %s AND e.oid = %s AND e.state = 0"
     "  AND e.id > %lld ORDER BY e.id LIMIT %d" ET_SKIP_LOCKED ")"
     " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
@@ -319,8 +329,8 @@ static const char *const stmt_sql[ET_STMTS] = {
      * pending event becomes the head, in the same transaction. MIN(id)
      * is the first entry of et_event_order for the object. */
     "UPDATE et_event SET head = 1 WHERE id = (SELECT MIN(p.id)"
-    " FROM et_event p WHERE p.site = %s AND p.object = %s AND p.oid = %s"
-    " AND p.state = 0) AND head = 0",
+    " FROM et_event p" ET_ORDER_INDEX " WHERE p.site = %s AND p.object = %s"
+    " AND p.oid = %s AND p.state = 0) AND head = 0",
     /* ST_RELEASE */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
@@ -359,11 +369,11 @@ static const char *const stmt_sql[ET_STMTS] = {
      * what their object captured since) or on migrating an outbox made
      * before heads. Not on a hot path: each reads every pending event. */
     "UPDATE et_event SET head = 0 WHERE state = 0 AND head = 1 AND EXISTS"
-    " (SELECT 1 FROM et_event p WHERE p.site = et_event.site"
+    " (SELECT 1 FROM et_event p" ET_ORDER_INDEX " WHERE p.site = et_event.site"
     " AND p.object = et_event.object AND p.oid = et_event.oid"
     " AND p.state = 0 AND p.id < et_event.id)",
     "UPDATE et_event SET head = 1 WHERE state = 0 AND head = 0 AND NOT EXISTS"
-    " (SELECT 1 FROM et_event p WHERE p.site = et_event.site"
+    " (SELECT 1 FROM et_event p" ET_ORDER_INDEX " WHERE p.site = et_event.site"
     " AND p.object = et_event.object AND p.oid = et_event.oid"
     " AND p.state = 0 AND p.id < et_event.id)",
     /* ST_LIST: newest first; state -1 lists all */
@@ -407,6 +417,11 @@ static apr_status_t set_error(et_outbox_t *ob, int rv, const char *what)
     apr_snprintf(ob->last_error, sizeof(ob->last_error), "%s: %s", what,
                  msg ? msg : "database error");
     return APR_EGENERAL;
+}
+
+void *et_outbox_native(et_outbox_t *ob)
+{
+    return apr_dbd_native_handle(ob->drv, ob->db);
 }
 
 const char *et_outbox_error(et_outbox_t *ob)
@@ -566,17 +581,27 @@ static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
 static int begin(et_outbox_t *ob, apr_pool_t *p,
                  apr_dbd_transaction_t **trans);
 
-/* @a sql with its marker @a mark (a comment) replaced by @a text. */
+/* @a sql with every marker @a mark (a comment) replaced by @a text. */
 static const char *put_in(apr_pool_t *p, const char *sql, const char *mark,
                           const char *text)
 {
-    const char *at = strstr(sql, mark);
+    const char *at;
 
-    if (!at) {
-        return sql;
+    while ((at = strstr(sql, mark)) != NULL) {
+        sql = apr_pstrcat(p, apr_pstrmemdup(p, sql, at - sql), text,
+                          at + strlen(mark), NULL);
     }
-    return apr_pstrcat(p, apr_pstrmemdup(p, sql, at - sql), text,
-                       at + strlen(mark), NULL);
+    return sql;
+}
+
+/* A statement's text for the outbox's driver: its markers put in. */
+static const char *driver_sql(et_outbox_t *ob, apr_pool_t *p, const char *sql)
+{
+    if (ob->is_pgsql) {
+        return put_in(p, sql, ET_SKIP_LOCKED, PGSQL_SKIP_LOCKED);
+    }
+    sql = put_in(p, sql, ET_HEAD_INDEX, SQLITE_HEAD_INDEX);
+    return put_in(p, sql, ET_ORDER_INDEX, SQLITE_ORDER_INDEX);
 }
 
 /* The schema version recorded in et_meta, 1 if none (see
@@ -653,7 +678,7 @@ static apr_status_t migrate(et_outbox_t *ob, apr_pool_t *p, int *from)
         *from = v;
         for (k = ST_HEAD_DOWN; k <= ST_HEAD_UP && st == APR_SUCCESS; k++) {
             if ((dbrv = apr_dbd_query(ob->drv, ob->db, &nrows,
-                                      stmt_sql[k])) != 0) {
+                                      driver_sql(ob, p, stmt_sql[k]))) != 0) {
                 st = set_error(ob, dbrv, "marking the outbox's heads");
             }
         }
@@ -831,10 +856,7 @@ apr_status_t et_outbox_open(et_outbox_t **pob, apr_pool_t *p, const char *spec,
     for (i = 0; i < ET_STMTS; i++) {
         const char *sql = i == ST_LAST_ID && ob->is_pgsql ? pgsql_last_id
                                                          : stmt_sql[i];
-        sql = ob->is_pgsql ? put_in(ptemp, sql, ET_SKIP_LOCKED,
-                                    PGSQL_SKIP_LOCKED)
-                           : put_in(ptemp, sql, ET_HEAD_INDEX,
-                                    SQLITE_HEAD_INDEX);
+        sql = driver_sql(ob, ptemp, sql);
         int dbrv = apr_dbd_prepare(ob->drv, p, ob->db, sql, NULL,
                                    &ob->st[i]);
         if (dbrv) {

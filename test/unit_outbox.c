@@ -16,6 +16,8 @@
 #include <apr_thread_proc.h>
 #include <apr_atomic.h>
 
+#include <sqlite3.h>
+
 #include "et_outbox.h"
 #include "et_committer.h"
 #include "et_dispatch.h"
@@ -1359,6 +1361,110 @@ START_TEST(a_round_s_outcomes_are_recorded_together)
 }
 END_TEST
 
+/* SQLite's virtual machine steps, counted by its progress handler: what
+ * a statement reads and computes, without a clock. */
+static int count_step(void *data)
+{
+    ++*(long *)data;
+    return 0;
+}
+
+static long steps;
+
+static void watch(int on)
+{
+    steps = 0;
+    sqlite3_progress_handler(et_outbox_native(ob), on ? 1 : 0,
+                             on ? count_step : NULL, on ? &steps : NULL);
+}
+
+/* @a n more pending events of member @a oid (site s1), in one commit. */
+static void backlog(const char *oid, int n)
+{
+    apr_dbd_transaction_t *trans = NULL;
+    apr_pool_t *p;
+    int i;
+
+    apr_pool_create(&p, ut_pool);
+    ck_assert_int_eq(et_outbox_begin(ob, p, &trans), APR_SUCCESS);
+    for (i = 0; i < n; i++) {
+        et_event_t *ev = build("s1", ET_OBJ_MEMBER, oid ? oid
+                               : apr_psprintf(ut_pool, "d%d", i),
+                               ET_EV_UPDATE, ET_ST_PENDING);
+
+        ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
+    }
+    ck_assert_int_eq(et_outbox_end(ob, p, trans), APR_SUCCESS);
+    apr_pool_destroy(p);
+}
+
+/* The work of each hot-path statement (store, claim, the chain's claim,
+ * finish with its promotion, next due) with one object's line of
+ * @a behind events and @a others distinct pending objects, in VM steps:
+ * out[0..4]. The hot object's head is claimed and in a retry first. */
+static void hot_path_steps(int behind, int others, long out[5])
+{
+    apr_array_header_t *a, *f;
+    apr_time_t due;
+    et_event_t *ev;
+
+    backlog("hot", 1);
+    a = claim("d1", 1);
+    ck_assert_int_eq(a->nelts, 1);
+    finish(EV(a, 0), "d1", ET_ST_PENDING, apr_time_now() - 1);
+    backlog("hot", behind);
+    backlog(NULL, others);
+
+    ev = build("s1", ET_OBJ_MEMBER, "hot", ET_EV_DELETE, ET_ST_PENDING);
+    watch(1);
+    ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
+    out[0] = steps;
+    watch(1);
+    ck_assert_int_eq(et_outbox_claim(ob, ut_pool, "s1", "d1",
+                                     apr_time_from_sec(30), 8, &a),
+                     APR_SUCCESS);
+    out[1] = steps;
+    ck_assert_int_eq(a->nelts, 8);
+    ck_assert_str_eq(EV(a, 0)->oid, "hot");          /* the soonest due */
+    ck_assert(EV(a, 0)->followed);
+    watch(1);
+    ck_assert_int_eq(et_outbox_claim_next(ob, ut_pool, EV(a, 0), "d1", 4,
+                                          &f), APR_SUCCESS);
+    out[2] = steps;
+    ck_assert_int_eq(f->nelts, 4);
+    watch(1);
+    finish(EV(a, 0), "d1", ET_ST_DELIVERED, 0);
+    out[3] = steps;
+    watch(1);
+    ck_assert_int_eq(et_outbox_next_due(ob, apr_time_now(), &due),
+                     APR_SUCCESS);
+    out[4] = steps;
+    watch(0);
+}
+
+/* Issue 14: the hot paths cost the same with 10 or 5,000 events behind
+ * one object's head and with 20 or 5,000 other objects pending (SQLite:
+ * counted in steps of its virtual machine; a statement that walked the
+ * line or the backlog would take thousands more). */
+START_TEST(hot_paths_cost_the_same_whatever_the_backlog)
+{
+    static const char *const what[] = { "store", "claim", "chain's claim",
+                                        "finish", "next due" };
+    long small[5], big[5];
+    int i;
+
+    hot_path_steps(10, 20, small);
+    ob_teardown();
+    ob_setup();
+    hot_path_steps(5000, 5000, big);
+    for (i = 0; i < 5; i++) {
+        ck_assert_msg(big[i] <= small[i] * 3 / 2 + 50,
+                      "%s: %ld steps with a backlog of 10,000, %ld with 30",
+                      what[i], big[i], small[i]);
+    }
+}
+END_TEST
+
 static void add_outbox_tests(TCase *tc)
 {
     tcase_add_test(tc, a_round_s_outcomes_are_recorded_together);
@@ -1642,6 +1748,15 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, an_older_outbox_gets_the_current_indexes);
     tcase_add_test(tc, a_checkpoint_goes_on_while_another_thread_is_in_a_statement);
     suite_add_tcase(s, tc);
+    {
+        /* 10,000 events stored: minutes under valgrind */
+        TCase *tk = tcase_create("cost");
+
+        tcase_add_checked_fixture(tk, ob_setup, ob_teardown);
+        tcase_set_timeout(tk, 600);
+        tcase_add_test(tk, hot_paths_cost_the_same_whatever_the_backlog);
+        suite_add_tcase(s, tk);
+    }
     if (ut_have_pgsql()) {
         TCase *tp = tcase_create("pgsql");
 
