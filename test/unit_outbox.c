@@ -969,35 +969,49 @@ END_TEST
     " lease_owner TEXT, last_status INTEGER, last_error TEXT,"          \
     " error TEXT, done_at " TIME ", latency " TIME ")"
 
+/*
+ * The test's outbox closed and its event table made again as outboxes
+ * made before trace context had it, with no recorded version: a raw
+ * connection to it (*spec: its driver's parameters).
+ */
+static apr_dbd_t *old_outbox(const apr_dbd_driver_t **drv, const char **spec)
+{
+    apr_dbd_t *db = NULL;
+    const char *err = NULL;
+    int nrows, pg = !dbdir[0];
+
+    et_outbox_close(ob);
+    ob = NULL;
+    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, pg ? "pgsql" : "sqlite3",
+                                        drv), APR_SUCCESS);
+    *spec = pg ? getenv("ET_TEST_PGSQL")
+               : apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
+    ck_assert_int_eq(apr_dbd_open_ex(*drv, ut_pool, *spec, &db, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_query(*drv, db, &nrows, "DROP TABLE et_event"),
+                     0);
+    ck_assert_int_eq(apr_dbd_query(*drv, db, &nrows, "DROP TABLE et_meta"),
+                     0);
+    ck_assert_int_eq(apr_dbd_query(*drv, db, &nrows, pg
+                     ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
+                     : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                       "INTEGER")), 0);
+    return db;
+}
+
 /* An outbox made before the trace context columns: opened (as httpd's
  * startup opens it), it gets them; its events are claimed with none, and
  * new events keep theirs. */
 START_TEST(an_outbox_without_trace_columns_gets_them)
 {
     const apr_dbd_driver_t *drv;
-    apr_dbd_t *db = NULL;
+    apr_dbd_t *db;
     const char *err = NULL, *spec, *old_txn;
     et_event_t *e1, *got;
     apr_array_header_t *a;
     int nrows, pg = !dbdir[0];
 
-    et_outbox_close(ob);
-    ob = NULL;
-    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, pg ? "pgsql" : "sqlite3",
-                                        &drv), APR_SUCCESS);
-    spec = pg ? getenv("ET_TEST_PGSQL")
-              : apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
-    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, spec, &db, &err),
-                     APR_SUCCESS);
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
-                                   "DROP TABLE et_event"), 0);
-    /* nor had they a recorded version */
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
-                                   "DROP TABLE et_meta"), 0);
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, pg
-                     ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
-                     : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
-                                       "INTEGER")), 0);
+    db = old_outbox(&drv, &spec);
     ck_assert_int_eq(et_txn_new(ut_pool, &old_txn), APR_SUCCESS);
     ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, apr_psprintf(ut_pool,
                      "INSERT INTO et_event (txn, site, object, event, oid,"
@@ -1206,25 +1220,12 @@ static const char *recorded_version(const apr_dbd_driver_t *drv,
 START_TEST(an_outbox_of_the_previous_release_is_migrated)
 {
     const apr_dbd_driver_t *drv;
-    apr_dbd_t *db = NULL;
+    apr_dbd_t *db;
     const char *err = NULL, *spec, *txns[30];
     apr_array_header_t *a;
     int nrows, i, pg = !dbdir[0], next_hot = 0, cold_seen = 0;
 
-    et_outbox_close(ob);
-    ob = NULL;
-    ck_assert_int_eq(apr_dbd_get_driver(ut_pool, pg ? "pgsql" : "sqlite3",
-                                        &drv), APR_SUCCESS);
-    spec = pg ? getenv("ET_TEST_PGSQL")
-              : apr_pstrcat(ut_pool, dbdir, "/outbox.db", NULL);
-    ck_assert_int_eq(apr_dbd_open_ex(drv, ut_pool, spec, &db, &err),
-                     APR_SUCCESS);
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "DROP TABLE et_event"), 0);
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, "DROP TABLE et_meta"), 0);
-    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows, pg
-                     ? OLD_EVENT_TABLE("BIGSERIAL PRIMARY KEY", "BIGINT")
-                     : OLD_EVENT_TABLE("INTEGER PRIMARY KEY AUTOINCREMENT",
-                                       "INTEGER")), 0);
+    db = old_outbox(&drv, &spec);
     for (i = 0; i < 30; i++) {
         /* 0..19: one hot member (its first attempted once, due now);
          * 20..29: ten members with one event each */
