@@ -232,11 +232,11 @@ static void spool_store(et_writer_t *w, et_event_t **evs, int n,
                      "%s", why, w->spool + 8, oerr ? oerr : "?");
     }
     if (et_guard_spool_stored(w->g, ok, k - ok, apr_time_now(), &count)) {
-        et_log(&w->log, ET_LOG_ERR, p, "ET00100: the outbox cannot store "
-               "events now (%s); %u event(s) stored in the local spool %s "
-               "instead since the last line (this one: txn=%s); write "
-               "requests are refused until the dispatcher has forwarded "
-               "them", why, count, w->spool + 8, sub[0]->txn);
+        et_log(&w->log, ET_LOG_ERR, p, "ET00100: %u event(s) stored in "
+               "the local spool %s instead of the outbox since the last "
+               "line (this one: txn=%s), because %s; write requests are "
+               "refused until the dispatcher has forwarded them", count,
+               w->spool + 8, sub[0]->txn, why);
     }
     apr_pool_destroy(p);
 }
@@ -259,8 +259,8 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
         for (i = 0; i < n; i++) {
             each[i] = APR_EAGAIN;
         }
-        spool_store(w, evs, n, each, "events wait in the local spool",
-                    err, errlen);
+        spool_store(w, evs, n, each, "earlier events wait there", err,
+                    errlen);
         return APR_SUCCESS;
     }
     rv = outbox_store(w, evs, n, each, err, errlen);
@@ -284,7 +284,8 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
         failed += each[i] != APR_SUCCESS;
     }
     et_guard_spool_add(w->g, failed);
-    apr_cpystrn(why, err[0] ? err : "the outbox failed", sizeof(why));
+    apr_snprintf(why, sizeof(why), "the outbox cannot take them: %s",
+                 err[0] ? err : "it failed");
     spool_store(w, evs, n, each, why, err, errlen);
     return APR_SUCCESS;
 }
