@@ -30,6 +30,7 @@
 #endif
 
 #include "mod_eventtrigger.h"
+#include "et_guard.h"
 
 #include "unixd.h"
 
@@ -196,6 +197,87 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     return OK;
 }
 
+/*
+ * The local spool (EventTriggerSpool, a PostgreSQL outbox only): its
+ * directory and schema made as the SQLite outbox's are, given to httpd's
+ * User, and the events it still holds (from before a restart or a crash)
+ * counted: write requests are refused until the dispatcher has forwarded
+ * them (et_spool.h).
+ */
+static int prepare_spool(apr_pool_t *ptemp, server_rec *s)
+{
+    const char *file = et_g.spool + 8;
+    et_outbox_t *ob;
+    const char *err = NULL;
+    apr_int64_t n = 0;
+    apr_finfo_t fi;
+    apr_status_t rv;
+    char *dir;
+    apr_size_t len;
+
+    dir = ap_make_dirstr_parent(ptemp, file);
+    len = strlen(dir);
+    if (len > 1 && dir[len - 1] == '/') {
+        dir[len - 1] = '\0';
+    }
+    if ((rv = make_store_dir(ptemp, dir)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00109: cannot create the local spool's directory "
+                     "%s (EventTriggerSpool)", dir);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (geteuid() == 0
+        && ((rv = apr_stat(&fi, dir, APR_FINFO_USER | APR_FINFO_GROUP
+                           | APR_FINFO_PROT, ptemp)) != APR_SUCCESS
+            || !user_may_write(&fi))) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00110: the local spool's directory %s is not one "
+                     "that httpd's User (%s) may write in; make it theirs "
+                     "(chown %s %s) or name another in EventTriggerSpool",
+                     dir, ap_unixd_config.user_name,
+                     ap_unixd_config.user_name, dir);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rv = et_outbox_open(&ob, ptemp, et_g.spool, 1, &err);
+    if (rv == APR_SUCCESS) {
+        rv = et_outbox_total(ob, &n);
+        if (rv != APR_SUCCESS) {
+            err = apr_pstrdup(ptemp, et_outbox_error(ob));
+        }
+        et_outbox_close(ob);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00111: EventTriggerSpool %s: %s (or EventTriggerSpool "
+                     "off: then an event that PostgreSQL cannot take at the "
+                     "end of its request is lost)", file,
+                     err ? err : "cannot open it");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* customer data: not world-readable */
+    apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                       | APR_FPROT_GREAD);
+    if ((rv = et_give_to_user(ptemp, file, 1)) != APR_SUCCESS
+        || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
+                                                  NULL), 0)) != APR_SUCCESS
+        || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
+                                                  NULL), 0)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "ET00112: cannot give the local spool %s to httpd's "
+                     "User", file);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (n > 0) {
+        et_guard_spool_set(et_guard_mem(), 0, (apr_uint32_t)n);
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "ET00113: the local spool %s holds %" APR_INT64_T_FMT
+                     " event(s) the outbox has not taken yet; write requests "
+                     "are refused until the dispatcher has forwarded them",
+                     file, n);
+    }
+    return OK;
+}
+
 static int any_site_sends(server_rec *s)
 {
     for (; s; s = s->next) {
@@ -273,6 +355,10 @@ static int et_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if ((status = et_guard_post_config(pconf, ptemp, s)) != OK) {
         return status;
     }
+    et_g.spool = et_srv_conf(s)->spool;
+    if (et_g.spool && (status = prepare_spool(ptemp, s)) != OK) {
+        return status;
+    }
     set_intake_path(pconf, s);
     rv = apr_file_pipe_create_ex(&et_g.wake_r, &et_g.wake_w,
                                  APR_FULL_NONBLOCK, pconf);
@@ -329,6 +415,12 @@ static apr_status_t conns_destroy(void *data)
     return APR_SUCCESS;
 }
 
+/* The library's lines (et_log.h), tagged by their text. */
+static void child_log(void *baton, int level, const char *msg)
+{
+    ap_log_error(APLOG_MARK, level, 0, (server_rec *)baton, "%s", msg);
+}
+
 static void et_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_allocator_t *alloc;
@@ -375,6 +467,8 @@ static void et_child_init(apr_pool_t *pchild, server_rec *s)
                      "records no events");
         return;
     }
+    et_committer_spool(et_g.committer, et_g.spool, et_guard_mem(),
+                       child_log, s);
 
     /* Events go to the dispatcher's intake, the committer above being
      * the fallback; connections open on first use. */

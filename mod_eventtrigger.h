@@ -28,6 +28,9 @@ APLOG_USE_MODULE(eventtrigger);
 #define ET_FILTER_NAME  "EVENTTRIGGER"
 #define ET_STATUS_HANDLER "eventtrigger-status"
 #define ET_DEFAULT_STORE_FILE "state/eventtrigger.db"
+/* EventTriggerSpool's default (a PostgreSQL outbox only), beside where
+ * the SQLite outbox would be */
+#define ET_DEFAULT_SPOOL_FILE "state/eventtrigger-spool.db"
 #define ET_MUTEX_TYPE "eventtrigger-outbox"
 /* How long a request waits for the intake to say "stored" before its
  * child stores the event itself. */
@@ -84,6 +87,11 @@ typedef struct et_srv_conf_t {
     const char *lease_where;
     apr_off_t reserve;                /* EventTriggerStoreReserve, 0: unset */
     const char *reserve_where;
+    /* EventTriggerSpool: "sqlite3:/abs/path", "" for off, NULL: unset
+     * (the default with a PostgreSQL outbox); NULL after et_check_config
+     * when there is none */
+    const char *spool;
+    const char *spool_where;
 } et_srv_conf_t;
 
 /* EventTriggerStoreFailure */
@@ -135,6 +143,7 @@ typedef struct et_dir_conf_t {
 typedef struct et_globals_t {
     server_rec *main_server;
     const char *store;                /* resolved outbox spec */
+    const char *spool;                /* the local spool, or NULL */
     apr_file_t *wake_r, *wake_w;      /* wake the dispatcher */
     apr_reslist_t *outboxes;          /* this child's connections (reads) */
     apr_pool_t *child_pool;
@@ -195,6 +204,8 @@ void et_guard_count_before(request_rec *r, int kind,
                            apr_interval_time_t took);
 /** The outbox's state and the counts, for the status page (NULL: none). */
 const struct et_guard_t *et_guard_shared(void);
+/** The same, for the writers and the spool's forwarder. */
+struct et_guard_t *et_guard_mem(void);
 
 /* mod_eventtrigger.c */
 /** One outbox connection of this child's pool of them (apr_reslist). */

@@ -224,6 +224,29 @@ static const char *main_server_only(cmd_parms *cmd)
     return NULL;
 }
 
+static const char *set_spool(cmd_parms *cmd, void *dc, const char *arg)
+{
+    et_srv_conf_t *c = et_srv_conf(cmd->server);
+    const char *err = main_server_only(cmd);
+    const char *path;
+
+    if (err) {
+        return err;
+    }
+    c->spool_where = directive_where(cmd);
+    if (!strcasecmp(arg, "off")) {
+        c->spool = "";
+        return NULL;
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path || !*arg) {
+        return apr_psprintf(cmd->pool, "%s: invalid file path '%s' (a file "
+                            "path, or off)", cmd->cmd->name, arg);
+    }
+    c->spool = apr_pstrcat(cmd->pool, "sqlite3:", path, NULL);
+    return NULL;
+}
+
 static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 {
     et_srv_conf_t *c = et_srv_conf(cmd->server);
@@ -950,6 +973,9 @@ const command_rec et_cmds[] = {
     AP_INIT_TAKE1("EventTriggerStoreFailure", et_set_store_failure, NULL,
                   RSRC_CONF, "refuse (503 before the console) or accept a "
                   "write request whose event cannot be stored"),
+    AP_INIT_TAKE1("EventTriggerSpool", set_spool, NULL, RSRC_CONF,
+                  "A local SQLite file that holds events while a PostgreSQL "
+                  "outbox cannot take them: PATH or off"),
     AP_INIT_TAKE1("EventTriggerStoreReserve", et_set_store_reserve, NULL,
                   RSRC_CONF, "Room kept beside an SQLite outbox for the "
                   "events of admitted requests"),
@@ -1098,7 +1124,7 @@ static void check_unsent_sections(server_rec *s, server_rec *vs,
 
 /* The outbox's directory must be there or creatable, and writable. */
 static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store,
-                           const char *where)
+                           const char *where, const char *directive)
 {
     char *dir;
     apr_finfo_t fi;
@@ -1123,10 +1149,11 @@ static int check_store_dir(apr_pool_t *ptemp, server_rec *s, const char *store,
     if (rv != APR_SUCCESS || fi.filetype != APR_DIR
         || access(dir, W_OK | X_OK) != 0) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
-                     "ET00015: %s: EventTriggerStore %s: %s is not a "
-                     "writable directory; the outbox cannot be created there",
-                     where ? where : "the default EventTriggerStore",
-                     store + 8, dir);
+                     "ET00015: %s: %s %s: %s is not a writable directory; "
+                     "the file cannot be created there",
+                     where ? where : apr_pstrcat(ptemp, "the default ",
+                                                 directive, NULL),
+                     directive, store + 8, dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;
@@ -1249,7 +1276,36 @@ int et_check_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return sends ? check_store_dir(ptemp, s, mc->store, mc->store_where) : OK;
+    if (!sends) {
+        return OK;
+    }
+    if (check_store_dir(ptemp, s, mc->store, mc->store_where,
+                        "EventTriggerStore") != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* the local spool: for a PostgreSQL outbox only */
+    if (strncmp(mc->store, "pgsql:", 6)) {
+        if (mc->spool && *mc->spool) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "ET00108: %s: EventTriggerSpool applies to a "
+                         "PostgreSQL outbox only; an SQLite outbox is "
+                         "local already (ignored)", mc->spool_where);
+        }
+        mc->spool = NULL;
+        return OK;
+    }
+    if (!mc->spool) {
+        mc->spool = apr_pstrcat(pconf, "sqlite3:",
+                                ap_server_root_relative(pconf,
+                                                        ET_DEFAULT_SPOOL_FILE),
+                                NULL);
+    }
+    else if (!*mc->spool) {
+        mc->spool = NULL;             /* off */
+        return OK;
+    }
+    return check_store_dir(ptemp, s, mc->spool, mc->spool_where,
+                           "EventTriggerSpool");
 }
 
 const et_site_t *et_site_lookup(void *baton, const char *name)

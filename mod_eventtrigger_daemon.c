@@ -35,6 +35,7 @@
 #include "mod_eventtrigger.h"
 #include "et_dispatch.h"
 #include "et_http.h"
+#include "et_spool.h"
 
 /* Parent side; touched only by the parent's single thread. */
 static apr_pool_t *daemon_pconf;
@@ -108,6 +109,8 @@ static et_intake_t *intake_start(apr_pool_t *p, server_rec *s,
     ic.log_baton = s;
     ic.log_level = ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX);
     ic.wake = intake_wake;
+    ic.spool = et_g.spool;
+    ic.guard = et_guard_mem();
     rv = et_intake_start(&intake, p, listener, &ic);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
@@ -121,6 +124,37 @@ static et_intake_t *intake_start(apr_pool_t *p, server_rec *s,
                  "ET01032: dispatcher stores the children's events (intake "
                  "%s)", et_g.intake_path);
     return intake;
+}
+
+/* The local spool's forwarder on its own thread (NULL: no spool, or it
+ * cannot start: logged); it runs as long as this process, the pause
+ * after a failed dispatcher included. */
+static et_spool_t *spool_start(apr_pool_t *p, server_rec *s)
+{
+    et_spool_conf_t sc;
+    et_spool_t *sp = NULL;
+    apr_status_t rv;
+
+    if (!et_g.spool || !et_guard_mem()) {
+        return NULL;
+    }
+    memset(&sc, 0, sizeof(sc));
+    sc.spool = et_g.spool;
+    sc.store = et_g.store;
+    sc.guard = et_guard_mem();
+    sc.max = 256;
+    sc.log = daemon_log;
+    sc.log_baton = s;
+    sc.wake = intake_wake;
+    rv = et_spool_start(&sp, p, &sc);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "ET00114: dispatcher cannot start the local spool's "
+                     "forwarder; events that wait there are forwarded "
+                     "after its restart");
+        return NULL;
+    }
+    return sp;
 }
 
 static void offer_to_intake(void *baton, const et_lessee_t *lessee)
@@ -146,6 +180,7 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
     et_dispatch_conf_t conf;
     apr_socket_t *listener;
     et_intake_t *intake = NULL;
+    et_spool_t *spool;
     server_rec *vs;
     apr_pool_t *p;
     apr_status_t rv;
@@ -232,6 +267,7 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
         }
     }
 
+    spool = spool_start(p, s);
     if (listener) {
         intake = intake_start(p, s, listener);
     }
@@ -248,9 +284,13 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
          * broken outbox does not become a fork loop. */
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
                      "ET00042: dispatcher failed; it restarts in 10s");
+        /* the spool's forwarder goes on meanwhile: it moves what waits
+         * there as soon as the outbox answers again */
         apr_sleep(apr_time_from_sec(10));
+        et_spool_stop(spool);
         _exit(1);
     }
+    et_spool_stop(spool);
     /* Close our own outbox and handles, then _exit: pconf belongs to the
      * parent's image and its cleanups must not run here. */
     apr_pool_destroy(p);

@@ -380,7 +380,10 @@ static int guard_handler(request_rec *r)
     if (!sc->site.endpoint) {
         return DECLINED;              /* no event is made for it anyway */
     }
-    st = outbox_state(r);
+    /* Events wait in the local spool (PostgreSQL): what is captured now
+     * would go behind them anyway (et_writer_spool); refused until the
+     * dispatcher has forwarded them, so that the spool stays small. */
+    st = et_guard_spool_count(gd.g) ? ET_OB_SPOOLED : outbox_state(r);
     if (st == ET_OB_WRITABLE || st == ET_OB_UNKNOWN
         || sc->store_failure == ET_STORE_FAILURE_ACCEPT) {
         return DECLINED;
@@ -405,6 +408,11 @@ void et_guard_count_before(request_rec *r, int kind,
 }
 
 const et_guard_t *et_guard_shared(void)
+{
+    return gd.g;
+}
+
+et_guard_t *et_guard_mem(void)
 {
     return gd.g;
 }

@@ -344,6 +344,17 @@ static void emit_json(request_rec *r, const status_t *st)
             "refused", (json_int_t)o->refused,
             "lost", (json_int_t)o->lost,
             "readable", !st->unreadable));
+        if (et_g.spool) {
+            /* PostgreSQL's local spool (EventTriggerSpool), this machine's */
+            json_t *ob = json_object_get(root, "outbox");
+
+            json_object_set_new(ob, "spool", json_string(et_g.spool + 8));
+            json_object_set_new(ob, "spooled", json_integer(o->spool));
+            json_object_set_new(ob, "spooled_total",
+                                json_integer((json_int_t)o->spooled));
+            json_object_set_new(ob, "forwarded_total",
+                                json_integer((json_int_t)o->forwarded));
+        }
     }
     json_object_set_new(root, "recent_failures", recent);
     et_json_pool_own(r->pool, root);
@@ -450,6 +461,22 @@ static void emit_prometheus(request_rec *r, const status_t *st)
                    "eventtrigger_outbox_refusing_since_seconds gauge\n"
                    "eventtrigger_outbox_refusing_since_seconds %"
                    APR_TIME_T_FMT "\n", apr_time_sec(o->refusing_since));
+        if (et_g.spool) {
+            ap_rprintf(r, "# HELP eventtrigger_spool_events Events in this "
+                       "machine's local spool, waiting for the outbox "
+                       "(write requests are refused while there are any)."
+                       "\n# TYPE eventtrigger_spool_events gauge\n"
+                       "eventtrigger_spool_events %u\n"
+                       "# HELP eventtrigger_spooled_total Events stored in "
+                       "the local spool because the outbox could not take "
+                       "them.\n# TYPE eventtrigger_spooled_total counter\n"
+                       "eventtrigger_spooled_total %" APR_UINT64_T_FMT "\n"
+                       "# HELP eventtrigger_spool_forwarded_total Events "
+                       "moved from the local spool into the outbox.\n"
+                       "# TYPE eventtrigger_spool_forwarded_total counter\n"
+                       "eventtrigger_spool_forwarded_total %" APR_UINT64_T_FMT
+                       "\n", o->spool, o->spooled, o->forwarded);
+        }
         ap_rputs("# HELP eventtrigger_refused_total Write requests refused "
                  "(503 before the console) because the outbox could not "
                  "store their events.\n# TYPE eventtrigger_refused_total "
@@ -527,6 +554,13 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                                 "%Y-%m-%d %H:%M:%S %Z", 1) : "",
                    o->refused, o->lost,
                    st->unreadable ? " (the outbox cannot be read now)" : "");
+        if (et_g.spool) {
+            ap_rprintf(r, "<p>Local spool %s: <b>%u</b> event(s) waiting "
+                       "for the outbox; stored there since the start: %"
+                       APR_UINT64_T_FMT ", forwarded: %" APR_UINT64_T_FMT
+                       "</p>\n", ap_escape_html(r->pool, et_g.spool + 8),
+                       o->spool, o->spooled, o->forwarded);
+        }
     }
     ap_rputs("<table border=\"1\" cellpadding=\"3\">\n<tr><th>site</th>"
              "<th>endpoint</th><th>pending</th><th>in flight</th>"

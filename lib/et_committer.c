@@ -10,6 +10,7 @@
 #include "et_committer.h"
 #include "et_outbox.h"
 #include "et_guard.h"
+#include "et_log.h"
 
 typedef struct item_t {
     et_event_t *ev;
@@ -28,6 +29,12 @@ struct et_writer_t {
     et_outbox_t *ob;                  /* opened on first use */
     apr_pool_t *ob_pool;
     const char *reserve;              /* SQLite: the room kept back */
+    /* PostgreSQL: the local spool (et_writer_spool), opened on first use */
+    const char *spool;
+    et_guard_t *g;
+    et_logger_t log;
+    et_outbox_t *sp;
+    apr_pool_t *sp_pool;
 };
 
 et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
@@ -40,6 +47,25 @@ et_writer_t *et_writer_create(apr_pool_t *p, const char *store,
     w->lock = lock;
     w->reserve = et_reserve_path(p, store);
     return w;
+}
+
+void et_writer_spool(et_writer_t *w, const char *spool, et_guard_t *g,
+                     et_log_fn *log, void *baton)
+{
+    w->spool = spool && g ? spool : NULL;
+    w->g = g;
+    w->log.fn = log;
+    w->log.baton = baton;
+    w->log.level = ET_LOG_ERR;
+}
+
+static void spool_close(et_writer_t *w)
+{
+    if (w->sp) {
+        et_outbox_close(w->sp);
+        apr_pool_destroy(w->sp_pool);
+        w->sp = NULL;
+    }
 }
 
 void et_writer_close(et_writer_t *w)
@@ -73,7 +99,10 @@ apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen)
     apr_status_t rv;
 
     *err = '\0';
-    if (!w->ob && (rv = writer_open(w, err, errlen)) != APR_SUCCESS) {
+    /* with a spool, et_writer_store opens it, and stores there if it
+     * cannot */
+    if (!w->ob && !w->spool
+        && (rv = writer_open(w, err, errlen)) != APR_SUCCESS) {
         return rv;
     }
     if (w->lock && (rv = apr_global_mutex_lock(w->lock)) != APR_SUCCESS) {
@@ -95,13 +124,23 @@ static int any_failed(const apr_status_t *each, int n)
     return 0;
 }
 
-apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
-                             apr_status_t *each, char *err,
-                             apr_size_t errlen)
+/* The shared outbox: the batch, on a new connection once more if the
+ * first one no longer answered. The lock is the caller's. */
+static apr_status_t outbox_store(et_writer_t *w, et_event_t **evs, int n,
+                                 apr_status_t *each, char *err,
+                                 apr_size_t errlen)
 {
     char oerr[256] = "";
     apr_status_t rv;
 
+    if (!w->ob) {
+        /* et_writer_enter could not open it (there is a spool) */
+        rv = writer_open(w, oerr, sizeof(oerr));
+        if (rv != APR_SUCCESS) {
+            apr_snprintf(err, errlen, "cannot open the outbox: %s", oerr);
+            return rv;
+        }
+    }
     rv = et_outbox_insert_batch(w->ob, evs, n, each);
     if ((rv != APR_SUCCESS || any_failed(each, n)) && w->reserve
         && et_outbox_full(w->ob)
@@ -124,9 +163,6 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
             rv = et_outbox_insert_batch(w->ob, evs, n, each);
         }
     }
-    if (w->lock) {
-        apr_global_mutex_unlock(w->lock);
-    }
     if (rv == APR_SUCCESS) {
         if (any_failed(each, n)) {
             apr_cpystrn(err, et_outbox_error(w->ob), errlen);
@@ -142,6 +178,116 @@ apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
                      "one cannot be opened: %s", oerr);
     }
     return rv;
+}
+
+/* Store the events of @a evs whose each[] is not APR_SUCCESS in the
+ * spool, counted already (et_guard_spool_join or _add), and say how it
+ * went in each[]; @a why: what the outbox said. */
+static void spool_store(et_writer_t *w, et_event_t **evs, int n,
+                        apr_status_t *each, const char *why, char *err,
+                        apr_size_t errlen)
+{
+    apr_pool_t *p;
+    et_event_t **sub;
+    apr_status_t *sub_each, rv;
+    apr_uint32_t ok = 0, count = 0;
+    const char *oerr = NULL;
+    int *map, i, k = 0;
+
+    apr_pool_create(&p, w->pool);
+    sub = apr_palloc(p, n * sizeof(*sub));
+    sub_each = apr_palloc(p, n * sizeof(*sub_each));
+    map = apr_palloc(p, n * sizeof(*map));
+    for (i = 0; i < n; i++) {
+        if (each[i] != APR_SUCCESS) {
+            /* not leased: the spool is no dispatcher's (et_intake.h) */
+            evs[i]->lease_owner = NULL;
+            sub[k] = evs[i];
+            map[k++] = i;
+        }
+    }
+    rv = APR_SUCCESS;
+    if (!w->sp) {
+        apr_pool_create(&w->sp_pool, w->pool);
+        rv = et_outbox_open(&w->sp, w->sp_pool, w->spool, 0, &oerr);
+        if (rv != APR_SUCCESS) {
+            oerr = apr_pstrdup(p, oerr ? oerr : "cannot open it");
+            apr_pool_destroy(w->sp_pool);
+            w->sp = NULL;
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        rv = et_outbox_insert_batch(w->sp, sub, k, sub_each);
+        if (rv != APR_SUCCESS || any_failed(sub_each, k)) {
+            oerr = apr_pstrdup(p, et_outbox_error(w->sp));
+            spool_close(w);           /* opened again for the next one */
+        }
+    }
+    for (i = 0; i < k; i++) {
+        each[map[i]] = rv != APR_SUCCESS ? rv : sub_each[i];
+        ok += each[map[i]] == APR_SUCCESS;
+    }
+    if (ok < (apr_uint32_t)k) {
+        apr_snprintf(err, errlen, "%s; and the local spool %s failed too: "
+                     "%s", why, w->spool + 8, oerr ? oerr : "?");
+    }
+    if (et_guard_spool_stored(w->g, ok, k - ok, apr_time_now(), &count)) {
+        et_log(&w->log, ET_LOG_ERR, p, "ET00100: %u event(s) stored in "
+               "the local spool %s instead of the outbox since the last "
+               "line (this one: txn=%s), because %s; write requests are "
+               "refused until the dispatcher has forwarded them", count,
+               w->spool + 8, sub[0]->txn, why);
+    }
+    apr_pool_destroy(p);
+}
+
+apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
+                             apr_status_t *each, char *err,
+                             apr_size_t errlen)
+{
+    apr_uint32_t failed = 0;
+    char why[256];
+    apr_status_t rv;
+    int i;
+
+    if (w->spool && et_guard_spool_join(w->g, (apr_uint32_t)n)) {
+        /* Events wait in the spool: these go behind them, so that none
+         * is delivered before an earlier one of its object. */
+        if (w->lock) {
+            apr_global_mutex_unlock(w->lock);
+        }
+        for (i = 0; i < n; i++) {
+            each[i] = APR_EAGAIN;
+        }
+        spool_store(w, evs, n, each, "earlier events wait there", err,
+                    errlen);
+        return APR_SUCCESS;
+    }
+    rv = outbox_store(w, evs, n, each, err, errlen);
+    if (w->lock) {
+        apr_global_mutex_unlock(w->lock);
+    }
+    if (!w->spool || (rv == APR_SUCCESS && !any_failed(each, n))) {
+        return rv;
+    }
+    /* An event the outbox refused while it answers and may write is at
+     * fault itself (no spool would make it storable): lost, as without
+     * a spool. Otherwise the outbox is down: the spool takes them. */
+    if (rv == APR_SUCCESS && w->ob
+        && et_outbox_writable(w->ob) == APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < n; i++) {
+        if (rv != APR_SUCCESS) {
+            each[i] = rv;
+        }
+        failed += each[i] != APR_SUCCESS;
+    }
+    et_guard_spool_add(w->g, failed);
+    apr_snprintf(why, sizeof(why), "the outbox cannot take them: %s",
+                 err[0] ? err : "it failed");
+    spool_store(w, evs, n, each, why, err, errlen);
+    return APR_SUCCESS;
 }
 
 struct et_committer_t {
@@ -167,6 +313,12 @@ apr_status_t et_committer_create(et_committer_t **pc, apr_pool_t *p,
     }
     *pc = c;
     return APR_SUCCESS;
+}
+
+void et_committer_spool(et_committer_t *c, const char *spool,
+                        et_guard_t *g, et_log_fn *log, void *baton)
+{
+    et_writer_spool(c->w, spool, g, log, baton);
 }
 
 apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,

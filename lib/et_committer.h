@@ -22,6 +22,9 @@
 #include <apr_global_mutex.h>
 
 #include "et_event.h"
+#include "et_log.h"
+
+struct et_guard_t;
 
 /**
  * One writer connection to the outbox, for the two places that store
@@ -47,6 +50,17 @@ apr_status_t et_writer_enter(et_writer_t *w, char *err, apr_size_t errlen);
 apr_status_t et_writer_store(et_writer_t *w, et_event_t **evs, int n,
                              apr_status_t *each, char *err,
                              apr_size_t errlen);
+/**
+ * PostgreSQL: store in the local spool @a spool ("sqlite3:PATH", an
+ * outbox of its own) the events the outbox cannot take because it does
+ * not answer or cannot write (an event it refuses while it can is lost,
+ * as without a spool), and every event while others wait in the spool
+ * (counted in @a g, et_guard.h), so that none overtakes an earlier one of
+ * its object. A spooled event counts as stored; ET00100 (through @a log,
+ * once a second at most) says so. NULL @a spool: none.
+ */
+void et_writer_spool(et_writer_t *w, const char *spool,
+                     struct et_guard_t *g, et_log_fn *log, void *baton);
 /** Close the connection (the writer opens it again if used). */
 void et_writer_close(et_writer_t *w);
 
@@ -67,6 +81,10 @@ apr_status_t et_committer_create(et_committer_t **c, apr_pool_t *p,
  * On failure *err (from @a ev_pool) says why: a database message, never
  * the event's body.
  */
+/** The local spool of the committer's writer (et_writer_spool). */
+void et_committer_spool(et_committer_t *c, const char *spool,
+                        struct et_guard_t *g, et_log_fn *log, void *baton);
+
 apr_status_t et_committer_store(et_committer_t *c, et_event_t *ev,
                                 apr_pool_t *ev_pool, const char **err);
 

@@ -32,6 +32,8 @@ const char *et_ob_state_name(et_ob_state_e st)
         return "read-only";
     case ET_OB_FAILED:
         return "failing";
+    case ET_OB_SPOOLED:
+        return "spooled";
     default:
         return "unknown";
     }
@@ -48,6 +50,9 @@ const char *et_ob_state_reason(et_ob_state_e st)
         return "the outbox is not writable";
     case ET_OB_FAILED:
         return "the outbox failed to store an event";
+    case ET_OB_SPOOLED:
+        return "events wait in the local spool until the outbox takes "
+               "them";
     default:
         return "the outbox cannot store events";
     }
@@ -196,6 +201,11 @@ struct et_guard_t {
     volatile apr_uint32_t unlogged;   /* refused since that line */
     volatile apr_uint32_t refused;    /* every site, also those out of range */
     volatile apr_uint32_t lost;
+    volatile apr_uint32_t spool;      /* in the local spool, or going in */
+    volatile apr_uint32_t spooled;    /* since the start */
+    volatile apr_uint32_t forwarded;
+    volatile apr_uint32_t spool_log_s;    /* the last spooling line */
+    volatile apr_uint32_t spool_unlogged;
     et_guard_site_t site[1];          /* nsites of them */
 };
 
@@ -333,6 +343,78 @@ void et_guard_lost(et_guard_t *g, int site)
     et_guard_invalidate(g);
 }
 
+int et_guard_spool_join(et_guard_t *g, apr_uint32_t n)
+{
+    for (;;) {
+        apr_uint32_t v = apr_atomic_read32(&g->spool);
+
+        if (!v) {
+            return 0;
+        }
+        if (apr_atomic_cas32(&g->spool, v + n, v) == v) {
+            return 1;
+        }
+    }
+}
+
+void et_guard_spool_add(et_guard_t *g, apr_uint32_t n)
+{
+    apr_atomic_add32(&g->spool, n);
+}
+
+/* Take @a n from the count, not below 0 (a previous generation's events,
+ * counted by nobody here, may be forwarded too). */
+static apr_uint32_t spool_sub(et_guard_t *g, apr_uint32_t n)
+{
+    for (;;) {
+        apr_uint32_t v = apr_atomic_read32(&g->spool);
+        apr_uint32_t to = v > n ? v - n : 0;
+
+        if (apr_atomic_cas32(&g->spool, to, v) == v) {
+            return to;
+        }
+    }
+}
+
+int et_guard_spool_stored(et_guard_t *g, apr_uint32_t ok,
+                          apr_uint32_t failed, apr_time_t now,
+                          apr_uint32_t *count)
+{
+    apr_uint32_t s = (apr_uint32_t)apr_time_sec(now);
+    apr_uint32_t last;
+
+    if (failed) {
+        spool_sub(g, failed);
+    }
+    if (!ok) {
+        return 0;
+    }
+    apr_atomic_add32(&g->spooled, ok);
+    apr_atomic_add32(&g->spool_unlogged, ok);
+    last = apr_atomic_read32(&g->spool_log_s);
+    if (last == s || apr_atomic_cas32(&g->spool_log_s, s, last) != last) {
+        return 0;
+    }
+    *count = apr_atomic_xchg32(&g->spool_unlogged, 0);
+    return 1;
+}
+
+apr_uint32_t et_guard_spool_forwarded(et_guard_t *g, apr_uint32_t n)
+{
+    apr_atomic_add32(&g->forwarded, n);
+    return spool_sub(g, n);
+}
+
+apr_uint32_t et_guard_spool_count(const et_guard_t *g)
+{
+    return apr_atomic_read32((volatile apr_uint32_t *)&g->spool);
+}
+
+int et_guard_spool_set(et_guard_t *g, apr_uint32_t was, apr_uint32_t n)
+{
+    return apr_atomic_cas32(&g->spool, n, was) == was;
+}
+
 void et_guard_view(const et_guard_t *g, et_guard_view_t *v)
 {
     et_guard_t *m = (et_guard_t *)g;  /* apr_atomic_read32 is not const */
@@ -349,6 +431,14 @@ void et_guard_view(const et_guard_t *g, et_guard_view_t *v)
     v->reserve = r == KIB_UNKNOWN ? -1 : (apr_off_t)r * 1024;
     v->refused = apr_atomic_read32(&m->refused);
     v->lost = apr_atomic_read32(&m->lost);
+    v->spool = apr_atomic_read32(&m->spool);
+    v->spooled = apr_atomic_read32(&m->spooled);
+    v->forwarded = apr_atomic_read32(&m->forwarded);
+    if (v->spool && (v->state == ET_OB_WRITABLE
+                     || v->state == ET_OB_UNKNOWN)) {
+        /* the outbox answers, but requests are refused all the same */
+        v->state = ET_OB_SPOOLED;
+    }
 }
 
 void et_guard_site_counts(const et_guard_t *g, int site,

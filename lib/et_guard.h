@@ -34,8 +34,10 @@ typedef enum {
     ET_OB_FULL,                       /* no room (or no reserve) */
     ET_OB_DOWN,                       /* the database does not answer */
     ET_OB_READONLY,                   /* it answers but cannot write */
-    ET_OB_FAILED                      /* a store just failed: refuse until
+    ET_OB_FAILED,                     /* a store just failed: refuse until
                                        * the next check (at once) says */
+    ET_OB_SPOOLED                     /* events wait in the local spool
+                                       * (not a check's outcome) */
 } et_ob_state_e;
 
 /** "writable", "full", "down", "read-only" (or "unknown"). */
@@ -134,6 +136,38 @@ int et_guard_refused(et_guard_t *g, int site, apr_time_t now,
  *  next request makes. */
 void et_guard_lost(et_guard_t *g, int site);
 
+/* ---- the local spool (PostgreSQL outbox, EventTriggerSpool) ----
+ *
+ * One count: the events in the spool, or on their way into it. Writers
+ * add theirs before they store them there and the forwarder takes away
+ * what it moved, so the count is not 0 while an event waits in the spool:
+ * while it is not, the check refuses new write requests and every writer
+ * stores into the spool too, behind what waits there (the order of an
+ * object's events across the two). */
+
+/** If events wait in the spool, count @a n more and return non-zero: the
+ *  caller stores its events in the spool. 0 (nothing counted): the
+ *  outbox is the caller's. */
+int et_guard_spool_join(et_guard_t *g, apr_uint32_t n);
+/** Count @a n events about to be stored in the spool. */
+void et_guard_spool_add(et_guard_t *g, apr_uint32_t n);
+/** After a store into the spool of events counted by join or add: @a ok
+ *  stored, @a failed not (uncounted again). Returns non-zero, with
+ *  *count the events spooled since the last such answer, if a log line
+ *  is due (once a second at most). */
+int et_guard_spool_stored(et_guard_t *g, apr_uint32_t ok,
+                          apr_uint32_t failed, apr_time_t now,
+                          apr_uint32_t *count);
+/** The forwarder took @a n events out of the spool; returns the count
+ *  left (never below 0). */
+apr_uint32_t et_guard_spool_forwarded(et_guard_t *g, apr_uint32_t n);
+/** Events in the spool (or on their way in). */
+apr_uint32_t et_guard_spool_count(const et_guard_t *g);
+/** Set the count from the spool itself (at startup, or when the
+ *  forwarder finds events nobody counted: a previous generation's) if it
+ *  is @a was; non-zero if it was set. */
+int et_guard_spool_set(et_guard_t *g, apr_uint32_t was, apr_uint32_t n);
+
 /** What the status page shows. */
 typedef struct et_guard_view_t {
     et_ob_state_e state;
@@ -142,6 +176,8 @@ typedef struct et_guard_view_t {
     apr_off_t avail;                  /* -1: not known */
     apr_off_t reserve;                /* held, -1: none kept */
     apr_uint64_t refused, lost;       /* every site */
+    apr_uint32_t spool;               /* events in the local spool now */
+    apr_uint64_t spooled, forwarded;  /* since the start */
 } et_guard_view_t;
 
 void et_guard_view(const et_guard_t *g, et_guard_view_t *v);

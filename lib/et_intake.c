@@ -670,6 +670,8 @@ apr_status_t et_intake_start(et_intake_t **out, apr_pool_t *p,
     in->log.level = conf->log_level ? conf->log_level : ET_LOG_INFO;
     in->listener = listener;
     in->w = et_writer_create(ip, conf->store, conf->lock);
+    et_writer_spool(in->w, conf->spool, conf->guard, conf->log,
+                    conf->log_baton);
     /* see shed(); -1: only the pause, until one is free */
     in->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     apr_pool_cleanup_register(ip, in, close_spare, apr_pool_cleanup_null);

@@ -72,6 +72,9 @@ typedef struct et_intake_conf_t {
     void (*wake)(void *baton);        /* after a commit with events the
                                        * claim loop must claim itself */
     void *wake_baton;
+    const char *spool;                /* the local spool, or NULL
+                                       * (et_writer_spool) */
+    struct et_guard_t *guard;         /* its count */
 } et_intake_conf_t;
 
 typedef struct et_intake_t et_intake_t;

@@ -244,4 +244,19 @@ apr_status_t et_outbox_latencies(et_outbox_t *ob, apr_pool_t *p,
                                  const char *site, int limit,
                                  apr_array_header_t **out);
 
+/* ---- the local spool (EventTriggerSpool): an SQLite outbox that holds
+ * events while the shared one cannot store them, forwarded in id order
+ * (et_spool.h) ---- */
+
+/** The oldest @a max events (et_event_t *) whatever their state, in id
+ *  order (capture order). */
+apr_status_t et_outbox_oldest(et_outbox_t *ob, apr_pool_t *p, int max,
+                              apr_array_header_t **events);
+/** Delete every event whose id is at most @a last; *deleted (may be
+ *  NULL) says how many. */
+apr_status_t et_outbox_delete_upto(et_outbox_t *ob, apr_int64_t last,
+                                   int *deleted);
+/** How many events the outbox holds, whatever their state. */
+apr_status_t et_outbox_total(et_outbox_t *ob, apr_int64_t *n);
+
 #endif /* ET_OUTBOX_H */

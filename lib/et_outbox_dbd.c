@@ -1886,3 +1886,73 @@ apr_status_t et_outbox_pending_sites(et_outbox_t *ob, apr_pool_t *p,
 {
     return site_list(ob, p, ST_PENDING_SITES, sites);
 }
+
+/* ---- the local spool (see et_outbox.h). Not prepared: used while the
+ * shared outbox is down only, and their arguments are integers. ---- */
+
+apr_status_t et_outbox_oldest(et_outbox_t *ob, apr_pool_t *p, int max,
+                              apr_array_header_t **events)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    apr_array_header_t *a = apr_array_make(p, max > 0 ? max : 1,
+                                           sizeof(et_event_t *));
+    int rv;
+
+    *events = a;
+    /* random access: see select_one */
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res, apr_psprintf(
+                            p, "SELECT " EV_COLS " FROM et_event ORDER BY id"
+                            " LIMIT %d", max > 0 ? max : 1), 1);
+    if (rv) {
+        return set_error(ob, rv, "reading the oldest events");
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        APR_ARRAY_PUSH(a, et_event_t *) = row_to_event(ob, p, row);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t et_outbox_delete_upto(et_outbox_t *ob, apr_int64_t last,
+                                   int *deleted)
+{
+    apr_pool_t *p;
+    int nrows = 0, rv;
+
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_query(ob->drv, ob->db, &nrows, apr_psprintf(
+                           p, "DELETE FROM et_event WHERE id <= %"
+                           APR_INT64_T_FMT, last));
+    apr_pool_destroy(p);
+    if (deleted) {
+        *deleted = rv ? 0 : nrows;
+    }
+    return rv ? set_error(ob, rv, "deleting forwarded events")
+              : APR_SUCCESS;
+}
+
+apr_status_t et_outbox_total(et_outbox_t *ob, apr_int64_t *n)
+{
+    apr_pool_t *p;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    apr_status_t st = APR_SUCCESS;
+    int rv;
+
+    *n = 0;
+    apr_pool_create(&p, ob->pool);
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res,
+                        "SELECT COUNT(*) FROM et_event", 1);
+    if (rv) {
+        st = set_error(ob, rv, "counting the events");
+    }
+    else {
+        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+            const char *v = apr_dbd_get_entry(ob->drv, row, 0);
+
+            *n = v ? apr_atoi64(v) : 0;
+        }
+    }
+    apr_pool_destroy(p);
+    return st;
+}

@@ -86,6 +86,7 @@ int main(void)
     srunner_add_suite(sr, guard_suite());
     srunner_add_suite(sr, judge_suite());
     srunner_add_suite(sr, log_suite());
+    srunner_add_suite(sr, spool_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -26,6 +26,7 @@ Suite *trace_suite(void);
 Suite *guard_suite(void);
 Suite *judge_suite(void);
 Suite *log_suite(void);
+Suite *spool_suite(void);
 
 /* A fresh pool for each test: add ut_setup/ut_teardown as a checked
  * fixture, so that with CK_FORK=no pools do not pile up either. */

@@ -24,6 +24,9 @@ Test controls, as request headers:
 
   X-Console-Status: NNN   answer NNN with {"error": ...} instead
   X-Console-Chunked: 1    answer with Transfer-Encoding: chunked (in pieces)
+  X-Console-Hold: PATH    with X-Console-Chunked: after the first piece, wait
+                          until the file PATH exists (30 s at most): the
+                          request is admitted and answering, its end held
   X-Console-Raw: 1        answer the request body verbatim, as
                           application/json, whatever it is (bad-input tests)
   X-Console-Shape: S      answer in another console's shape (issue 16):
@@ -61,7 +64,9 @@ import gzip
 import hashlib
 import itertools
 import json
+import os
 import sys
+import time
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,9 +121,16 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             step = max(1, len(body) // 3)
+            hold = self.headers.get("X-Console-Hold")
             for i in range(0, len(body), step):
                 piece = body[i:i + step]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if hold:
+                    self.wfile.flush()
+                    deadline = time.time() + 30
+                    while not os.path.exists(hold) and time.time() < deadline:
+                        time.sleep(0.01)
+                    hold = None
             self.wfile.write(b"0\r\n\r\n")
         else:
             self.send_header("Content-Length", str(len(body)))

@@ -18,6 +18,8 @@
  *     GET (HEAD)           -> 200 {"id": <last segment>}
  *     X-Console-Status: NNN   answer NNN with {"error": ...}
  *     X-Console-Chunked: 1    send the body in flushed pieces (chunked)
+ *     X-Console-Hold: PATH    with X-Console-Chunked: after the first piece,
+ *                             wait until the file PATH exists (30 s at most)
  *     X-Console-Raw: 1        echo the request body as application/json
  *     X-Console-Return: NNN   no body: the handler returns NNN instead of
  *                             OK (as a handler that "return HTTP_NO_CONTENT;"
@@ -162,9 +164,19 @@ static void send_body(request_rec *r, const char *body, apr_size_t len,
     if (chunked && !strcmp(chunked, "1")) {
         apr_size_t step = len / 3 ? len / 3 : 1, off;
 
+        const char *hold = apr_table_get(r->headers_in, "X-Console-Hold");
+
         for (off = 0; off < len; off += step) {
             ap_rwrite(body + off, (int)(len - off < step ? len - off : step), r);
             ap_rflush(r);
+            if (hold) {
+                int i;
+
+                for (i = 0; i < 3000 && access(hold, F_OK) != 0; i++) {
+                    apr_sleep(apr_time_from_msec(10));
+                }
+                hold = NULL;
+            }
         }
     }
     else {
