@@ -116,6 +116,35 @@ static apr_status_t make_store_dir(apr_pool_t *p, const char *dir)
 }
 
 /* Create the sqlite3 outbox's directory and schema; check that it opens. */
+/*
+ * The directory of the SQLite file @a file (*dir), made if missing (*made
+ * 0 if it could not be: the error is returned). Then APR_SUCCESS, or,
+ * when httpd starts as root, an error if httpd's User may not write in
+ * it (the module gives away only the directories it makes).
+ */
+static apr_status_t ready_dir(apr_pool_t *p, const char *file,
+                              const char **dir, int *made)
+{
+    char *d = ap_make_dirstr_parent(p, file);
+    apr_size_t n = strlen(d);
+    apr_finfo_t fi;
+    apr_status_t rv;
+
+    if (n > 1 && d[n - 1] == '/') {
+        d[n - 1] = '\0';
+    }
+    *dir = d;
+    rv = make_store_dir(p, d);
+    *made = rv == APR_SUCCESS;
+    if (!*made || geteuid() != 0) {
+        return rv;
+    }
+    rv = apr_stat(&fi, d, APR_FINFO_USER | APR_FINFO_GROUP | APR_FINFO_PROT,
+                  p);
+    return rv != APR_SUCCESS ? rv : user_may_write(&fi) ? APR_SUCCESS
+                                                        : APR_EACCES;
+}
+
 static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     et_outbox_t *ob;
@@ -124,26 +153,18 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     apr_status_t rv;
 
     if (!strncmp(et_g.store, "sqlite3:", 8)) {
-        char *dir;
-        apr_size_t n;
-        apr_finfo_t fi;
+        const char *dir;
+        int made;
 
         file = et_g.store + 8;
-        dir = ap_make_dirstr_parent(ptemp, file);
-        n = strlen(dir);
-        if (n > 1 && dir[n - 1] == '/') {
-            dir[n - 1] = '\0';
-        }
-        if ((rv = make_store_dir(ptemp, dir)) != APR_SUCCESS) {
+        rv = ready_dir(ptemp, file, &dir, &made);
+        if (!made) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          "ET00001: cannot create the outbox directory %s "
                          "(EventTriggerStore)", dir);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (geteuid() == 0
-            && ((rv = apr_stat(&fi, dir, APR_FINFO_USER | APR_FINFO_GROUP
-                               | APR_FINFO_PROT, ptemp)) != APR_SUCCESS
-                || !user_may_write(&fi))) {
+        if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          "ET00002: the outbox directory %s is not one that "
                          "httpd's User (%s) may write in; make it theirs "
@@ -210,26 +231,18 @@ static int prepare_spool(apr_pool_t *ptemp, server_rec *s)
     et_outbox_t *ob;
     const char *err = NULL;
     apr_int64_t n = 0;
-    apr_finfo_t fi;
     apr_status_t rv;
-    char *dir;
-    apr_size_t len;
+    const char *dir;
+    int made;
 
-    dir = ap_make_dirstr_parent(ptemp, file);
-    len = strlen(dir);
-    if (len > 1 && dir[len - 1] == '/') {
-        dir[len - 1] = '\0';
-    }
-    if ((rv = make_store_dir(ptemp, dir)) != APR_SUCCESS) {
+    rv = ready_dir(ptemp, file, &dir, &made);
+    if (!made) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      "ET00109: cannot create the local spool's directory "
                      "%s (EventTriggerSpool)", dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (geteuid() == 0
-        && ((rv = apr_stat(&fi, dir, APR_FINFO_USER | APR_FINFO_GROUP
-                           | APR_FINFO_PROT, ptemp)) != APR_SUCCESS
-            || !user_may_write(&fi))) {
+    if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      "ET00110: the local spool's directory %s is not one "
                      "that httpd's User (%s) may write in; make it theirs "

@@ -162,7 +162,7 @@ static int claim_chains(dispatcher_t *d, apr_pool_t *p, claim_t *c,
 static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
                        apr_array_header_t *got)
 {
-    int k, n = d->sites->nelts, rc = 0;
+    int k, n = d->sites->nelts, rc = 0, full;
 
     for (k = 0; k < n && room > 0; k++) {
         const char *site = APR_ARRAY_IDX(d->sites, (d->next_site + k) % n,
@@ -198,14 +198,18 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
         c->probe = gate == ET_GATE_PROBE;
         c->evs = evs;
         c->next = NULL;
-        /* the objects with a line behind their head: as many of their
-         * next events again as the claim's room, to follow each call at
-         * once (outside the room: they wait on their head's job) */
-        if (gate == ET_GATE_OPEN && claim_chains(d, p, c, room) != 0) {
+        full = evs->nelts >= room;
+        room -= evs->nelts;
+        /* fewer objects due than the room (one busy object, a few): the
+         * room they left goes to the next events of those with a line
+         * behind them, to follow each call at once. A claim that filled
+         * its room keeps the workers busy with distinct objects, and a
+         * chained claim per head would only cost. */
+        if (gate == ET_GATE_OPEN && !full
+            && claim_chains(d, p, c, room) != 0) {
             rc = -1;
             break;
         }
-        room -= evs->nelts;
     }
     if (rc) {
         et_log(&d->log, ET_LOG_ERR, p,

@@ -19,6 +19,7 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
+use ETPg qw(:all);
 use ETRel qw(:all);
 use File::Path qw(make_path remove_tree);
 use JSON::PP ();
@@ -26,16 +27,10 @@ use LWP::UserAgent ();
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
 
-my($pgbin) = reverse sort glob '/usr/lib/postgresql/*/bin';
-plan skip_all => 'PostgreSQL is not installed (apt-get install postgresql)'
-    unless $pgbin && -x "$pgbin/initdb" && -x "$pgbin/pg_ctl";
-plan skip_all => "APR-util's pgsql driver is not installed "
-               . '(apt-get install libaprutil1-dbd-pgsql)'
-    unless grep { -e } glob('/usr/lib/*/apr-util-1/apr_dbd_pgsql*.so'),
-                       glob('/usr/lib/apr-util-1/apr_dbd_pgsql*.so');
+my $why = pg_skip_reason();
+plan skip_all => $why if $why;
 plan skip_all => 'the in-process console is not built'
     unless -e ETOps::console_so();
-plan skip_all => 'initdb refuses to run as root' if $> == 0;
 plan tests => 17;
 
 my @ports = (ops_define('ET_MP_PORT1'), ops_define('ET_MP_PORT2'));
@@ -51,26 +46,7 @@ my $PAUSE = 1;                       # EventTriggerCircuitBreaker's pauses (s)
 my $DOWN_FOR = 8;                    # seconds the endpoint stays down once paused
 my $SLACK = 1.5;                     # a dispatcher reads the others' pauses each 1s
 
-sub pg_ctl {
-    my $args = shift;
-    system("'$pgbin/pg_ctl' -D '$dir/pg/data' -l '$dir/pg/log' -w $args "
-           . ">>'$dir/pg/ctl.out' 2>&1") == 0;
-}
-system("'$pgbin/initdb' -D '$dir/pg/data' -A trust -U et "
-       . ">'$dir/pg/initdb.out' 2>&1") == 0
-    or die "initdb failed (see $dir/pg/initdb.out)\n";
-pg_ctl("-o '-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1' start")
-    or die "cannot start PostgreSQL (see $dir/pg/log)\n";
-END { pg_ctl("-m immediate stop") if $dir }
-
-sub psql {
-    my $sql = shift;
-    open my $fh, '-|', 'psql', '-h', '127.0.0.1', '-p', $pgport, '-U', 'et',
-        '-d', 'postgres', '-Atc', $sql or die "psql: $!";
-    my @rows = map { chomp; $_ } <$fh>;
-    close $fh;
-    return @rows;
-}
+pg_init("$dir/pg", $pgport);
 
 my $receiver = start_fault_receiver(log => $rlog, truncate => 1);
 

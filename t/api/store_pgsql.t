@@ -21,22 +21,17 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
+use ETPg qw(:all);
 use File::Path qw(make_path remove_tree);
 use JSON::PP ();
 use LWP::UserAgent ();
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
 
-my($pgbin) = reverse sort glob '/usr/lib/postgresql/*/bin';
-plan skip_all => 'PostgreSQL is not installed (apt-get install postgresql)'
-    unless $pgbin && -x "$pgbin/initdb" && -x "$pgbin/pg_ctl";
-plan skip_all => "APR-util's pgsql driver is not installed "
-               . '(apt-get install libaprutil1-dbd-pgsql)'
-    unless grep { -e } glob('/usr/lib/*/apr-util-1/apr_dbd_pgsql*.so'),
-                       glob('/usr/lib/apr-util-1/apr_dbd_pgsql*.so');
+my $why = pg_skip_reason();
+plan skip_all => $why if $why;
 plan skip_all => 'the in-process console is not built'
     unless -e ETOps::console_so();
-plan skip_all => 'initdb refuses to run as root' if $> == 0;
 plan tests => 18;
 
 my $port = ops_define('ET_FC_PORT');
@@ -52,30 +47,7 @@ my $rlog = "$dir/receiver.jsonl";
 my $mods = ETOps::module_dir();
 my $json = JSON::PP->new->canonical;
 
-sub pg_ctl {
-    my $args = shift;
-    system("'$pgbin/pg_ctl' -D '$dir/pg/data' -l '$dir/pg/log' -w $args "
-           . ">>'$dir/pg/ctl.out' 2>&1") == 0;
-}
-sub pg_start {
-    pg_ctl("-o '-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1' start")
-        or die "cannot start PostgreSQL (see $dir/pg/log)\n";
-}
-system("'$pgbin/initdb' -D '$dir/pg/data' -A trust -U et "
-       . ">'$dir/pg/initdb.out' 2>&1") == 0
-    or die "initdb failed (see $dir/pg/initdb.out)\n";
-pg_start();
-my $pg_up = 1;
-END { pg_ctl('-m immediate stop') if $pg_up }
-
-sub psql {
-    my $sql = shift;
-    open my $fh, '-|', 'psql', '-h', '127.0.0.1', '-p', $pgport, '-U', 'et',
-        '-d', 'postgres', '-Atc', $sql or die "psql: $!";
-    my @rows = map { chomp; $_ } <$fh>;
-    close $fh;
-    return @rows;
-}
+pg_init("$dir/pg", $pgport);
 
 my $console = ETTest::spawn(
     name => 'console', port => $cport, out => "$dir/logs/console.out",
@@ -153,8 +125,7 @@ ok(wait_for(sub { grep { $_->{code} == 201 } answers() }, 10),
 wait_for(sub { grep({ $_->{code} == 201 } answers()) >= 20 }, 10);
 
 # The server stops in the middle of the load.
-pg_ctl('-m fast stop');
-$pg_up = 0;
+pg_stop('fast');
 my $down_at = Time::HiRes::time();
 my $refused = wait_for(sub { grep { $_->{code} == 503 } answers() }, 5);
 ok($refused, sprintf('the server stopped: creates are refused with 503 (after %.2f s)',
@@ -186,7 +157,6 @@ ok(scalar(grep { /ET00093: the outbox's database does not answer/ } read_lines("
 
 # Started again: admitted within a second or so.
 pg_start();
-$pg_up = 1;
 my $up_at = Time::HiRes::time();
 my $back = wait_for(sub {
     grep { $_->{code} == 201 && $_->{t} > $up_at } answers();

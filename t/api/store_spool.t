@@ -20,22 +20,17 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use ETTest qw(:all);
 use ETOps qw(:all);
+use ETPg qw(:all);
 use File::Path qw(make_path remove_tree);
 use JSON::PP ();
 use LWP::UserAgent ();
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
 
-my($pgbin) = reverse sort glob '/usr/lib/postgresql/*/bin';
-plan skip_all => 'PostgreSQL is not installed (apt-get install postgresql)'
-    unless $pgbin && -x "$pgbin/initdb" && -x "$pgbin/pg_ctl";
-plan skip_all => "APR-util's pgsql driver is not installed "
-               . '(apt-get install libaprutil1-dbd-pgsql)'
-    unless grep { -e } glob('/usr/lib/*/apr-util-1/apr_dbd_pgsql*.so'),
-                       glob('/usr/lib/apr-util-1/apr_dbd_pgsql*.so');
+my $why = pg_skip_reason();
+plan skip_all => $why if $why;
 plan skip_all => 'the in-process console is not built'
     unless -e ETOps::console_so();
-plan skip_all => 'initdb refuses to run as root' if $> == 0;
 plan tests => 22;
 
 my $port = ops_define('ET_SP_PORT');
@@ -52,21 +47,7 @@ my $spool = "$dir/state/eventtrigger-spool.db";
 my $mods = ETOps::module_dir();
 my $json = JSON::PP->new->canonical;
 
-sub pg_ctl {
-    my $args = shift;
-    system("'$pgbin/pg_ctl' -D '$dir/pg/data' -l '$dir/pg/log' -w $args "
-           . ">>'$dir/pg/ctl.out' 2>&1") == 0;
-}
-sub pg_start {
-    pg_ctl("-o '-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1' start")
-        or die "cannot start PostgreSQL (see $dir/pg/log)\n";
-}
-system("'$pgbin/initdb' -D '$dir/pg/data' -A trust -U et "
-       . ">'$dir/pg/initdb.out' 2>&1") == 0
-    or die "initdb failed (see $dir/pg/initdb.out)\n";
-pg_start();
-my $pg_up = 1;
-END { pg_ctl('-m immediate stop') if $pg_up }
+pg_init("$dir/pg", $pgport);
 
 my $console = ETTest::spawn(
     name => 'console', port => $cport, out => "$dir/logs/console.out",
@@ -188,8 +169,7 @@ ok(wait_for(sub { !grep { !-e "$dir/started-$_->[0]" } @held }, 20),
    'six held requests are admitted and answering (3 proxied, 3 in-process)');
 
 # The database stops while they are in flight, and only then do they end.
-pg_ctl('-m immediate stop');
-$pg_up = 0;
+pg_stop('immediate');
 my $down_at = Time::HiRes::time();
 open my $rel, '>', $release or die;
 close $rel;
@@ -227,7 +207,6 @@ is($ua->get("http://127.0.0.1:$port/local/member/x")->code, 200,
 
 # Back: forwarded, the spool empties, writes are admitted again.
 pg_start();
-$pg_up = 1;
 my $up_at = Time::HiRes::time();
 ok(wait_for(sub { my $s = status(); $s->{outbox} && !$s->{outbox}{spooled} }, 20),
    sprintf('the database is back: the spool empties (%.1f s)', Time::HiRes::time() - $up_at));
