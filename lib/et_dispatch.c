@@ -65,6 +65,8 @@
  * call, on the worker the last one freed) rather than one event per
  * round. Heads of distinct objects cost no extra statement. */
 #define ET_CHAIN_MAX 64
+/* "Right behind": the next event of the object at most this many ids on */
+#define ET_CHAIN_NEAR 4
 
 /* The connection is the dispatcher's (ob_lock); writing also needs the
  * outbox's cross-process lock, held by one writer at a time. */
@@ -117,31 +119,42 @@ typedef struct claim_t {
                                        * (chained delivery), or NULL */
 } claim_t;
 
+/* Does @a head get its followers chained: events wait behind it, and
+ * with @a near_only, the next one was stored right behind it (a burst of
+ * changes to one object, whose events share its pages)? */
+static int chains(const et_event_t *head, int near_only)
+{
+    return head->followed > 0
+           && (!near_only || head->followed <= ET_CHAIN_NEAR);
+}
+
 /*
  * Lease the followers of @a c's heads (chained delivery) with up to
- * @a budget events in all, in the round's transaction. 0, or -1 when a
- * claim failed (the transaction is spoiled).
+ * @a budget events in all, in the round's transaction: of every head
+ * that has some, or with @a near_only of those whose next event was
+ * stored right behind them. 0, or -1 when a claim failed (the
+ * transaction is spoiled).
  */
 static int claim_chains(dispatcher_t *d, apr_pool_t *p, claim_t *c,
-                        int budget)
+                        int budget, int near_only)
 {
-    int i, nfollowed = 0, share;
+    int i, n = 0, share;
 
     for (i = 0; i < c->evs->nelts; i++) {
-        nfollowed += APR_ARRAY_IDX(c->evs, i, et_event_t *)->followed;
+        n += chains(APR_ARRAY_IDX(c->evs, i, et_event_t *), near_only);
     }
-    if (!nfollowed) {
+    if (!n) {
         return 0;
     }
     /* shared out in claim order (soonest due first) */
-    share = budget / nfollowed;
+    share = budget / n;
     share = share < 1 ? 1 : share > ET_CHAIN_MAX ? ET_CHAIN_MAX : share;
     c->next = apr_pcalloc(p, c->evs->nelts * sizeof(*c->next));
     for (i = 0; i < c->evs->nelts && budget > 0; i++) {
         et_event_t *head = APR_ARRAY_IDX(c->evs, i, et_event_t *);
 
-        if (!head->followed) {
-            continue;                 /* nothing waits behind it */
+        if (!chains(head, near_only)) {
+            continue;
         }
         if (et_outbox_claim_next(d->ob, p, head, d->owner,
                                  budget < share ? budget : share,
@@ -199,17 +212,21 @@ static int claim_sites(dispatcher_t *d, apr_pool_t *p, int room,
         c->evs = evs;
         c->next = NULL;
         full = evs->nelts >= room;
-        room -= evs->nelts;
-        /* fewer objects due than the room (one busy object, a few): the
+        /* Fewer objects due than the room (one busy object, a few): the
          * room they left goes to the next events of those with a line
          * behind them, to follow each call at once. A claim that filled
-         * its room keeps the workers busy with distinct objects, and a
-         * chained claim per head would only cost. */
-        if (gate == ET_GATE_OPEN && !full
-            && claim_chains(d, p, c, room) != 0) {
+         * its room keeps the workers busy with distinct objects; then
+         * only bursts are chained (an object's events stored one right
+         * after the other, on the same pages: cheap to take together),
+         * not lines spread over the backlog, whose chained claims would
+         * cost a seek and pages of their own each. */
+        if (gate == ET_GATE_OPEN
+            && claim_chains(d, p, c, full ? room : room - evs->nelts,
+                            full) != 0) {
             rc = -1;
             break;
         }
+        room -= evs->nelts;
     }
     if (rc) {
         et_log(&d->log, ET_LOG_ERR, p,

@@ -84,9 +84,10 @@ typedef struct et_event_t {
     const char *lease_owner;
     apr_time_t lease_until;   /* also: the lease a claim took (the outcome
                                * is written for that lease only) */
-    int followed;             /* claimed: later events of its object wait
-                               * behind it (chained delivery may take
-                               * them, et_outbox_claim_next) */
+    apr_int64_t followed;     /* claimed: 0, or how far (in ids) behind
+                               * it the next event of its object was
+                               * stored (chained delivery may take
+                               * those, et_outbox_claim_next) */
 } et_event_t;
 
 #endif /* ET_EVENT_H */

@@ -284,10 +284,10 @@ static const char *const stmt_sql[ET_STMTS] = {
      * per row updated, and SKIP LOCKED then skips the rows this very
      * statement has just updated and takes more than LIMIT. */
     "WITH c AS MATERIALIZED (SELECT e.id,"
-    /* and whether events wait behind it (one seek each), so that only
-     * those heads cost a chained claim (et_outbox_claim_next); here, not
-     * in RETURNING, where SQLite scans the whole index for it */
-    "  EXISTS (SELECT 1 FROM et_event n" ET_ORDER_INDEX
+    /* and the id of the next event behind it (one seek each), so that
+     * only heads with a line cost a chained claim (et_outbox_claim_next);
+     * here, not in RETURNING, where SQLite scans the whole index for it */
+    "  (SELECT MIN(n.id) FROM et_event n" ET_ORDER_INDEX
     "  WHERE n.site = e.site AND n.object = e.object AND n.oid = e.oid"
     "  AND n.state = 0 AND n.id > e.id) AS followed"
     "  FROM et_event e" ET_HEAD_INDEX
@@ -1321,10 +1321,12 @@ static apr_status_t select_events(et_outbox_t *ob, apr_pool_t *p, int st,
         et_event_t *ev = row_to_event(ob, p, row);
 
         if (st == ST_CLAIM) {
-            /* the column after EV_COLS: SQLite says 1, PostgreSQL t */
+            /* the column after EV_COLS: the next event's id (NULL, or ""
+             * from pgsql: none) */
             const char *v = apr_dbd_get_entry(ob->drv, row, 20);
+            apr_int64_t next = v && *v ? apr_atoi64(v) : 0;
 
-            ev->followed = v && (*v == '1' || *v == 't');
+            ev->followed = next > ev->rowid ? next - ev->rowid : 0;
         }
         APR_ARRAY_PUSH(a, et_event_t *) = ev;
     }
