@@ -463,6 +463,44 @@ static int lock_finishing(dispatcher_t *d, apr_pool_t *p, job_t *jobs)
 }
 
 /*
+ * After a round's commit: the next call of @a job's object, leased with
+ * it (chained delivery), goes to the calling thread now that @a job's
+ * outcome is stored; if it was not (the lease expired, a failed write),
+ * the followers go back untried with the next round. At stop they are
+ * dropped: the stop releases their leases.
+ */
+static void follow_on(dispatcher_t *d, job_t *job)
+{
+    job_t *next = job->chain, *f;
+
+    job->chain = NULL;
+    apr_atomic_dec32(&d->chains);
+    if (*d->conf->stop) {
+        while ((f = next) != NULL) {
+            next = f->chain;
+            apr_pool_destroy(f->pool);
+        }
+        return;
+    }
+    if (job->stored == APR_SUCCESS) {
+        next->chained = 1;
+        apr_atomic_inc32(&d->inflight);
+        enqueue(d, next, next);
+        return;
+    }
+    while ((f = next) != NULL) {
+        next = f->chain;
+        f->chain = NULL;
+        f->untried = 1;               /* never in d->inflight */
+        apr_thread_mutex_lock(d->done_lock);
+        f->next = d->done;
+        d->done = f;
+        d->ndone++;
+        apr_thread_mutex_unlock(d->done_lock);
+    }
+}
+
+/*
  * A round, on the claiming thread only: the outcomes of the calls made
  * since the last round and the next claims (up to @a room events), in one
  * transaction: one commit, one fsync, for many calls. If any statement
@@ -516,6 +554,9 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
 
     for (job = jobs; job; job = next) {
         next = job->next;
+        if (job->chain) {
+            follow_on(d, job);
+        }
         if (job->stored == APR_EBUSY) {
             et_log(&d->log, ET_LOG_WARNING, p,
                    "ET01002: lease of txn=%s expired during "
@@ -756,7 +797,9 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         ndone = d.ndone;
         apr_thread_mutex_unlock(d.done_lock);
 
-        if (ndone >= batch || now - last_round >= ET_ROUND_GAP) {
+        /* a chained call waits for its predecessor's commit: no gap */
+        if (ndone >= batch || apr_atomic_read32(&d.chains) > 0
+            || now - last_round >= ET_ROUND_GAP) {
             int claimed = do_round(&d, iter, room);
 
             if (d.conn_lost) {

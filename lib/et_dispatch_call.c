@@ -163,7 +163,7 @@ static void call_done(void *baton, const et_http_response_t *r)
     et_http_response_t resp = *r;
     et_outcome_t out;
     const char *detail;
-    int level;
+    int level, chain_waits = 0;
 
     d->running--;
     {
@@ -225,25 +225,22 @@ static void call_done(void *baton, const et_http_response_t *r)
            out.error ? " error=" : "",
            out.error ? out.error : "");
 
-    if (job->chain) {
+    if (job->chain && (out.state == ET_ST_PENDING || *d->conf->stop)) {
         job_t *next = job->chain;
 
+        /* a retry holds its object's line (and a stopping dispatcher
+         * starts nothing): the rest go back */
         job->chain = NULL;
-        if (out.state == ET_ST_PENDING || *d->conf->stop) {
-            /* a retry holds its object's line (and a stopping dispatcher
-             * starts nothing): the rest go back */
-            apr_atomic_inc32(&d->inflight);   /* as give_back expects */
-            give_back(d, next);
-        }
-        else {
-            /* delivered or dead: the object's next call starts now, in
-             * the worker this one frees, before the outcome is stored
-             * (the round stores both; a crash before that repeats them,
-             * in order, once the lease runs out) */
-            next->chained = 1;
-            apr_atomic_inc32(&d->inflight);
-            start_call(d, next);
-        }
+        apr_atomic_inc32(&d->inflight);       /* as give_back expects */
+        give_back(d, next);
+    }
+    else if (job->chain) {
+        /* delivered or dead: the next call of the object starts as soon
+         * as this outcome is committed (do_round, at once: d->chains),
+         * never before - a dispatcher killed in between must not call
+         * this event again after the next one */
+        apr_atomic_inc32(&d->chains);
+        chain_waits = 1;
     }
 
     /* The outcome is stored by the claiming thread with the others that
@@ -252,6 +249,9 @@ static void call_done(void *baton, const et_http_response_t *r)
      * nor a later event of the same object can be claimed. */
     job->out = out;
     hand_back(d, job);
+    if (chain_waits) {
+        nudge(d);
+    }
 }
 
 /*

@@ -78,6 +78,9 @@ typedef struct dispatcher_t {
     volatile apr_uint32_t cap;        /* events leased at most (set_cap) */
     volatile apr_uint32_t batch;      /* outcomes that make a full round */
     volatile apr_uint32_t call_us;    /* recent calls' mean duration, µs */
+    volatile apr_uint32_t chains;     /* jobs handed back whose followers
+                                       * wait for their outcome's commit:
+                                       * the next round comes at once */
     apr_uint32_t rnd;                 /* retry jitter: calling thread only */
     apr_uint64_t span;                /* attempts' parent ids: likewise */
     apr_array_header_t *sites;        /* names claimed for, in turn */
@@ -103,12 +106,13 @@ typedef struct job_t {
     const char *trace_id;             /* of the traceparent sent, or NULL */
     struct job_t *chain;              /* the events after this one of its
                                        * object, leased with it (chained
-                                       * delivery): started one by one by
-                                       * the calling thread as each call
-                                       * ends delivered or dead, given
-                                       * back untried otherwise. Not in
+                                       * delivery): the next one is started
+                                       * once this one's outcome (delivered
+                                       * or dead) is committed, by the
+                                       * round that stores it; given back
+                                       * untried otherwise. Not in
                                        * d->inflight until started. */
-    int chained;                      /* started by its predecessor's end */
+    int chained;                      /* started after its predecessor's */
     struct job_t *next;               /* in a queue, then in d->done */
 } job_t;
 
