@@ -38,7 +38,8 @@
 # Knobs: ET_BENCH_HOT_SCALE (divides every size below, e.g. 10 for a
 # quick run), ET_BENCH_HOT_BACKLOG, ET_BENCH_HOT_DRAIN, ET_BENCH_HOT_OBJECTS,
 # ET_BENCH_HOT_PER, ET_BENCH_HOT_IDLE, ET_BENCH_HOT_DRAIN_MAX,
-# ET_BENCH_HOT_PARTS ("a b c"), ET_BENCH_SECONDS, ET_BENCH_ROUNDS.
+# ET_BENCH_HOT_PARTS ("a b c"), ET_BENCH_SECONDS, ET_BENCH_ROUNDS,
+# ET_BENCH_PERF (1: perf record of the dispatcher during each drain).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup_all EXIT
 need wrk wrk
@@ -151,7 +152,15 @@ drain_of() {
     install_outbox "$db"
     local t0; t0=$(date +%s.%N)
     httpd_run
+    # ET_BENCH_PERF=1: the dispatcher's profile during the drain, for
+    # perf report -i $W/perf-NAME.data (not a figure: perf costs CPU)
+    local perf_pid=
+    if [ -n "${ET_BENCH_PERF:-}" ]; then
+        perf record -q -g -o "$W/perf-$name.data" -p "$(dispatcher_pid)" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     ET_BENCH_DRAIN_MAX=$HOT_DRAIN_MAX drain_until "$n" "$t0"
+    [ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; }
     RATE=$(calc "$DRAIN_DONE / $DRAIN_SECS")
     RUN_RATE=$(calc "round(($DRAIN_DONE - 1) / $DRAIN_RUN, 1) if $DRAIN_RUN > 0 else 0")
     local dpid; dpid=$(dispatcher_pid)
