@@ -34,12 +34,16 @@
 #     distinct objects: drain rate ratio. Target >= 0.9. Two layouts:
 #     each object's events interleaved with the others' (as objects
 #     changed at the same time make them) and in a row (grouped).
+#     ET_BENCH_ROUNDS rounds, medians of the ratios within each. Beside
+#     each layout its floor, SQLite alone making the same rounds' writes
+#     (bench/pages.py): the pages per event each layout costs.
 #
 # Knobs: ET_BENCH_HOT_SCALE (divides every size below, e.g. 10 for a
 # quick run), ET_BENCH_HOT_BACKLOG, ET_BENCH_HOT_DRAIN, ET_BENCH_HOT_OBJECTS,
 # ET_BENCH_HOT_PER, ET_BENCH_HOT_IDLE, ET_BENCH_HOT_DRAIN_MAX,
 # ET_BENCH_HOT_PARTS ("a b c"), ET_BENCH_SECONDS, ET_BENCH_ROUNDS,
-# ET_BENCH_PERF (1: perf record of the dispatcher during each drain).
+# ET_BENCH_PERF (1: perf record of the dispatcher during each drain),
+# ET_BENCH_HOT_ROUND (14c's floor: events a round, 32).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap cleanup_all EXIT
 need wrk wrk
@@ -164,7 +168,10 @@ drain_of() {
     RATE=$(calc "$DRAIN_DONE / $DRAIN_SECS")
     RUN_RATE=$(calc "round(($DRAIN_DONE - 1) / $DRAIN_RUN, 1) if $DRAIN_RUN > 0 else 0")
     local dpid; dpid=$(dispatcher_pid)
-    say "$name: $DRAIN_DONE of $n delivered in $(printf %.2f "$DRAIN_SECS") s from httpd's start: $(printf %.1f "$RATE")/s (first call after $(printf %.2f "$DRAIN_START") s; $RUN_RATE/s from the first call on); dispatcher CPU $(calc "round($(cpu_us "$dpid") / 1e6, 2)") s"
+    # what the dispatcher wrote (WAL frames, checkpoints), per event: the
+    # pages a layout makes each finish dirty
+    local wr; wr=$(awk '/^wchar:/ {print $2}' "/proc/$dpid/io" 2>/dev/null || echo 0)
+    say "$name: $DRAIN_DONE of $n delivered in $(printf %.2f "$DRAIN_SECS") s from httpd's start: $(printf %.1f "$RATE")/s (first call after $(printf %.2f "$DRAIN_START") s; $RUN_RATE/s from the first call on); dispatcher CPU $(calc "round($(cpu_us "$dpid") / 1e6, 2)") s, wrote $(calc "round(${wr:-0} / 1024 / max($DRAIN_DONE, 1), 1)") KB/event"
     local chained; chained=$(grep -c ' chained=1' "$HT_DIR/logs/error.log" 2>/dev/null || true)
     [ "${chained:-0}" = 0 ] || say "$name: $chained chained calls logged"
     httpd_stop
@@ -228,17 +235,54 @@ part_b() {
 # objects changed at the same time make them) and grouped (each object's
 # events in a row: its blocked events come before the next object's head
 # in the due order, which a claim that walks blocked events pays for).
+# ROUNDS alternating rounds (baseline, interleaved, grouped), each ratio
+# within its round; medians. Beside each, the floor: the same rounds'
+# writes made by SQLite alone (bench/pages.py, rounds of HOT_ROUND events,
+# on copies of the same backlogs), with the pages each event costs.
+HOT_ROUND=${ET_BENCH_HOT_ROUND:-32}
+floor_of() {                          # DB -> "rate pages split..." of bench/pages.py
+    local copy=$W/pages.db
+    cp "$1" "$copy"; rm -f "$copy-wal" "$copy-shm"
+    python3 "$BENCH/pages.py" "$copy" "$HOT_ROUND" || die "bench/pages.py failed on $1"
+    rm -f "$copy" "$copy-wal" "$copy-shm"
+}
 part_c() {
-    local n=$((HOT_OBJECTS * HOT_PER)) db_spread layout
+    local n=$((HOT_OBJECTS * HOT_PER)) db_spread layout r
+    local -A rate ratio frate fratio fpages
     db_spread=$(hot_db "$n" "$n")
+    for layout in interleaved grouped; do hot_db "$n" "$HOT_OBJECTS" "$layout" >/dev/null; done
     nginx_start
-    drain_of c-spread "$db_spread" "$n"; local R_SPREAD=$RATE D_SPREAD=$DRAIN_DONE
+    for r in $(seq "$ROUNDS"); do
+        say "14c round $r of $ROUNDS"
+        drain_of c-spread "$db_spread" "$n"; local R_SPREAD=$RATE D_SPREAD=$DRAIN_DONE
+        rate[spread]+=" $R_SPREAD"
+        local fl; fl=$(floor_of "$db_spread"); say "SQLite alone, distinct objects: $fl"
+        local F_SPREAD; F_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+        frate[spread]+=" $F_SPREAD"
+        fpages[spread]+=" $(sed -n 's/.* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        for layout in interleaved grouped; do
+            local db; db=$(hot_db "$n" "$HOT_OBJECTS" "$layout")
+            drain_of "c-$layout" "$db" "$n"
+            [ "$D_SPREAD" -ge "$n" ] || say "baseline cut short: $D_SPREAD of $n"
+            rate[$layout]+=" $RATE"
+            ratio[$layout]+=" $(ratio "$RATE" "$R_SPREAD")"
+            fl=$(floor_of "$db"); say "SQLite alone, $layout: $fl"
+            local F; F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+            frate[$layout]+=" $F"
+            fratio[$layout]+=" $(ratio "$F" "$F_SPREAD")"
+            fpages[$layout]+=" $(sed -n 's/.* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        done
+    done
     for layout in interleaved grouped; do
-        drain_of "c-$layout" "$(hot_db "$n" "$HOT_OBJECTS" "$layout")" "$n"
-        local RT; RT=$(ratio "$RATE" "$R_SPREAD")
-        local label; label=$(drain_label "14c drain, ${HOT_OBJECTS} objects x ${HOT_PER}, $layout (ev/s)" "$n")
-        [ "$D_SPREAD" -ge "$n" ] || label="$label [baseline cut short: $D_SPREAD]"
-        result "$label" "$(printf %.0f "$RATE")" "$(printf %.0f "$R_SPREAD")" "$RT" ">= 0.9" "$(verdict_ge "$RT" 0.9)" ""
+        local RT FRT
+        RT=$(median ${ratio[$layout]}); FRT=$(median ${fratio[$layout]})
+        say "14c $layout: ratios per round:${ratio[$layout]}; SQLite alone:${fratio[$layout]}"
+        result "14c drain, ${HOT_OBJECTS} objects x ${HOT_PER}, $layout (ev/s)" \
+            "$(printf %.0f "$(median ${rate[$layout]})")" "$(printf %.0f "$(median ${rate[spread]})")" \
+            "$(printf %.3f "$RT")" ">= 0.9" "$(verdict_ge "$RT" 0.9)" ""
+        result "14c floor: SQLite alone, $layout (ev/s)" \
+            "$(printf %.0f "$(median ${frate[$layout]})")" "$(printf %.0f "$(median ${frate[spread]})")" \
+            "$(printf %.3f "$FRT")" "(info: pages/event $(median ${fpages[$layout]}) vs $(median ${fpages[spread]}))" "-" ""
     done
 }
 
