@@ -115,7 +115,6 @@ static apr_status_t make_store_dir(apr_pool_t *p, const char *dir)
     return APR_STATUS_IS_EEXIST(rv) ? APR_SUCCESS : rv;
 }
 
-/* Create the sqlite3 outbox's directory and schema; check that it opens. */
 /*
  * The directory of the SQLite file @a file (*dir), made if missing (*made
  * 0 if it could not be: the error is returned). Then APR_SUCCESS, or,
@@ -143,6 +142,25 @@ static apr_status_t ready_dir(apr_pool_t *p, const char *file,
                   p);
     return rv != APR_SUCCESS ? rv : user_may_write(&fi) ? APR_SUCCESS
                                                         : APR_EACCES;
+}
+
+/*
+ * A SQLite file the parent made (the outbox, the spool) and its WAL and
+ * shared-memory files, given to httpd's User and kept from other users:
+ * they hold customer data.
+ */
+static apr_status_t give_sqlite_file(apr_pool_t *p, const char *file)
+{
+    apr_status_t rv;
+
+    apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                       | APR_FPROT_GREAD);
+    if ((rv = et_give_to_user(p, file, 1)) != APR_SUCCESS
+        || (rv = et_give_to_user(p, apr_pstrcat(p, file, "-wal", NULL), 0))
+           != APR_SUCCESS) {
+        return rv;
+    }
+    return et_give_to_user(p, apr_pstrcat(p, file, "-shm", NULL), 0);
 }
 
 static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
@@ -199,16 +217,7 @@ static int prepare_outbox(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     et_outbox_close(ob);
 
     if (file) {
-        /* the outbox holds customer data: not world-readable */
-        apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
-                           | APR_FPROT_GREAD);
-        if ((rv = et_give_to_user(ptemp, file, 1)) != APR_SUCCESS
-            || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
-                                                      NULL), 0))
-               != APR_SUCCESS
-            || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
-                                                      NULL), 0))
-               != APR_SUCCESS) {
+        if ((rv = give_sqlite_file(ptemp, file)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          "ET00004: cannot give the outbox %s to httpd's "
                          "User", file);
@@ -267,14 +276,7 @@ static int prepare_spool(apr_pool_t *ptemp, server_rec *s)
                      err ? err : "cannot open it");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    /* customer data: not world-readable */
-    apr_file_perms_set(file, APR_FPROT_UREAD | APR_FPROT_UWRITE
-                       | APR_FPROT_GREAD);
-    if ((rv = et_give_to_user(ptemp, file, 1)) != APR_SUCCESS
-        || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-wal",
-                                                  NULL), 0)) != APR_SUCCESS
-        || (rv = et_give_to_user(ptemp, apr_pstrcat(ptemp, file, "-shm",
-                                                  NULL), 0)) != APR_SUCCESS) {
+    if ((rv = give_sqlite_file(ptemp, file)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      "ET00112: cannot give the local spool %s to httpd's "
                      "User", file);

@@ -259,7 +259,7 @@ part_c() {
         local fl; fl=$(floor_of "$db_spread"); say "SQLite alone, distinct objects: $fl"
         local F_SPREAD; F_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
         frate[spread]+=" $F_SPREAD"
-        fpages[spread]+=" $(sed -n 's/.* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        fpages[spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
         for layout in interleaved grouped; do
             local db; db=$(hot_db "$n" "$HOT_OBJECTS" "$layout")
             drain_of "c-$layout" "$db" "$n"
@@ -270,7 +270,7 @@ part_c() {
             local F; F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
             frate[$layout]+=" $F"
             fratio[$layout]+=" $(ratio "$F" "$F_SPREAD")"
-            fpages[$layout]+=" $(sed -n 's/.* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+            fpages[$layout]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
         done
     done
     for layout in interleaved grouped; do

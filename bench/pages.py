@@ -67,7 +67,7 @@ def checkpoint():
             data = f.read()
         off = 32
         while off + 24 <= len(data):
-            split[own.get(struct.unpack(">I", data[off:off + 4])[0], "new pages")] += 1
+            split[own.get(struct.unpack(">I", data[off:off + 4])[0], "(new)")] += 1
             off += 24 + page
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     own = owners()

@@ -457,13 +457,40 @@ int et_outbox_full(et_outbox_t *ob)
                || strstr(ob->last_error, "database or disk is full"));
 }
 
+/*
+ * An unprepared select (SQL text): the first column of its first row in
+ * @a *val (NULL if no row, or @a val is NULL), every row read (a result
+ * must be read to its end). Random access: see select_one. On error the
+ * outbox's last error says what @a doing failed.
+ */
+static apr_status_t select_text(et_outbox_t *ob, apr_pool_t *p,
+                                const char *sql, const char *doing,
+                                const char **val)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    int rv;
+
+    if (val) {
+        *val = NULL;
+    }
+    rv = apr_dbd_select(ob->drv, p, ob->db, &res, sql, 1);
+    if (rv) {
+        return set_error(ob, rv, doing);
+    }
+    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        if (val && !*val) {
+            *val = apr_pstrdup(p, apr_dbd_get_entry(ob->drv, row, 0));
+        }
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t et_outbox_writable(et_outbox_t *ob)
 {
     apr_pool_t *p;
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
-    apr_status_t st = APR_EACCES;
-    int rv;
+    apr_status_t st;
+    const char *val;
 
     if (!ob->is_pgsql) {
         return et_outbox_ping(ob);
@@ -471,21 +498,13 @@ apr_status_t et_outbox_writable(et_outbox_t *ob)
     apr_pool_create(&p, ob->pool);
     /* a standby (failover under way) or a read-only default answers
      * without a row */
-    rv = apr_dbd_select(ob->drv, p, ob->db, &res,
-                        "SELECT 1 WHERE NOT pg_is_in_recovery() AND "
-                        "current_setting('default_transaction_read_only') "
-                        "= 'off'", 1);
-    if (rv) {
-        st = set_error(ob, rv, "reaching the database");
-    }
-    else {
-        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-            st = APR_SUCCESS;
-        }
-        if (st != APR_SUCCESS) {
-            apr_cpystrn(ob->last_error, "the database is read-only",
-                        sizeof(ob->last_error));
-        }
+    st = select_text(ob, p, "SELECT 1 WHERE NOT pg_is_in_recovery() AND "
+                     "current_setting('default_transaction_read_only') "
+                     "= 'off'", "reaching the database", &val);
+    if (st == APR_SUCCESS && !val) {
+        apr_cpystrn(ob->last_error, "the database is read-only",
+                    sizeof(ob->last_error));
+        st = APR_EACCES;
     }
     apr_pool_destroy(p);
     return st;
@@ -494,21 +513,10 @@ apr_status_t et_outbox_writable(et_outbox_t *ob)
 apr_status_t et_outbox_ping(et_outbox_t *ob)
 {
     apr_pool_t *p;
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
-    apr_status_t st = APR_SUCCESS;
-    int rv;
+    apr_status_t st;
 
     apr_pool_create(&p, ob->pool);
-    /* random access: see select_one */
-    rv = apr_dbd_select(ob->drv, p, ob->db, &res, "SELECT 1", 1);
-    if (rv) {
-        st = set_error(ob, rv, "reaching the database");
-    }
-    else {
-        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        }
-    }
+    st = select_text(ob, p, "SELECT 1", "reaching the database", NULL);
     apr_pool_destroy(p);
     return st;
 }
@@ -517,18 +525,7 @@ apr_status_t et_outbox_ping(et_outbox_t *ob)
  * row as an error with the sqlite3 driver, so go through select. */
 static apr_status_t run_pragma(et_outbox_t *ob, apr_pool_t *p, const char *sql)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reuses a non-NULL row */
-    int rv;
-
-    rv = apr_dbd_select(ob->drv, p, ob->db, &res, sql, 1);
-    if (rv) {
-        return set_error(ob, rv, sql);
-    }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        /* drain */
-    }
-    return APR_SUCCESS;
+    return select_text(ob, p, sql, sql, NULL);
 }
 
 /*
@@ -542,25 +539,22 @@ static apr_status_t add_columns(et_outbox_t *ob, apr_pool_t *p)
     int i;
 
     for (i = 0; added_columns[i].name; i++) {
-        const char *col = added_columns[i].name;
-        apr_dbd_results_t *res = NULL;
-        apr_dbd_row_t *row = NULL;    /* pgsql reuses a non-NULL row */
-        int found = 0, nrows = 0, rv;
+        const char *col = added_columns[i].name, *found;
+        apr_status_t st;
+        int nrows = 0, rv;
 
-        rv = apr_dbd_select(ob->drv, p, ob->db, &res, ob->is_pgsql
-                            ? apr_psprintf(p, "SELECT 1 FROM "
-                                           "information_schema.columns WHERE "
-                                           "table_schema = current_schema() "
-                                           "AND table_name = 'et_event' AND "
-                                           "column_name = '%s'", col)
-                            : apr_psprintf(p, "SELECT 1 FROM "
-                                           "pragma_table_info('et_event') "
-                                           "WHERE name = '%s'", col), 1);
-        if (rv) {
-            return set_error(ob, rv, "reading the outbox schema");
-        }
-        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-            found = 1;
+        st = select_text(ob, p, ob->is_pgsql
+                         ? apr_psprintf(p, "SELECT 1 FROM "
+                                        "information_schema.columns WHERE "
+                                        "table_schema = current_schema() "
+                                        "AND table_name = 'et_event' AND "
+                                        "column_name = '%s'", col)
+                         : apr_psprintf(p, "SELECT 1 FROM "
+                                        "pragma_table_info('et_event') "
+                                        "WHERE name = '%s'", col),
+                         "reading the outbox schema", &found);
+        if (st != APR_SUCCESS) {
+            return st;
         }
         if (found) {
             continue;
@@ -608,22 +602,14 @@ static const char *driver_sql(et_outbox_t *ob, apr_pool_t *p, const char *sql)
  * ET_SCHEMA_VERSION), -1 on error. */
 static int schema_version(et_outbox_t *ob, apr_pool_t *p)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
-    int v = 1, rv;
+    const char *val;
 
-    rv = apr_dbd_select(ob->drv, p, ob->db, &res, "SELECT value FROM et_meta"
-                        " WHERE name = 'schema'", 1);
-    if (rv) {
-        set_error(ob, rv, "reading the outbox's schema version");
+    if (select_text(ob, p, "SELECT value FROM et_meta WHERE name = 'schema'",
+                    "reading the outbox's schema version", &val)
+        != APR_SUCCESS) {
         return -1;
     }
-    while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        const char *val = apr_dbd_get_entry(ob->drv, row, 0);
-
-        v = val ? atoi(val) : 1;
-    }
-    return v;
+    return val ? atoi(val) : 1;
 }
 
 /*
@@ -649,18 +635,9 @@ static apr_status_t migrate(et_outbox_t *ob, apr_pool_t *p, int *from)
         return st;
     }
     if (ob->is_pgsql) {
-        apr_dbd_results_t *res = NULL;
-        apr_dbd_row_t *row = NULL;
-
-        /* random access: see select_one */
-        dbrv = apr_dbd_select(ob->drv, p, ob->db, &res,
-                              "SELECT pg_advisory_xact_lock("
-                              "hashtextextended('et_meta', 0))", 1);
-        while (!dbrv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-        }
-        if (dbrv) {
-            st = set_error(ob, dbrv, "locking the outbox's schema");
-        }
+        st = select_text(ob, p, "SELECT pg_advisory_xact_lock("
+                         "hashtextextended('et_meta', 0))",
+                         "locking the outbox's schema", NULL);
     }
     if (st == APR_SUCCESS && (v = schema_version(ob, p)) < 0) {
         st = APR_EGENERAL;
@@ -1936,25 +1913,13 @@ apr_status_t et_outbox_delete_upto(et_outbox_t *ob, apr_int64_t last,
 apr_status_t et_outbox_total(et_outbox_t *ob, apr_int64_t *n)
 {
     apr_pool_t *p;
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
-    apr_status_t st = APR_SUCCESS;
-    int rv;
+    apr_status_t st;
+    const char *val;
 
-    *n = 0;
     apr_pool_create(&p, ob->pool);
-    rv = apr_dbd_select(ob->drv, p, ob->db, &res,
-                        "SELECT COUNT(*) FROM et_event", 1);
-    if (rv) {
-        st = set_error(ob, rv, "counting the events");
-    }
-    else {
-        while (apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
-            const char *v = apr_dbd_get_entry(ob->drv, row, 0);
-
-            *n = v ? apr_atoi64(v) : 0;
-        }
-    }
+    st = select_text(ob, p, "SELECT COUNT(*) FROM et_event",
+                     "counting the events", &val);
+    *n = st == APR_SUCCESS && val ? apr_atoi64(val) : 0;
     apr_pool_destroy(p);
     return st;
 }
