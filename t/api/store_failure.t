@@ -37,17 +37,12 @@ make_path("$dir/logs", "$dir/state");
 my $record = "$dir/console.jsonl";
 my $rlog = "$dir/receiver.jsonl";
 my $db = "$dir/state/outbox.db";
-my $mods = ETOps::module_dir();
 
-my $console = ETTest::spawn(
-    name => 'console', port => $cport, out => "$dir/logs/console.out",
-    argv => [ETTest::python(), t_path('t_dir', 'bin', 'console.py'), '--port', $cport,
-             '--quiet', '--record', $record]);
+my $console = recording_console($cport, $record, "$dir/logs/console.out");
 my $receiver = start_receiver(port => $rport, log => $rlog, truncate => 1);
 
 my $conf = mini_httpd_conf($dir, [$port, $port2], <<"CONF");
-LoadModule proxy_module $mods/mod_proxy.so
-LoadModule proxy_http_module $mods/mod_proxy_http.so
+@{[mini_proxy_lines()]}
 LogLevel info eventtrigger:info
 EventTriggerStore sqlite3:$db
 EventTriggerStoreReserve 64K

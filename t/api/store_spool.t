@@ -44,22 +44,17 @@ my $record = "$dir/console.jsonl";
 my $rlog = "$dir/receiver.jsonl";
 my $elog = "$dir/logs/error_log";
 my $spool = "$dir/state/eventtrigger-spool.db";
-my $mods = ETOps::module_dir();
 my $json = JSON::PP->new->canonical;
 
 pg_init("$dir/pg", $pgport);
 
-my $console = ETTest::spawn(
-    name => 'console', port => $cport, out => "$dir/logs/console.out",
-    argv => [ETTest::python(), t_path('t_dir', 'bin', 'console.py'),
-             '--port', $cport, '--quiet', '--record', $record]);
+my $console = recording_console($cport, $record, "$dir/logs/console.out");
 my $receiver = start_receiver(port => $rport, log => $rlog, truncate => 1);
 
 # No EventTriggerSpool: the default, state/eventtrigger-spool.db under
 # ServerRoot ($dir).
 my $conf = mini_httpd_conf($dir, [$port], <<"CONF");
-LoadModule proxy_module $mods/mod_proxy.so
-LoadModule proxy_http_module $mods/mod_proxy_http.so
+@{[mini_proxy_lines()]}
 LogLevel info eventtrigger:info
 EventTriggerStore "pgsql:host=127.0.0.1 port=$pgport user=et dbname=postgres connect_timeout=2"
 EventTriggerPollInterval 200ms

@@ -23,6 +23,7 @@ our @EXPORT_OK = qw(
     module_dir mpm_load_lines apache2_run mini_httpd_conf mini_httpd_start
     mini_httpd_stop find_chromium sqlite_rows untagged_lines
     MINI_CONSOLE mini_post_members mini_wait_delivered
+    recording_console mini_proxy_lines
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -390,6 +391,26 @@ use constant MINI_CONSOLE => <<'END';
     EventTrigger member
 </Location>
 END
+
+# mini_proxy_lines() -> the LoadModule lines of mod_proxy and
+# mod_proxy_http, for a mini_httpd_conf text whose console is proxied.
+sub mini_proxy_lines {
+    my $mods = module_dir();
+    return "LoadModule proxy_module $mods/mod_proxy.so\n"
+        . "LoadModule proxy_http_module $mods/mod_proxy_http.so\n";
+}
+
+# recording_console(PORT, RECORD, OUT) -> its process (ETTest::spawn):
+# the console behind mod_proxy (t/bin/console.py) on PORT, every request
+# it saw a JSON line of RECORD - what the fail-closed tests compare with
+# the events stored and delivered. Its output goes to OUT.
+sub recording_console {
+    my($port, $record, $out) = @_;
+    return ETTest::spawn(
+        name => 'console', port => $port, out => $out,
+        argv => [ETTest::python(), t_path('t_dir', 'bin', 'console.py'),
+                 '--port', $port, '--quiet', '--record', $record]);
+}
 
 # mini_post_members(PORT, IDS...) -> how many the console saved (2xx), one
 # POST each, one after the other.
