@@ -21,27 +21,13 @@ static et_capture_t cap;
 static void setup(void)
 {
     ut_setup();
-    memset(&site, 0, sizeof(site));
-    site.name = "console.example.com:443";
-    site.endpoint = ENDPOINT;
-    site.format = ET_FMT_JSON;
-    site.user_agent = ET_USER_AGENT_DEFAULT;
-    memset(&cap, 0, sizeof(cap));
-    cap.site = &site;
-    cap.object = ET_OBJ_MEMBER;
-    cap.event = ET_EV_UPDATE;
-    cap.id_field = "id";
-    cap.uri_path = "/admin/members/42";
-    cap.limit = 65536;
-    cap.max_depth = 16;
-    cap.max_id_len = 256;
+    ut_capture_fixture(&site, &cap, ENDPOINT, ET_EV_UPDATE,
+                       "/admin/members/42");
 }
 
 static void body(const char *b)
 {
-    cap.body = b;
-    cap.body_len = strlen(b);
-    cap.body_total = (apr_off_t)cap.body_len;
+    ut_capture_body(&cap, b);
 }
 
 static et_event_t *capture(void)

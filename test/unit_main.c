@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <signal.h>
+#include <string.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -59,6 +60,33 @@ json_t *ut_json(const char *text)
 
     ck_assert_msg(j != NULL, "test JSON does not parse: %s", e.text);
     return et_json_pool_own(ut_pool, j);
+}
+
+void ut_capture_fixture(et_site_t *site, et_capture_t *cap,
+                        const char *endpoint, et_event_e event,
+                        const char *uri_path)
+{
+    memset(site, 0, sizeof(*site));
+    site->name = "console.example.com:443";
+    site->endpoint = endpoint;
+    site->format = ET_FMT_JSON;
+    site->user_agent = ET_USER_AGENT_DEFAULT;
+    memset(cap, 0, sizeof(*cap));
+    cap->site = site;
+    cap->object = ET_OBJ_MEMBER;
+    cap->event = event;
+    cap->id_field = "id";
+    cap->uri_path = uri_path;
+    cap->limit = 65536;
+    cap->max_depth = 16;
+    cap->max_id_len = 256;
+}
+
+void ut_capture_body(et_capture_t *cap, const char *body)
+{
+    cap->body = body;
+    cap->body_len = strlen(body);
+    cap->body_total = (apr_off_t)cap->body_len;
 }
 
 int main(void)

@@ -11,6 +11,8 @@
 #include <apr_pools.h>
 #include <jansson.h>
 
+#include "et_capture.h"
+
 Suite *form_suite(void);
 Suite *url_suite(void);
 Suite *retry_suite(void);
@@ -42,5 +44,14 @@ int ut_have_pgsql(void);
 /* Parse @a text with jansson (any value); the reference is bound to
  * ut_pool. Fails the test on a parse error. */
 json_t *ut_json(const char *text);
+
+/* The capture tests' fixture (unit_capture.c, unit_consoles.c): @a site a
+ * JSON site of @a endpoint; @a cap a capture of a 2xx answer to a member
+ * @a event at @a uri_path on it, with the default limits. */
+void ut_capture_fixture(et_site_t *site, et_capture_t *cap,
+                        const char *endpoint, et_event_e event,
+                        const char *uri_path);
+/* The answer's body: @a body, whole (not cut by the capture limit). */
+void ut_capture_body(et_capture_t *cap, const char *body);
 
 #endif /* UNIT_TESTS_H */
