@@ -89,8 +89,9 @@ while queue or prev:
             heapq.heappush(queue, (due_of[n], n, key))
     done += len(prev)
     prev = []
-    if limit is None or done < limit:
-        prev = [heapq.heappop(queue) for _ in range(min(per_round, len(queue)))]
+    if limit is not None and done >= limit:
+        queue = []                    # enough: the last round is finished
+    prev = [heapq.heappop(queue) for _ in range(min(per_round, len(queue)))]
     for _, i, _ in prev:
         con.execute("UPDATE et_event SET lease_owner = 'pages', lease_until = ?,"
                     " due = ?, attempts = attempts + 1 WHERE id = ?",
