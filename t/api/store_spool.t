@@ -183,8 +183,12 @@ my $st = status();
 cmp_ok($st->{outbox}{spooled} // 0, '>=', 6,
        sprintf('the status page counts them waiting in the spool (%s)',
                $st->{outbox}{spooled} // 'none'));
-ok(($st->{outbox}{state} // '') eq 'spooled' && !$st->{outbox}{writable},
-   '  its state: spooled, not writable')
+# "spooled" while the outbox's last check found it answering (or none has
+# run since), "down" once a check finds PostgreSQL gone: which one depends
+# on when the guard's check runs (the sanitized build is slower). Either
+# refuses writes.
+ok(($st->{outbox}{state} // '') =~ /^(?:spooled|down)\z/ && !$st->{outbox}{writable},
+   '  its state: spooled (or down), not writable')
     or diag($json->encode($st->{outbox} // {}));
 
 # Refused while they wait: before the console, with the spool's reason.
