@@ -488,16 +488,8 @@ static void follow_on(dispatcher_t *d, job_t *job)
         enqueue(d, next, next);
         return;
     }
-    while ((f = next) != NULL) {
-        next = f->chain;
-        f->chain = NULL;
-        f->untried = 1;               /* never in d->inflight */
-        apr_thread_mutex_lock(d->done_lock);
-        f->next = d->done;
-        d->done = f;
-        d->ndone++;
-        apr_thread_mutex_unlock(d->done_lock);
-    }
+    apr_atomic_inc32(&d->inflight);   /* as etd_give_back expects */
+    etd_give_back(d, next);
 }
 
 /*

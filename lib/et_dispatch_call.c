@@ -75,7 +75,7 @@ static void hand_back(dispatcher_t *d, job_t *job);
 /* Back to the claiming thread uncalled, with the events chained to it
  * (they may not overtake it); the round gives their leases up. A probe
  * that was never made must not leave its site paused for good. */
-static void give_back(dispatcher_t *d, job_t *job)
+void etd_give_back(dispatcher_t *d, job_t *job)
 {
     job_t *next = job->chain;
 
@@ -118,7 +118,7 @@ static void start_call(dispatcher_t *d, job_t *job)
                "ET01019: txn=%s waited for a free worker "
                "until its lease nearly ran out; it is back in "
                "line untried", ev->txn);
-        give_back(d, job);
+        etd_give_back(d, job);
         return;
     }
     if (!job->probe && etd_circuit_gate(d, ev->site) != ET_GATE_OPEN) {
@@ -129,7 +129,7 @@ static void start_call(dispatcher_t *d, job_t *job)
                "ET01040: txn=%s: site %s was paused after "
                "it was claimed; back in line untried", ev->txn,
                ev->site);
-        give_back(d, job);
+        etd_give_back(d, job);
         return;
     }
     et_call_request(p, site, et_event_method(ev->event), ev->url,
@@ -146,7 +146,7 @@ static void start_call(dispatcher_t *d, job_t *job)
                "ET01023: cannot start the call of txn=%s (out "
                "of memory?); it is back in line untried",
                ev->txn);
-        give_back(d, job);
+        etd_give_back(d, job);
         return;
     }
     d->running++;
@@ -184,7 +184,7 @@ static void call_done(void *baton, const et_http_response_t *r)
         et_log(&d->log, ET_LOG_INFO, p,
                "ET01009: call of txn=%s interrupted by the "
                "dispatcher's stop; it is back in line", ev->txn);
-        give_back(d, job);
+        etd_give_back(d, job);
         return;
     }
     et_dispatch_judge(site, ev, &resp, apr_time_now(), next_rand(d), &out);
@@ -231,8 +231,8 @@ static void call_done(void *baton, const et_http_response_t *r)
         /* a retry holds its object's line (and a stopping dispatcher
          * starts nothing): the rest go back */
         job->chain = NULL;
-        apr_atomic_inc32(&d->inflight);       /* as give_back expects */
-        give_back(d, next);
+        apr_atomic_inc32(&d->inflight);       /* as etd_give_back expects */
+        etd_give_back(d, next);
     }
     else if (job->chain) {
         /* delivered or dead: the next call of the object starts as soon
@@ -318,7 +318,7 @@ void *APR_THREAD_FUNC etd_caller(apr_thread_t *thd, void *data)
             }
             job->next = NULL;
             if (stopping) {
-                give_back(d, job);
+                etd_give_back(d, job);
             }
             else {
                 start_call(d, job);

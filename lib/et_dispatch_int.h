@@ -143,6 +143,10 @@ void etd_ob_leave(dispatcher_t *d);
 
 /* et_dispatch_call.c: the calling thread. */
 void *APR_THREAD_FUNC etd_caller(apr_thread_t *thd, void *data);
+/* @a job and the events chained to it back to the claiming thread
+ * uncalled (d->done, untried): counted out of d->inflight, which must
+ * count @a job. Any thread. */
+void etd_give_back(dispatcher_t *d, job_t *job);
 
 /* et_dispatch_site.c: per-site state; each takes d->cb_lock itself,
  * except where it says "with d->cb_lock held". */
