@@ -256,7 +256,7 @@ part_c() {
         say "14c round $r of $ROUNDS"
         drain_of c-spread "$db_spread" "$n"; local R_SPREAD=$RATE D_SPREAD=$DRAIN_DONE
         rate[spread]+=" $R_SPREAD"
-        local fl; fl=$(floor_of "$db_spread"); say "SQLite alone, distinct objects: $fl"
+        local fl; fl=$(floor_of "$db_spread") || exit 1; say "SQLite alone, distinct objects: $fl"
         local F_SPREAD; F_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
         frate[spread]+=" $F_SPREAD"
         fpages[spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
@@ -266,7 +266,7 @@ part_c() {
             [ "$D_SPREAD" -ge "$n" ] || say "baseline cut short: $D_SPREAD of $n"
             rate[$layout]+=" $RATE"
             ratio[$layout]+=" $(ratio "$RATE" "$R_SPREAD")"
-            fl=$(floor_of "$db"); say "SQLite alone, $layout: $fl"
+            fl=$(floor_of "$db") || exit 1; say "SQLite alone, $layout: $fl"
             local F; F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
             frate[$layout]+=" $F"
             fratio[$layout]+=" $(ratio "$F" "$F_SPREAD")"

@@ -459,9 +459,10 @@ int et_outbox_full(et_outbox_t *ob)
 
 /*
  * An unprepared select (SQL text): the first column of its first row in
- * @a *val (NULL if no row, or @a val is NULL), every row read (a result
- * must be read to its end). Random access: see select_one. On error the
- * outbox's last error says what @a doing failed.
+ * @a *val unless @a val is NULL (NULL if no row - or if that value is SQL
+ * NULL: callers select values that are never NULL), every row read (a
+ * result must be read to its end). Random access: see select_one. On
+ * error the outbox's last error says what @a doing failed.
  */
 static apr_status_t select_text(et_outbox_t *ob, apr_pool_t *p,
                                 const char *sql, const char *doing,
