@@ -13,7 +13,7 @@
  *
  * Thread safety: everything here runs on the claiming thread, except
  * etd_ob_enter/etd_ob_leave (any thread: they take d->ob_lock, then
- * conf->lock) and the lessee (the intake's thread: d->cb_lock through
+ * conf->lock), etd_store_alone (the calling thread, under those) and the lessee (the intake's thread: d->cb_lock through
  * et_dispatch_site.c, atomics for d->inflight, d->q_lock to queue jobs).
  * A round holds the outbox's locks across its transaction; d->done_lock
  * is taken alone.
@@ -460,6 +460,35 @@ static int lock_finishing(dispatcher_t *d, apr_pool_t *p, job_t *jobs)
         return -1;
     }
     return 0;
+}
+
+/*
+ * The outcome of @a job (delivered or dead) alone, in a transaction of
+ * its own, as a round stores it but without the round's claims: the
+ * calling thread's chained delivery (et_dispatch_call.c, follow_here).
+ * Sets job->stored; APR_SUCCESS once committed. Any thread.
+ */
+apr_status_t etd_store_alone(dispatcher_t *d, job_t *job)
+{
+    apr_pool_t *p = job->pool;
+    apr_dbd_transaction_t *trans = NULL;
+    apr_status_t rv;
+
+    etd_ob_enter(d);
+    rv = et_outbox_begin(d->ob, p, &trans);
+    if (rv == APR_SUCCESS && lock_finishing(d, p, job) != 0) {
+        rv = APR_EGENERAL;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = et_outbox_finish(d->ob, job->ev, d->owner, &job->out);
+    }
+    /* apr_dbd rolls back a transaction in which a statement failed */
+    if (trans && et_outbox_end(d->ob, p, trans) != APR_SUCCESS
+        && rv == APR_SUCCESS) {
+        rv = APR_EGENERAL;
+    }
+    etd_ob_leave(d);
+    return job->stored = rv;
 }
 
 /*

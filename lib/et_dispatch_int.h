@@ -42,7 +42,10 @@
  *  - the calling thread hands each finished job (and the job's pool) back
  *    through d->done and d->ndone (guarded by d->done_lock); the claiming
  *    thread stores the outcomes and makes the next claims in one
- *    transaction (a "round") and destroys the pools;
+ *    transaction (a "round") and destroys the pools. Except a chained
+ *    job when nothing else is being called: the calling thread stores
+ *    its outcome itself (etd_store_alone, under the outbox's locks) and
+ *    destroys its pool (et_dispatch_call.c, follow_here);
  *  - the sites' state (endpoint health and whether the last claim took
  *    all that was due) and their hash are guarded by d->cb_lock; their
  *    pool is the dispatcher's, used only under that lock;
@@ -140,6 +143,8 @@ typedef enum {
 /* et_dispatch.c: the claim loop's (any thread may call these). */
 void etd_ob_enter(dispatcher_t *d);
 void etd_ob_leave(dispatcher_t *d);
+/* The outcome of one job in a transaction of its own (sets job->stored). */
+apr_status_t etd_store_alone(dispatcher_t *d, job_t *job);
 
 /* et_dispatch_call.c: the calling thread. */
 void *APR_THREAD_FUNC etd_caller(apr_thread_t *thd, void *data);
