@@ -172,6 +172,10 @@ drain_of() {
     # pages a layout makes each finish dirty
     local wr; wr=$(awk '/^wchar:/ {print $2}' "/proc/$dpid/io" 2>/dev/null || echo 0)
     say "$name: $DRAIN_DONE of $n delivered in $(printf %.2f "$DRAIN_SECS") s from httpd's start: $(printf %.1f "$RATE")/s (first call after $(printf %.2f "$DRAIN_START") s; $RUN_RATE/s from the first call on); dispatcher CPU $(calc "round($(cpu_us "$dpid") / 1e6, 2)") s, wrote $(calc "round(${wr:-0} / 1024 / max($DRAIN_DONE, 1), 1)") KB/event"
+    # per event, CPU of the claiming (main) and the calling thread: what
+    # each costs beside the wall time an event takes
+    local per=$((DRAIN_DONE > 0 ? DRAIN_DONE : 1))
+    say "$name: per event $(calc "round($DRAIN_SECS * 1e6 / $per)") µs wall; CPU µs: claiming thread $(calc "round($(thread_cpu_us "$dpid" "$(cat /proc/"$dpid"/comm)") / $per)"), calling thread $(calc "round($(thread_cpu_us "$dpid" et-calls) / $per)"), checkpointer $(calc "round($(thread_cpu_us "$dpid" et-checkpoint) / $per)")"
     local chained; chained=$(grep -c ' chained=1' "$HT_DIR/logs/error.log" 2>/dev/null || true)
     [ "${chained:-0}" = 0 ] || say "$name: $chained chained calls logged"
     httpd_stop
