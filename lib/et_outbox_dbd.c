@@ -15,6 +15,7 @@
 #include <apr_dbd.h>
 #include <apr_strings.h>
 #include <apr_file_info.h>
+#include <apr_hash.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -86,13 +87,16 @@ struct et_outbox_t {
     " tracestate TEXT,"                                                 \
     " headers TEXT,"                                                    \
     " head INTEGER NOT NULL DEFAULT 0)",                                \
-    /* the per-object ordering check walks this one: pending events    \
-     * only, so it stays as small as the backlog (not the retained      \
-     * history) and a finished event leaves it (earlier outboxes had    \
-     * every event in et_event_object) */                               \
+    /* each object's line, every event in it: the next event after a  \
+     * head is a seek from that head (finished events before it are     \
+     * never read), and a finish leaves the index alone - a round       \
+     * finishing 32 objects' events wrote 32 of its pages when it held  \
+     * pending events only (et_event_order, dropped here, as is the     \
+     * still earlier et_event_object; figure 14c) */                    \
     "DROP INDEX IF EXISTS et_event_object",                             \
-    "CREATE INDEX IF NOT EXISTS et_event_order"                         \
-    " ON et_event (site, object, oid, id) WHERE state = 0",             \
+    "DROP INDEX IF EXISTS et_event_order",                              \
+    "CREATE INDEX IF NOT EXISTS et_event_line"                          \
+    " ON et_event (site, object, oid, id)",                             \
     /* the leases a dispatcher holds (its release at stop): only rows \
      * in flight are in it, so it stays small and hot. It replaces an  \
      * index on (state, due) that every claim and finish had to move   \
@@ -141,6 +145,11 @@ static const char *const schema_late[] = {
      * nothing else - however many wait behind it (issue 14) */
     "CREATE INDEX IF NOT EXISTS et_event_head ON et_event (site, due)"
     " WHERE state = 0 AND head = 1",
+    /* the same heads by object: an object has pending events exactly
+     * when it has a head, so "is anything of it pending" (the store's
+     * check) is one seek here, not a walk of its line */
+    "CREATE INDEX IF NOT EXISTS et_event_head_object"
+    " ON et_event (site, object, oid) WHERE state = 0 AND head = 1",
     NULL
 };
 
@@ -184,11 +193,14 @@ static const char *const schema_pgsql[] =
  * statistics. */
 #define ET_HEAD_INDEX " /*indexed by et_event_head*/"
 #define SQLITE_HEAD_INDEX " INDEXED BY et_event_head"
-/* Likewise where an object's pending events are read (its line): SQLite
- * chose a range of the primary key for "a later one of this object"
- * (id > ?), every event stored after it, once per claimed head. */
-#define ET_ORDER_INDEX " /*indexed by et_event_order*/"
-#define SQLITE_ORDER_INDEX " INDEXED BY et_event_order"
+/* Likewise where an object's line is read: SQLite chose a range of the
+ * primary key for "a later one of this object" (id > ?), every event
+ * stored after it, once per claimed head. */
+#define ET_LINE_INDEX " /*indexed by et_event_line*/"
+#define SQLITE_LINE_INDEX " INDEXED BY et_event_line"
+/* And where an object's head is looked for. */
+#define ET_HEAD_OBJECT_INDEX " /*indexed by et_event_head_object*/"
+#define SQLITE_HEAD_OBJECT_INDEX " INDEXED BY et_event_head_object"
 
 /* apr_dbd placeholders: every argument is passed as text (apr_dbd_pvquery). */
 /* ST_LAST_ID on PostgreSQL: the session's last nextval(), the id's */
@@ -202,10 +214,11 @@ static const char pgsql_object_lock[] =
     " AS u(k, n) ORDER BY n) s";
 /* A round's outcomes in one statement on PostgreSQL (et_outbox_finish_batch):
  * the finishes, then the promotion of each finished head's next event -
- * the first pending one that is not among this statement's finished rows,
- * which its subqueries still see pending (they see the rows as they were
- * before the statement). Answers the ids it finished (a lease that
- * expired meanwhile is not among them). */
+ * a seek from the head in its object's line to the first pending event
+ * that is not among this statement's finished rows, which its subqueries
+ * still see pending (they see the rows as they were before the
+ * statement). Answers the ids it finished (a lease that expired
+ * meanwhile is not among them). */
 static const char pgsql_finish_batch[] =
     "WITH v AS (SELECT * FROM json_to_recordset(%s::json) AS v(id bigint,"
     " state int, status int, error text, due bigint, done bigint,"
@@ -213,22 +226,27 @@ static const char pgsql_finish_batch[] =
     " f AS (UPDATE et_event e SET state = v.state, last_status = v.status,"
     " last_error = v.error, due = v.due, lease_until = 0, lease_owner = NULL,"
     " done_at = v.done, latency = v.latency,"
-    /* a retry whose predecessors all end in this statement is the head
-     * now: marked here, as a row is updated once per statement (n
-     * leaves it alone) */
-    " head = CASE WHEN v.state = 0 AND NOT EXISTS (SELECT 1 FROM et_event p"
-    " WHERE p.site = e.site AND p.object = e.object AND p.oid = e.oid"
-    " AND p.state = 0 AND p.id < e.id AND p.id NOT IN"
-    " (SELECT w.id FROM v w WHERE w.state <> 0)) THEN 1 ELSE e.head END"
+    /* a retry that is the first event left after its object's head ends
+     * in this statement is the head now: marked here, as a row is
+     * updated once per statement (n leaves it alone) */
+    " head = CASE WHEN v.state = 0 AND e.head = 0 AND e.id = (SELECT p.id"
+    " FROM et_event h, et_event p WHERE h.site = e.site"
+    " AND h.object = e.object AND h.oid = e.oid AND h.state = 0"
+    " AND h.head = 1 AND h.id IN (SELECT w.id FROM v w WHERE w.state <> 0)"
+    " AND p.site = e.site AND p.object = e.object AND p.oid = e.oid"
+    " AND p.id > h.id AND p.state = 0"
+    " AND p.id NOT IN (SELECT w.id FROM v w WHERE w.state <> 0)"
+    " ORDER BY p.id LIMIT 1) THEN 1 ELSE e.head END"
     " FROM v WHERE e.id = v.id"
     " AND e.lease_owner = %s AND e.lease_until = v.lease"
-    " RETURNING e.id, e.site, e.object, e.oid, e.state),"
+    " RETURNING e.id, e.site, e.object, e.oid, e.state, e.head),"
     " n AS (UPDATE et_event SET head = 1 WHERE head = 0 AND id IN"
-    " (SELECT (SELECT MIN(p.id) FROM et_event p WHERE p.site = f.site"
-    " AND p.object = f.object AND p.oid = f.oid AND p.state = 0"
-    " AND p.id NOT IN (SELECT id FROM f WHERE state <> 0))"
-    " FROM f WHERE f.state <> 0) AND id NOT IN (SELECT id FROM f)"
-    " RETURNING id)"
+    " (SELECT (SELECT p.id FROM et_event p WHERE p.site = f.site"
+    " AND p.object = f.object AND p.oid = f.oid AND p.id > f.id"
+    " AND p.state = 0 AND p.id NOT IN (SELECT id FROM f WHERE state <> 0)"
+    " ORDER BY p.id LIMIT 1)"
+    " FROM f WHERE f.state <> 0 AND f.head = 1)"
+    " AND id NOT IN (SELECT id FROM f) RETURNING id)"
     " SELECT id FROM f";
 
 /* ST_FINISH and ST_PROMOTE in one statement on PostgreSQL (a round trip
@@ -240,11 +258,12 @@ static const char pgsql_finish[] =
     " last_error = %s, due = %lld, lease_until = 0, lease_owner = NULL,"
     " done_at = %lld, latency = %lld"
     " WHERE id = %lld AND lease_owner = %s AND lease_until = %lld"
-    " RETURNING id, site, object, oid, state),"
-    " n AS (UPDATE et_event SET head = 1 WHERE id = (SELECT MIN(p.id)"
-    " FROM et_event p, f WHERE f.state <> 0 AND p.site = f.site"
-    " AND p.object = f.object AND p.oid = f.oid AND p.state = 0"
-    " AND p.id <> f.id) AND head = 0 RETURNING id)"
+    " RETURNING id, site, object, oid, state, head),"
+    " n AS (UPDATE et_event SET head = 1 WHERE id = (SELECT p.id"
+    " FROM et_event p, f WHERE f.state <> 0 AND f.head = 1"
+    " AND p.site = f.site AND p.object = f.object AND p.oid = f.oid"
+    " AND p.id > f.id AND p.state = 0 ORDER BY p.id LIMIT 1)"
+    " AND head = 0 RETURNING id)"
     " SELECT (SELECT COUNT(*) FROM f), (SELECT COUNT(*) FROM n)";
 
 /* Take the probe of a pause that is over: one dispatcher among all that
@@ -258,7 +277,7 @@ static const char circuit_take_sql[] =
 
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT: an event is its object's head if nothing of its object
-     * is pending. One statement: SQLite takes its writer's lock before
+     * is pending, that is if the object has no head. One statement: SQLite takes its writer's lock before
      * reading, and PostgreSQL's writers of one object hold its lock
      * (lock_objects), so no other writer comes between the check and
      * the row. */
@@ -267,9 +286,9 @@ static const char *const stmt_sql[ET_STMTS] = {
     " head)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %d, %lld, %lld, %s, %s, %s,"
     " %s, CASE WHEN CAST(%d AS INTEGER) = 0 AND NOT EXISTS (SELECT 1"
-    " FROM et_event p" ET_ORDER_INDEX
-    " WHERE p.site = %s AND p.object = %s AND p.oid = %s AND p.state = 0)"
-    " THEN 1 ELSE 0 END)"
+    " FROM et_event p" ET_HEAD_OBJECT_INDEX
+    " WHERE p.site = %s AND p.object = %s AND p.oid = %s AND p.state = 0"
+    " AND p.head = 1) THEN 1 ELSE 0 END)"
     " ON CONFLICT (txn) DO NOTHING",
     /* ST_LEASE_FRESH: a fresh event leased to the intake's dispatcher if
      * it is its object's head and no claim took it meanwhile; its
@@ -292,12 +311,14 @@ static const char *const stmt_sql[ET_STMTS] = {
      * per row updated, and SKIP LOCKED then skips the rows this very
      * statement has just updated and takes more than LIMIT. */
     "WITH c AS MATERIALIZED (SELECT e.id,"
-    /* and the id of the next event behind it (one seek each), so that
+    /* and the id of the next event behind it (a seek from the head in
+     * its line: the events before it are finished, and a head has
+     * pending events right behind it, except after a replay), so that
      * only heads with a line cost a chained claim (et_outbox_claim_next);
      * here, not in RETURNING, where SQLite scans the whole index for it */
-    "  (SELECT MIN(n.id) FROM et_event n" ET_ORDER_INDEX
+    "  (SELECT n.id FROM et_event n" ET_LINE_INDEX
     "  WHERE n.site = e.site AND n.object = e.object AND n.oid = e.oid"
-    "  AND n.state = 0 AND n.id > e.id) AS followed"
+    "  AND n.id > e.id AND n.state = 0 ORDER BY n.id LIMIT 1) AS followed"
     "  FROM et_event e" ET_HEAD_INDEX
     "  WHERE e.site = %s AND e.state = 0 AND e.head = 1 AND e.due <= %lld"
     "  AND e.lease_until < %lld ORDER BY e.due LIMIT %d" ET_SKIP_LOCKED ")"
@@ -313,9 +334,9 @@ static const char *const stmt_sql[ET_STMTS] = {
     " WHERE c.id = et_event.id)",
     /* ST_CLAIM_NEXT: the events after a claimed head, leased with it so
      * that the calling thread makes them one after the other as each
-     * call succeeds (chained delivery): a seek in et_event_order, at
-     * most LIMIT rows read */
-    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_ORDER_INDEX
+     * call succeeds (chained delivery): a seek from the head in
+     * et_event_line */
+    "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_LINE_INDEX
     "  WHERE e.site = %s AND e.object = %s AND e.oid = %s AND e.state = 0"
     "  AND e.id > %lld ORDER BY e.id LIMIT %d" ET_SKIP_LOCKED ")"
     " UPDATE et_event SET lease_owner = %s, lease_until = %lld, due = %lld,"
@@ -334,11 +355,15 @@ static const char *const stmt_sql[ET_STMTS] = {
     " latency = %lld"
     " WHERE id = %lld AND lease_owner = %s AND lease_until = %lld",
     /* ST_PROMOTE: an object's head finished (delivered or dead): its next
-     * pending event becomes the head, in the same transaction. MIN(id)
-     * is the first entry of et_event_order for the object. */
-    "UPDATE et_event SET head = 1 WHERE id = (SELECT MIN(p.id)"
-    " FROM et_event p" ET_ORDER_INDEX " WHERE p.site = %s AND p.object = %s"
-    " AND p.oid = %s AND p.state = 0) AND head = 0",
+     * pending event becomes the head, in the same transaction: a seek
+     * from the finished event in its object's line (every pending event
+     * of an object comes after its head). A finished event that was not
+     * the head (one a replay put a dead letter before) passes nothing
+     * on; a finish leaves the head mark of its row as it was. */
+    "UPDATE et_event SET head = 1 WHERE id = (SELECT p.id"
+    " FROM et_event p" ET_LINE_INDEX " WHERE p.site = %s AND p.object = %s"
+    " AND p.oid = %s AND p.id > %lld AND p.state = 0 ORDER BY p.id LIMIT 1)"
+    " AND head = 0 AND (SELECT f.head FROM et_event f WHERE f.id = %lld) = 1",
     /* ST_RELEASE */
     "UPDATE et_event SET lease_until = 0, lease_owner = NULL, due = %lld,"
     " attempts = attempts - 1"
@@ -364,26 +389,25 @@ static const char *const stmt_sql[ET_STMTS] = {
     /* ST_CIRCUITS */
     "SELECT site, state, failures, open_until, changed, last_error"
     " FROM et_circuit ORDER BY site",
-    /* ST_REPLAY_TXN: a dead letter goes back in line, txn kept */
+    /* ST_REPLAY_TXN: a dead letter goes back in line, txn kept; its
+     * object's head is marked again (et_outbox_replay) */
     "UPDATE et_event SET state = 0, attempts = 0, due = %lld,"
     " lease_until = 0, lease_owner = NULL, done_at = NULL"
-    " WHERE txn = %s AND state = 2",
+    " WHERE txn = %s AND state = 2 RETURNING site, object, oid",
     /* ST_REPLAY_SINCE */
     "UPDATE et_event SET state = 0, attempts = 0, due = %lld,"
     " lease_until = 0, lease_owner = NULL, done_at = NULL"
-    " WHERE state = 2 AND created >= %lld",
-    /* ST_HEAD_DOWN, ST_HEAD_UP: mark every object's first pending event,
-     * and only it, after dead letters came back in line (they go before
-     * what their object captured since) or on migrating an outbox made
-     * before heads. Not on a hot path: each reads every pending event. */
-    "UPDATE et_event SET head = 0 WHERE state = 0 AND head = 1 AND EXISTS"
-    " (SELECT 1 FROM et_event p" ET_ORDER_INDEX " WHERE p.site = et_event.site"
-    " AND p.object = et_event.object AND p.oid = et_event.oid"
-    " AND p.state = 0 AND p.id < et_event.id)",
-    "UPDATE et_event SET head = 1 WHERE state = 0 AND head = 0 AND NOT EXISTS"
-    " (SELECT 1 FROM et_event p" ET_ORDER_INDEX " WHERE p.site = et_event.site"
-    " AND p.object = et_event.object AND p.oid = et_event.oid"
-    " AND p.state = 0 AND p.id < et_event.id)",
+    " WHERE state = 2 AND created >= %lld RETURNING site, object, oid",
+    /* ST_HEAD_DOWN, ST_HEAD_UP: one object's first pending event is its
+     * head, and only it, after dead letters of it came back in line (they
+     * go before what it captured since): the walk of its line up to that
+     * event is the operator's replay's, not a hot path's */
+    "UPDATE et_event SET head = 0 WHERE id IN (SELECT h.id FROM et_event h"
+    ET_HEAD_OBJECT_INDEX " WHERE h.site = %s AND h.object = %s"
+    " AND h.oid = %s AND h.state = 0 AND h.head = 1)",
+    "UPDATE et_event SET head = 1 WHERE id = (SELECT p.id FROM et_event p"
+    ET_LINE_INDEX " WHERE p.site = %s AND p.object = %s AND p.oid = %s"
+    " AND p.state = 0 ORDER BY p.id LIMIT 1)",
     /* ST_LIST: newest first; state -1 lists all */
     "SELECT " EV_COLS " FROM et_event WHERE (CAST(%d AS INTEGER) = -1 OR state = %d)"
     " ORDER BY id DESC LIMIT %d",
@@ -410,8 +434,9 @@ static const char *const stmt_sql[ET_STMTS] = {
     " UNION ALL SELECT id FROM et_event"
     " WHERE site = %s AND state IN (2, 3) AND state <> 0 AND due < %lld"
     " LIMIT %d)",
-    /* ST_PENDING_SITES: through et_event_order (pending events only) */
-    ET_SITES_CTE("state = 0")
+    /* ST_PENDING_SITES: through et_event_head (a site with pending
+     * events has heads) */
+    ET_SITES_CTE("state = 0 AND head = 1")
     "SELECT s.site FROM s WHERE s.site IS NOT NULL",
     /* ST_SITES: the sites with finished events (retention) */
     ET_SITES_CTE("state <> 0")
@@ -605,7 +630,8 @@ static const char *driver_sql(et_outbox_t *ob, apr_pool_t *p, const char *sql)
         return put_in(p, sql, ET_SKIP_LOCKED, PGSQL_SKIP_LOCKED);
     }
     sql = put_in(p, sql, ET_HEAD_INDEX, SQLITE_HEAD_INDEX);
-    return put_in(p, sql, ET_ORDER_INDEX, SQLITE_ORDER_INDEX);
+    sql = put_in(p, sql, ET_HEAD_OBJECT_INDEX, SQLITE_HEAD_OBJECT_INDEX);
+    return put_in(p, sql, ET_LINE_INDEX, SQLITE_LINE_INDEX);
 }
 
 /* The schema version recorded in et_meta, 1 if none (see
@@ -621,6 +647,18 @@ static int schema_version(et_outbox_t *ob, apr_pool_t *p)
     }
     return val ? atoi(val) : 1;
 }
+
+/* Version 1 -> 2: every object's first pending event is its head, and
+ * only it. One pass over the outbox (grouped), once, at startup. */
+static const char *const migrate_heads[] = {
+    "UPDATE et_event SET head = 0 WHERE state = 0 AND head = 1 AND id NOT IN"
+    " (SELECT MIN(id) FROM et_event WHERE state = 0"
+    " GROUP BY site, object, oid)",
+    "UPDATE et_event SET head = 1 WHERE state = 0 AND head = 0 AND id IN"
+    " (SELECT MIN(id) FROM et_event WHERE state = 0"
+    " GROUP BY site, object, oid)",
+    NULL
+};
 
 /*
  * Bring an outbox of an earlier version up to ET_SCHEMA_VERSION, in one
@@ -663,9 +701,9 @@ static apr_status_t migrate(et_outbox_t *ob, apr_pool_t *p, int *from)
         int k;
 
         *from = v;
-        for (k = ST_HEAD_DOWN; k <= ST_HEAD_UP && st == APR_SUCCESS; k++) {
+        for (k = 0; migrate_heads[k] && st == APR_SUCCESS; k++) {
             if ((dbrv = apr_dbd_query(ob->drv, ob->db, &nrows,
-                                      driver_sql(ob, p, stmt_sql[k]))) != 0) {
+                                      migrate_heads[k])) != 0) {
                 st = set_error(ob, dbrv, "marking the outbox's heads");
             }
         }
@@ -1441,7 +1479,8 @@ apr_status_t et_outbox_finish(et_outbox_t *ob, const et_event_t *ev,
          * one was not the head: a replayed dead letter went before it) */
         rv = apr_dbd_pvquery(ob->drv, p, ob->db, &promoted,
                              ob->st[ST_PROMOTE], ev->site ? ev->site : "",
-                             object_of(ev), ev->oid ? ev->oid : "");
+                             object_of(ev), ev->oid ? ev->oid : "",
+                             i64(p, ev->rowid), i64(p, ev->rowid));
     }
     apr_pool_destroy(p);
     if (rv) {
@@ -1642,28 +1681,19 @@ apr_status_t et_outbox_circuits(et_outbox_t *ob, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-/* Mark the heads again (ST_HEAD_DOWN, ST_HEAD_UP). */
-static int rehead(et_outbox_t *ob)
-{
-    int nrows = 0, rv;
-
-    rv = apr_dbd_pquery(ob->drv, ob->pool, ob->db, &nrows,
-                        ob->st[ST_HEAD_DOWN], 0, NULL);
-    if (!rv) {
-        rv = apr_dbd_pquery(ob->drv, ob->pool, ob->db, &nrows,
-                            ob->st[ST_HEAD_UP], 0, NULL);
-    }
-    return rv;
-}
-
 /*
  * A dead letter back in line goes before what its object captured since
- * (capture order), so the heads are marked again in the same transaction.
+ * (capture order): the replay answers the objects of the events it put
+ * back, and each gets its head marked again, in the same transaction.
  */
 apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
                               apr_time_t since, int *count)
 {
     apr_dbd_transaction_t *trans = NULL;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;        /* pgsql reuses a non-NULL row */
+    apr_hash_t *objects;
+    apr_hash_index_t *hi;
     apr_pool_t *p;
     apr_status_t st = APR_SUCCESS;
     int nrows = 0, rv;
@@ -1678,18 +1708,39 @@ apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
         apr_pool_destroy(p);
         return st;
     }
-    if (txn) {
-        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows,
-                             ob->st[ST_REPLAY_TXN], i64(p, apr_time_now()),
-                             txn);
+    /* random access: the rows are read to their end before the next
+     * statement (see select_one) */
+    rv = txn ? apr_dbd_pvselect(ob->drv, p, ob->db, &res,
+                                ob->st[ST_REPLAY_TXN], 1,
+                                i64(p, apr_time_now()), txn)
+             : apr_dbd_pvselect(ob->drv, p, ob->db, &res,
+                                ob->st[ST_REPLAY_SINCE], 1,
+                                i64(p, apr_time_now()), i64(p, since));
+    objects = apr_hash_make(p);
+    while (!rv && apr_dbd_get_row(ob->drv, p, res, &row, -1) == 0) {
+        const char **key = apr_palloc(p, 3 * sizeof(*key));
+        int i;
+
+        for (i = 0; i < 3; i++) {
+            key[i] = entry_str(ob, p, row, i);
+            key[i] = key[i] ? key[i] : "";
+        }
+        /* site, object and oid hold no NUL: joined with one, a key */
+        apr_hash_set(objects, apr_pstrcat(p, key[0], "\037", key[1],
+                                          "\037", key[2], NULL),
+                     APR_HASH_KEY_STRING, key);
+        nrows++;
     }
-    else {
-        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &nrows,
-                             ob->st[ST_REPLAY_SINCE], i64(p, apr_time_now()),
-                             i64(p, since));
-    }
-    if (!rv && nrows > 0) {
-        rv = rehead(ob);
+    for (hi = apr_hash_first(p, objects); !rv && hi; hi = apr_hash_next(hi)) {
+        const char **key = apr_hash_this_val(hi);
+        int n = 0;
+
+        rv = apr_dbd_pvquery(ob->drv, p, ob->db, &n, ob->st[ST_HEAD_DOWN],
+                             key[0], key[1], key[2]);
+        if (!rv) {
+            rv = apr_dbd_pvquery(ob->drv, p, ob->db, &n, ob->st[ST_HEAD_UP],
+                                 key[0], key[1], key[2]);
+        }
     }
     if (rv) {
         st = set_error(ob, rv, "replaying dead letters");
