@@ -13,7 +13,8 @@
  *
  * Thread safety: everything here runs on the claiming thread, except
  * etd_ob_enter/etd_ob_leave (any thread: they take d->ob_lock, then
- * conf->lock), etd_store_alone (the calling thread, under those) and the lessee (the intake's thread: d->cb_lock through
+ * conf->lock), etd_store_alone (the calling thread, under those) and
+ * the lessee (the intake's thread: d->cb_lock through
  * et_dispatch_site.c, atomics for d->inflight, d->q_lock to queue jobs).
  * A round holds the outbox's locks across its transaction; d->done_lock
  * is taken alone.
