@@ -1208,6 +1208,78 @@ START_TEST(a_replayed_dead_letter_goes_before_its_object_s_later_events)
 }
 END_TEST
 
+/* Whether @a a holds the event of @a txn. */
+static int has_txn(const apr_array_header_t *a, const char *txn)
+{
+    int i;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (strcmp(EV(a, i)->txn, txn) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A replay of several objects' dead letters marks each one's head
+ * again (and only those objects'): the dead letter goes first, the event
+ * that was its object's head while it was dead loses the mark and passes
+ * nothing on when it finishes (it was in flight), and the head's
+ * successor is found past delivered events of its line. */
+START_TEST(a_replay_marks_the_head_of_each_object_it_puts_back)
+{
+    et_event_t *e1 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_CREATE,
+                        ET_ST_PENDING);
+    et_event_t *f1 = mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_CREATE,
+                        ET_ST_PENDING);
+    et_event_t *e2, *e3, *f2, *f3, *k1, *inflight = NULL;
+    apr_array_header_t *a;
+    int n = 0, i;
+
+    a = claim("d1", 10);
+    ck_assert_int_eq(a->nelts, 2);
+    for (i = 0; i < 2; i++) {
+        finish(EV(a, i), "d1", ET_ST_DEAD, 0);
+    }
+    e2 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    f2 = mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_UPDATE, ET_ST_PENDING);
+    f3 = mk("s1", ET_OBJ_MEMBER, "m2", ET_EV_DELETE, ET_ST_PENDING);
+    a = claim("d1", 1);                      /* e2: m1's head, in flight */
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, e2->txn);
+    inflight = EV(a, 0);
+    e3 = mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_DELETE, ET_ST_PENDING);
+    k1 = mk("s1", ET_OBJ_KEY, "k1", ET_EV_UPDATE, ET_ST_PENDING);
+
+    ck_assert_int_eq(et_outbox_replay(ob, NULL, 0, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 2);
+    /* e2 ends while e1 is back in line before it: e3 stays behind e1 */
+    finish(inflight, "d1", ET_ST_DELIVERED, 0);
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 3);
+    ck_assert(has_txn(a, e1->txn));
+    ck_assert(has_txn(a, f1->txn));
+    ck_assert(has_txn(a, k1->txn));
+    for (i = 0; i < a->nelts; i++) {
+        finish(EV(a, i), "d2", ET_ST_DELIVERED, 0);
+    }
+    /* m1: e3, past the delivered e2; m2: f2, then f3 */
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 2);
+    ck_assert(has_txn(a, e3->txn));
+    ck_assert(has_txn(a, f2->txn));
+    for (i = 0; i < a->nelts; i++) {
+        finish(EV(a, i), "d2", ET_ST_DELIVERED, 0);
+    }
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 1);
+    ck_assert_str_eq(EV(a, 0)->txn, f3->txn);
+    finish(EV(a, 0), "d2", ET_ST_DELIVERED, 0);
+    a = claim("d2", 10);
+    ck_assert_int_eq(a->nelts, 0);
+}
+END_TEST
+
 /* The schema version an outbox records (et_meta), or NULL. */
 static const char *recorded_version(const apr_dbd_driver_t *drv,
                                     apr_dbd_t *db)
@@ -1498,6 +1570,7 @@ static void add_outbox_tests(TCase *tc)
     tcase_add_test(tc, only_an_object_s_head_is_claimed);
     tcase_add_test(tc, the_events_after_a_head_are_leased_with_it);
     tcase_add_test(tc, a_replayed_dead_letter_goes_before_its_object_s_later_events);
+    tcase_add_test(tc, a_replay_marks_the_head_of_each_object_it_puts_back);
     tcase_add_test(tc, an_outbox_of_the_previous_release_is_migrated);
     tcase_add_test(tc, trace_context_and_headers_are_kept_with_the_event);
     tcase_add_test(tc, an_outbox_without_trace_columns_gets_them);
