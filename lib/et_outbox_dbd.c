@@ -60,9 +60,8 @@ struct et_outbox_t {
     int migrated_from;                /* open: the version migrated, or 0 */
 };
 
-/* One schema for both drivers; the key and time types differ, and the
- * index of each object's line (ET_LINE_SQLITE, ET_LINE_PGSQL). */
-#define ET_SCHEMA(PK, TIME, LINE) {                                     \
+/* One schema for both drivers; only the key and time types differ. */
+#define ET_SCHEMA(PK, TIME) {                                           \
     "CREATE TABLE IF NOT EXISTS et_event ("                             \
     " id " PK ","                                                       \
     " txn TEXT NOT NULL UNIQUE,"                                        \
@@ -88,8 +87,16 @@ struct et_outbox_t {
     " tracestate TEXT,"                                                 \
     " headers TEXT,"                                                    \
     " head INTEGER NOT NULL DEFAULT 0)",                                \
+    /* each object's line, every event in it: the next event after a  \
+     * head is a seek from that head (finished events before it are     \
+     * never read), and a finish leaves the index alone - a round       \
+     * finishing 32 objects' events wrote 32 of its pages when it held  \
+     * pending events only (et_event_order, dropped here, as is the     \
+     * still earlier et_event_object; figure 14c) */                    \
     "DROP INDEX IF EXISTS et_event_object",                             \
-    LINE                                                                \
+    "DROP INDEX IF EXISTS et_event_order",                              \
+    "CREATE INDEX IF NOT EXISTS et_event_line"                          \
+    " ON et_event (site, object, oid, id)",                             \
     /* the leases a dispatcher holds (its release at stop): only rows \
      * in flight are in it, so it stays small and hot. It replaces an  \
      * index on (state, due) that every claim and finish had to move   \
@@ -157,30 +164,10 @@ static const struct {
     { "head", "INTEGER NOT NULL DEFAULT 0" }, { NULL, NULL }
 };
 
-/* Each object's line, read by seeks from a known event for its next
- * pending one ("state = 0", always). SQLite updates a row in place: with
- * every event in the line (et_event_line), a finish leaves the index
- * alone and a seek from a head never reads the finished events before
- * it; when it held pending events only (et_event_order, dropped here),
- * each finish deleted an entry, and a round finishing 32 objects'
- * events wrote 32 of its pages (figure 14c). PostgreSQL writes a new row
- * version on every claim and finish, and a new entry in every index
- * whose condition that version meets (the updated columns are indexed:
- * no HOT update): there an index of pending events only
- * (et_event_order) takes fewer writes than one of every event. */
-#define ET_LINE_SQLITE                                                  \
-    "DROP INDEX IF EXISTS et_event_order",                              \
-    "CREATE INDEX IF NOT EXISTS et_event_line"                          \
-    " ON et_event (site, object, oid, id)",
-#define ET_LINE_PGSQL                                                   \
-    "DROP INDEX IF EXISTS et_event_line",                               \
-    "CREATE INDEX IF NOT EXISTS et_event_order"                         \
-    " ON et_event (site, object, oid, id) WHERE state = 0",
-
 static const char *const schema_sqlite[] =
-    ET_SCHEMA("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", ET_LINE_SQLITE);
+    ET_SCHEMA("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER");
 static const char *const schema_pgsql[] =
-    ET_SCHEMA("BIGSERIAL PRIMARY KEY", "BIGINT", ET_LINE_PGSQL);
+    ET_SCHEMA("BIGSERIAL PRIMARY KEY", "BIGINT");
 
 /* The distinct sites of the events that meet COND (the condition of a
  * partial index whose key starts with the site): one seek per site in
@@ -208,9 +195,7 @@ static const char *const schema_pgsql[] =
 #define SQLITE_HEAD_INDEX " INDEXED BY et_event_head"
 /* Likewise where an object's line is read: SQLite chose a range of the
  * primary key for "a later one of this object" (id > ?), every event
- * stored after it, once per claimed head. PostgreSQL, told nothing, may
- * do the same once its statistics say one object is most of the table
- * (docs/design.md: quick while that object's line is dense). */
+ * stored after it, once per claimed head. */
 #define ET_LINE_INDEX " /*indexed by et_event_line*/"
 #define SQLITE_LINE_INDEX " INDEXED BY et_event_line"
 /* And where an object's head is looked for. */
@@ -349,8 +334,8 @@ static const char *const stmt_sql[ET_STMTS] = {
     " WHERE c.id = et_event.id)",
     /* ST_CLAIM_NEXT: the events after a claimed head, leased with it so
      * that the calling thread makes them one after the other as each
-     * call succeeds (chained delivery): a seek from the head in its
-     * object's line */
+     * call succeeds (chained delivery): a seek from the head in
+     * et_event_line */
     "WITH c AS MATERIALIZED (SELECT e.id FROM et_event e" ET_LINE_INDEX
     "  WHERE e.site = %s AND e.object = %s AND e.oid = %s AND e.state = 0"
     "  AND e.id > %lld ORDER BY e.id LIMIT %d" ET_SKIP_LOCKED ")"
