@@ -1725,9 +1725,12 @@ apr_status_t et_outbox_replay(et_outbox_t *ob, const char *txn,
             key[i] = entry_str(ob, p, row, i);
             key[i] = key[i] ? key[i] : "";
         }
-        /* site, object and oid hold no NUL: joined with one, a key */
-        apr_hash_set(objects, apr_pstrcat(p, key[0], "\037", key[1],
-                                          "\037", key[2], NULL),
+        /* the lengths keep "a:b" + "c" apart from "a" + "b:c" (an oid
+         * may hold any character) */
+        apr_hash_set(objects, apr_psprintf(p, "%" APR_SIZE_T_FMT ":%s%"
+                                           APR_SIZE_T_FMT ":%s%s",
+                                           strlen(key[0]), key[0],
+                                           strlen(key[1]), key[1], key[2]),
                      APR_HASH_KEY_STRING, key);
         nrows++;
     }
