@@ -277,10 +277,10 @@ static const char circuit_take_sql[] =
 
 static const char *const stmt_sql[ET_STMTS] = {
     /* ST_INSERT: an event is its object's head if nothing of its object
-     * is pending, that is if the object has no head. One statement: SQLite takes its writer's lock before
-     * reading, and PostgreSQL's writers of one object hold its lock
-     * (lock_objects), so no other writer comes between the check and
-     * the row. */
+     * is pending, that is if the object has no head. One statement:
+     * SQLite takes its writer's lock before reading, and PostgreSQL's
+     * writers of one object hold its lock (lock_objects), so no other
+     * writer comes between the check and the row. */
     "INSERT INTO et_event (txn, site, object, event, oid, url, content_type,"
     " body, state, created, due, error, traceparent, tracestate, headers,"
     " head)"

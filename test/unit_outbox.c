@@ -843,7 +843,8 @@ static const char *sqlite_indexes(void)
 }
 
 /* An outbox made by an earlier version (an index on (state, due), the
- * ordering index over every event, every event in et_event_claim) is brought up to date when it is
+ * ordering index over every event, the line of pending events only,
+ * every event in et_event_claim) is brought up to date when it is
  * opened, and its pending events keep their order. */
 START_TEST(an_older_outbox_gets_the_current_indexes)
 {
