@@ -100,7 +100,8 @@ static void call_done(void *baton, const et_http_response_t *resp);
 
 /*
  * Chained delivery when @a job's object is all there is to call (no other
- * call runs or waits): its outcome (delivered or dead) is committed here
+ * call runs or waits; call_done has ruled out a retry and a stop): its
+ * outcome (delivered or dead, in job->out) is committed here
  * and the object's next call is the next to start, instead of a hand-over
  * to the claiming thread, its round (with claims) and a hand-over back
  * per event (figure 14b). The next call still starts only once the
@@ -115,7 +116,7 @@ static int follow_here(dispatcher_t *d, job_t *job)
     job_t *next = job->chain;
     int idle;
 
-    if (d->running > 0 || d->waiting || *d->conf->stop) {
+    if (d->running > 0 || d->waiting) {
         return 0;
     }
     apr_thread_mutex_lock(d->q_lock);
@@ -261,6 +262,12 @@ static void call_done(void *baton, const et_http_response_t *r)
            out.error ? " error=" : "",
            out.error ? out.error : "");
 
+    /* The outcome is stored by the claiming thread with the others that
+     * finished meanwhile, in one transaction (or here, follow_here); the
+     * job and its pool are its from then on. Until then the event stays
+     * leased, so neither it nor a later event of the same object can be
+     * claimed. */
+    job->out = out;
     if (job->chain && (out.state == ET_ST_PENDING || *d->conf->stop)) {
         job_t *next = job->chain;
 
@@ -271,7 +278,6 @@ static void call_done(void *baton, const et_http_response_t *r)
         etd_give_back(d, next);
     }
     else if (job->chain) {
-        job->out = out;
         if (follow_here(d, job)) {
             return;
         }
@@ -283,11 +289,6 @@ static void call_done(void *baton, const et_http_response_t *r)
         chain_waits = 1;
     }
 
-    /* The outcome is stored by the claiming thread with the others that
-     * finished meanwhile, in one transaction; the job and its pool are
-     * its from here on. Until then the event stays leased, so neither it
-     * nor a later event of the same object can be claimed. */
-    job->out = out;
     hand_back(d, job);
     if (chain_waits) {
         nudge(d);
