@@ -206,6 +206,8 @@ void et_guard_count_before(request_rec *r, int kind,
 const struct et_guard_t *et_guard_shared(void);
 /** The same, for the writers and the spool's forwarder. */
 struct et_guard_t *et_guard_mem(void);
+/** An SQLite outbox's room and reserve, for the dispatcher (NULL: none). */
+const struct et_space_t *et_guard_space(void);
 
 /* mod_eventtrigger.c */
 /** One outbox connection of this child's pool of them (apr_reslist). */

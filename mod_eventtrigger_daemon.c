@@ -259,6 +259,7 @@ static void daemon_main(apr_pool_t *pconf, server_rec *s, pid_t parent)
     conf.keep_dead = mc->keep_dead;
     conf.stop = &daemon_should_exit;
     conf.lock = et_g.lock;
+    conf.space = et_guard_space();
     conf.sites = apr_array_make(p, 8, sizeof(const char *));
     for (vs = s; vs; vs = vs->next) {
         et_srv_conf_t *c = et_srv_conf(vs);

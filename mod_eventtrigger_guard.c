@@ -47,11 +47,7 @@
 static struct {
     apr_shm_t *shm;
     et_guard_t *g;
-    const char *file;                 /* SQLite: the outbox file */
-    const char *wal;                  /* and its write-ahead log's index */
-    const char *dir;                  /* its directory */
-    const char *reserve_path;
-    apr_off_t reserve;
+    et_space_t *space;                /* SQLite: the outbox's room */
     apr_interval_time_t ttl;
     /* PostgreSQL: this child's connection for the check, used by one
      * thread at a time (chk_mutex) */
@@ -155,9 +151,9 @@ int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     apr_pool_cleanup_register(pconf, NULL, shm_cleanup,
                               apr_pool_cleanup_null);
 
-    gd.reserve = mc->reserve > 0 ? mc->reserve : ET_RESERVE_DEFAULT;
-    gd.reserve_path = et_reserve_path(pconf, et_g.store);
-    if (!gd.reserve_path) {
+    gd.space = et_space_of(pconf, et_g.store,
+                           mc->reserve > 0 ? mc->reserve : ET_RESERVE_DEFAULT);
+    if (!gd.space) {
         gd.ttl = ET_GUARD_TTL_PGSQL;
         if (mc->reserve_where) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
@@ -169,12 +165,9 @@ int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         return OK;
     }
     gd.ttl = ET_GUARD_TTL_SQLITE;
-    gd.file = et_g.store + 8;
-    gd.wal = apr_pstrcat(pconf, gd.file, "-shm", NULL);
-    gd.dir = ap_make_dirstr_parent(pconf, gd.file);
-    rv = et_reserve_hold(gd.reserve_path, gd.reserve);
+    rv = et_reserve_hold(gd.space->reserve_path, gd.space->reserve);
     if (rv == APR_SUCCESS) {
-        rv = et_give_to_user(ptemp, gd.reserve_path, 1);
+        rv = et_give_to_user(ptemp, gd.space->reserve_path, 1);
     }
     if (rv != APR_SUCCESS) {
         /* not fatal: the check holds it once there is room, and refuses
@@ -183,15 +176,15 @@ int et_guard_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                      "ET00092: cannot hold the outbox's reserve %s (%"
                      APR_OFF_T_FMT " bytes, EventTriggerStoreReserve); "
                      "write requests are refused until it can be held",
-                     gd.reserve_path, gd.reserve);
-        et_give_to_user(ptemp, gd.reserve_path, 0);
+                     gd.space->reserve_path, gd.space->reserve);
+        et_give_to_user(ptemp, gd.space->reserve_path, 0);
     }
     return OK;
 }
 
 static void guard_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    if (!gd.g || gd.reserve_path) {
+    if (!gd.g || gd.space) {
         return;
     }
     apr_pool_create(&gd.chk_pool, pchild);
@@ -199,36 +192,13 @@ static void guard_child_init(apr_pool_t *pchild, server_rec *s)
     apr_thread_mutex_create(&gd.chk_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
 }
 
-/* What the next checkpoint can add to the database file: the log's
- * frames not copied yet (the log's file keeps its largest size, most of
- * it copied already: its size would refuse for good after one burst). */
-static apr_off_t wal_size(void)
-{
-    return et_wal_pending(gd.wal);
-}
-
 /* SQLite: room on the filesystem and the reserve. */
 static et_ob_state_e check_sqlite(apr_off_t *avail, apr_off_t *held_bytes)
 {
-    et_ob_state_e st;
-    int held, hold;
+    int held;
+    et_ob_state_e st = et_space_check(gd.space, avail, &held);
 
-    *held_bytes = 0;
-    if (et_fs_free(gd.dir, avail) != APR_SUCCESS) {
-        *avail = -1;
-        return ET_OB_READONLY;
-    }
-    if (access(gd.file, W_OK) != 0 || access(gd.dir, W_OK | X_OK) != 0) {
-        return ET_OB_READONLY;        /* a permission lost */
-    }
-    held = et_reserve_held(gd.reserve_path, gd.reserve);
-    st = et_space_decide(*avail, held, gd.reserve, wal_size(), &hold);
-    if (hold && et_reserve_hold(gd.reserve_path, gd.reserve) == APR_SUCCESS
-        && et_fs_free(gd.dir, avail) == APR_SUCCESS) {
-        held = 1;
-        st = et_space_decide(*avail, held, gd.reserve, wal_size(), &hold);
-    }
-    *held_bytes = held ? gd.reserve : 0;
+    *held_bytes = held ? gd.space->reserve : 0;
     return st;
 }
 
@@ -297,7 +267,7 @@ static et_ob_state_e outbox_state(request_rec *r)
     if (!et_guard_due(gd.g, now, gd.ttl)) {
         return et_guard_state(gd.g);
     }
-    st = gd.reserve_path ? check_sqlite(&avail, &held)
+    st = gd.space ? check_sqlite(&avail, &held)
                          : check_pgsql(&err, r->pool);
     ch = et_guard_record(gd.g, apr_time_now(), st, avail, held);
     if (ch == ET_GUARD_REFUSING) {
@@ -307,12 +277,12 @@ static et_ob_state_e outbox_state(request_rec *r)
                      "console, in the sites with EventTriggerStoreFailure "
                      "refuse, until it can",
                      et_ob_state_reason(st),
-                     gd.reserve_path ? bytes_text(r->pool, avail) : "",
-                     gd.reserve_path ? " free, reserve " : "",
-                     gd.reserve_path
+                     gd.space ? bytes_text(r->pool, avail) : "",
+                     gd.space ? " free, reserve " : "",
+                     gd.space
                      ? apr_pstrcat(r->pool,
                                    held > 0 ? "held: " : "not held: ",
-                                   bytes_text(r->pool, gd.reserve), NULL)
+                                   bytes_text(r->pool, gd.space->reserve), NULL)
                      : "",
                      err ? err : "");
     }
@@ -320,8 +290,8 @@ static et_ob_state_e outbox_state(request_rec *r)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, et_g.main_server,
                      "ET00094: the outbox is writable again%s%s; write "
                      "requests are admitted",
-                     gd.reserve_path ? ", free: " : "",
-                     gd.reserve_path ? bytes_text(r->pool, avail) : "");
+                     gd.space ? ", free: " : "",
+                     gd.space ? bytes_text(r->pool, avail) : "");
     }
     return st;
 }
@@ -415,6 +385,11 @@ const et_guard_t *et_guard_shared(void)
 et_guard_t *et_guard_mem(void)
 {
     return gd.g;
+}
+
+const et_space_t *et_guard_space(void)
+{
+    return gd.space;
 }
 
 void et_guard_register_hooks(void)

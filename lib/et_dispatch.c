@@ -30,6 +30,7 @@
 #endif
 
 #include "et_dispatch_int.h"
+#include "et_guard.h"
 #include "et_outbox.h"
 
 /* Retention runs this often, deleting at most a batch per statement so
@@ -45,6 +46,10 @@
  * round (lessee_settle), so the gap delays only their outcomes: 4 ms
  * rather than 1 ms bought figure 1 about 10% (docs/performance.md). */
 #define ET_ROUND_GAP apr_time_from_msec(4)
+
+/* While the outbox's reserve is given up, the dispatcher checks the room
+ * itself this often (room_to_write). */
+#define ET_SPACE_RECHECK apr_time_from_sec(1)
 
 /* The dispatcher's SQLite page cache, KiB (within figure 4's memory
  * budget: at most 20 MB more with a million events pending). */
@@ -580,6 +585,80 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
     return start_claims(d, p, got, lease_until);
 }
 
+int etd_may_write(const dispatcher_t *d)
+{
+    const et_space_t *sp = d->conf->space;
+
+    return !sp || et_reserve_held(sp->reserve_path, sp->reserve);
+}
+
+/*
+ * SQLite: a writer whose store found the disk full gives the reserve up
+ * (et_guard.h), and that room is for the events of requests admitted
+ * already. Until the reserve is held again the dispatcher writes nothing
+ * of its own - no outcome, claim, probe or deletion: each takes pages, a
+ * delivery an index entry - and its finished calls' outcomes wait in
+ * d->done. The guard holds the reserve again on a request's check, and
+ * none may come (they are refused meanwhile): while held back, the
+ * dispatcher makes that check itself once a second. Claiming thread only.
+ * Non-zero if it may write.
+ */
+static int room_to_write(dispatcher_t *d, apr_pool_t *p, apr_time_t now)
+{
+    const et_space_t *sp = d->conf->space;
+    apr_off_t avail = -1;
+    int held = etd_may_write(d);
+
+    if (!held && now - d->space_checked >= ET_SPACE_RECHECK) {
+        d->space_checked = now;
+        et_space_check(sp, &avail, &held);
+    }
+    if (!held && !d->held_back) {
+        d->held_back = 1;
+        et_log(&d->log, ET_LOG_WARNING, p,
+               "ET01059: the outbox's disk is full and its reserve, kept "
+               "for the events of requests already admitted, is given up "
+               "(%" APR_OFF_T_FMT "K free): the dispatcher writes nothing "
+               "(no outcome, no claim) until the reserve is held again; "
+               "calls under way end and their outcomes wait",
+               avail >= 0 ? avail / 1024 : 0);
+    }
+    else if (held && d->held_back) {
+        d->held_back = 0;
+        et_log(&d->log, ET_LOG_NOTICE, p,
+               "ET01060: the outbox's reserve is held again: the "
+               "dispatcher records outcomes and claims again");
+    }
+    return held;
+}
+
+/* Calls made whose outcomes are not written (a stop while held back):
+ * their events are made again when their leases end. */
+static void drop_done(dispatcher_t *d, apr_pool_t *p)
+{
+    job_t *job, *next;
+    int n = 0;
+
+    apr_thread_mutex_lock(d->done_lock);
+    job = d->done;
+    d->done = NULL;
+    d->ndone = 0;
+    apr_thread_mutex_unlock(d->done_lock);
+    for (; job; job = next, n++) {
+        next = job->next;
+        if (job->chain) {
+            follow_on(d, job);        /* at stop: drops the followers */
+        }
+        apr_pool_destroy(job->pool);
+    }
+    if (n) {
+        et_log(&d->log, ET_LOG_WARNING, p,
+               "ET01061: stopping while the outbox's reserve is given up: "
+               "%d outcomes not recorded; those events are made again when "
+               "their leases end", n);
+    }
+}
+
 /* Old delivered and dead events go, a batch at a time, so that the
  * outbox does not grow without end. */
 static void prune(dispatcher_t *d, apr_pool_t *p)
@@ -789,7 +868,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
     last_round = 0;
     while (!*conf->stop) {
         apr_time_t now = apr_time_now();
-        int room, batch;
+        int room, batch, writable;
         apr_interval_time_t wait = conf->poll;
         apr_int32_t nready;
         apr_time_t due;
@@ -800,7 +879,8 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         room = (int)apr_atomic_read32(&d.cap)
                - (int)apr_atomic_read32(&d.inflight);
         batch = (int)apr_atomic_read32(&d.batch);
-        if (now >= next_prune) {
+        writable = room_to_write(&d, iter, now);
+        if (writable && now >= next_prune) {
             prune(&d, iter);
             next_prune = apr_time_now() + ET_PRUNE_EVERY;
         }
@@ -808,8 +888,12 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         ndone = d.ndone;
         apr_thread_mutex_unlock(d.done_lock);
 
+        if (!writable) {
+            /* finished calls nudge us; the room is checked once a second */
+            wait = ET_SPACE_RECHECK;
+        }
         /* a chained call waits for its predecessor's commit: no gap */
-        if (ndone >= batch || apr_atomic_read32(&d.chains) > 0
+        else if (ndone >= batch || apr_atomic_read32(&d.chains) > 0
             || now - last_round >= ET_ROUND_GAP) {
             int claimed = do_round(&d, iter, room);
 
@@ -889,14 +973,19 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
 
         apr_thread_join(&trv, d.caller);
     }
-    do_round(&d, p, 0);
-    etd_ob_enter(&d);
-    if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
-        et_log(&d.log, ET_LOG_WARNING, p,
-               "ET01007: cannot release leases at stop: %s",
-               et_outbox_error(d.ob));
+    if (!room_to_write(&d, p, apr_time_now())) {
+        drop_done(&d, p);             /* their leases end by themselves */
     }
-    etd_ob_leave(&d);
+    else {
+        do_round(&d, p, 0);
+        etd_ob_enter(&d);
+        if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
+            et_log(&d.log, ET_LOG_WARNING, p,
+                   "ET01007: cannot release leases at stop: %s",
+                   et_outbox_error(d.ob));
+        }
+        etd_ob_leave(&d);
+    }
     if (ckpt) {
         apr_status_t trv;
 

@@ -68,6 +68,10 @@ typedef struct et_dispatch_conf_t {
                                        * it sets it itself when it gives up
                                        * (ET01041) */
     apr_global_mutex_t *lock;         /* outbox writers' lock, or NULL */
+    /* SQLite: the outbox's room and the reserve kept for admitted events
+     * (et_guard.h). While the reserve is given up the dispatcher writes
+     * nothing of its own. NULL: no reserve (PostgreSQL). */
+    const struct et_space_t *space;
     apr_array_header_t *sites;        /* names of the configured sites */
     /* Called with the dispatcher's et_lessee_t once it runs, and with NULL
      * before it stops (et_intake_lessee); NULL: nothing leases at intake. */

@@ -122,7 +122,9 @@ static int follow_here(dispatcher_t *d, job_t *job)
     apr_thread_mutex_lock(d->q_lock);
     idle = d->queue == NULL;
     apr_thread_mutex_unlock(d->q_lock);
-    if (!idle || etd_store_alone(d, job) != APR_SUCCESS) {
+    /* with the reserve given up the round keeps the outcome (held back) */
+    if (!idle || !etd_may_write(d)
+        || etd_store_alone(d, job) != APR_SUCCESS) {
         return 0;
     }
     job->chain = NULL;

@@ -92,10 +92,19 @@ typedef struct dispatcher_t {
                                        * longer answers (see do_round) */
     apr_time_t circuits_read;         /* claiming thread: when et_circuit
                                        * was last read (etd_circuits_sync) */
+    int held_back;                    /* claiming thread: the outbox's
+                                       * reserve is given up, nothing is
+                                       * written (room_to_write) */
+    apr_time_t space_checked;         /* claiming thread: its last check */
     apr_time_t soonest;               /* claiming thread: the soonest due
                                        * among outcomes it stored since it
                                        * last read the outbox's (next_due) */
 } dispatcher_t;
+
+/* Non-zero if the dispatcher may write (SQLite: the reserve kept for
+ * admitted events is held; see room_to_write in et_dispatch.c). A stat(),
+ * any thread. */
+int etd_may_write(const dispatcher_t *d);
 
 typedef struct job_t {
     dispatcher_t *d;

@@ -166,6 +166,52 @@ et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
     return avail >= need ? ET_OB_WRITABLE : ET_OB_FULL;
 }
 
+et_space_t *et_space_of(apr_pool_t *p, const char *store, apr_off_t reserve)
+{
+    et_space_t *sp;
+    const char *slash;
+
+    if (!et_reserve_path(p, store)) {
+        return NULL;
+    }
+    sp = apr_pcalloc(p, sizeof(*sp));
+    sp->file = apr_pstrdup(p, store + 8);
+    sp->shm = apr_pstrcat(p, sp->file, "-shm", NULL);
+    sp->reserve_path = et_reserve_path(p, store);
+    sp->reserve = reserve;
+    slash = strrchr(sp->file, '/');
+    sp->dir = !slash ? "."
+              : slash == sp->file ? "/"
+              : apr_pstrndup(p, sp->file, (apr_size_t)(slash - sp->file));
+    return sp;
+}
+
+et_ob_state_e et_space_check(const et_space_t *sp, apr_off_t *avail,
+                             int *held)
+{
+    et_ob_state_e st;
+    int hold;
+
+    *held = 0;
+    if (et_fs_free(sp->dir, avail) != APR_SUCCESS) {
+        *avail = -1;
+        return ET_OB_READONLY;
+    }
+    if (access(sp->file, W_OK) != 0 || access(sp->dir, W_OK | X_OK) != 0) {
+        return ET_OB_READONLY;        /* a permission lost */
+    }
+    *held = et_reserve_held(sp->reserve_path, sp->reserve);
+    st = et_space_decide(*avail, *held, sp->reserve, et_wal_pending(sp->shm),
+                         &hold);
+    if (hold && et_reserve_hold(sp->reserve_path, sp->reserve) == APR_SUCCESS
+        && et_fs_free(sp->dir, avail) == APR_SUCCESS) {
+        *held = 1;
+        st = et_space_decide(*avail, 1, sp->reserve,
+                             et_wal_pending(sp->shm), &hold);
+    }
+    return st;
+}
+
 /*
  * The shared state. Every field is read and written with apr_atomic_*32
  * only; the times are milliseconds after `base` (written once, before the

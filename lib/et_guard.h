@@ -92,6 +92,31 @@ apr_off_t et_wal_pending(const char *shm);
 et_ob_state_e et_space_decide(apr_off_t avail, int held, apr_off_t reserve,
                               apr_off_t wal, int *hold);
 
+/** An SQLite outbox's room, as the check sees it: paths and the reserve's
+ *  size (et_space_of). Read-only once made: any thread may use it. */
+typedef struct et_space_t {
+    const char *file;                 /* the outbox */
+    const char *dir;                  /* its directory */
+    const char *shm;                  /* its WAL-index, "FILE-shm" */
+    const char *reserve_path;         /* "FILE.reserve" */
+    apr_off_t reserve;                /* bytes */
+} et_space_t;
+
+/** The room of the outbox spec @a store with a reserve of @a reserve
+ *  bytes; NULL for any outbox but SQLite's. */
+et_space_t *et_space_of(apr_pool_t *p, const char *store, apr_off_t reserve);
+
+/**
+ * The check of an SQLite outbox's room: the file and its directory
+ * writable, room on the filesystem (*avail, -1 if statvfs fails), the
+ * reserve held (*held) - held again first when there is room for it
+ * (et_space_decide). Made by the request that finds the shared state old
+ * (mod_eventtrigger_guard.c) and by the dispatcher while the reserve is
+ * given up (it writes nothing meanwhile: et_dispatch.c).
+ */
+et_ob_state_e et_space_check(const et_space_t *sp, apr_off_t *avail,
+                             int *held);
+
 /* ---- the shared state ---- */
 
 typedef struct et_guard_t et_guard_t;

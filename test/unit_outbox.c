@@ -23,6 +23,7 @@
 #include "et_dispatch.h"
 #include "et_http.h"
 #include "et_url.h"
+#include "et_guard.h"
 #include "unit_tests.h"
 
 static et_outbox_t *ob;
@@ -843,8 +844,8 @@ static const char *sqlite_indexes(void)
 }
 
 /* An outbox made by an earlier version (an index on (state, due), the
- * ordering index over every event, the line of pending events only)
- * is brought up to date when it is
+ * ordering index over every event, the line of pending events only,
+ * every event in et_event_claim) is brought up to date when it is
  * opened, and its pending events keep their order. */
 START_TEST(an_older_outbox_gets_the_current_indexes)
 {
@@ -856,7 +857,7 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
     int nrows;
 
     mk("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
-    ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_head,"
+    ck_assert_str_eq(sqlite_indexes(), "et_event_done,et_event_head,"
                      "et_event_head_object,et_event_leased,et_event_line");
     et_outbox_close(ob);
     ck_assert_int_eq(apr_dbd_get_driver(ut_pool, "sqlite3", &drv),
@@ -879,6 +880,12 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
     ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
                                    "CREATE INDEX et_event_due ON et_event"
                                    " (state, due)"), 0);
+    /* every event in it, pending ones too: before et_event_done */
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "DROP INDEX et_event_done"), 0);
+    ck_assert_int_eq(apr_dbd_query(drv, db, &nrows,
+                                   "CREATE INDEX et_event_claim ON et_event"
+                                   " (site, state, due)"), 0);
     apr_dbd_close(drv, db);
     ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_due,"
                      "et_event_head,et_event_leased,et_event_object,"
@@ -888,7 +895,7 @@ START_TEST(an_older_outbox_gets_the_current_indexes)
                                  apr_pstrcat(ut_pool, "sqlite3:", dbdir,
                                              "/outbox.db", NULL), 1, &err)
                   == APR_SUCCESS, "open: %s", err ? err : "?");
-    ck_assert_str_eq(sqlite_indexes(), "et_event_claim,et_event_head,"
+    ck_assert_str_eq(sqlite_indexes(), "et_event_done,et_event_head,"
                      "et_event_head_object,et_event_leased,et_event_line");
     a = claim("d1", 10);
     ck_assert_int_eq(a->nelts, 1);
@@ -1838,6 +1845,88 @@ START_TEST(a_dispatcher_whose_session_ended_stops_to_start_again)
 }
 END_TEST
 
+/* The attempts of @a txn so far, as the outbox holds them. */
+static int attempts_of(const char *txn)
+{
+    et_event_t *ev = NULL;
+
+    ck_assert_int_eq(et_outbox_show(ob, ut_pool, txn, &ev), APR_SUCCESS);
+    return ev->attempts;
+}
+
+/* The reserve kept for admitted events given up (here it cannot be held:
+ * its directory is missing): the dispatcher claims nothing and says why
+ * (ET01059). Once it can hold the reserve (the directory is made) it does
+ * so itself - no request comes to make the guard's check - and claims
+ * again (ET01060). */
+START_TEST(a_dispatcher_writes_nothing_while_the_reserve_is_given_up)
+{
+    const char *spec = apr_pstrcat(ut_pool, "sqlite3:", dbdir, "/outbox.db",
+                                   NULL);
+    const char *rdir = apr_pstrcat(ut_pool, dbdir, "/r", NULL);
+    et_dispatch_conf_t conf;
+    et_space_t *sp;
+    et_event_t *ev;
+    apr_thread_t *t;
+    apr_status_t trv;
+    apr_time_t until;
+
+    ck_assert_int_eq(et_http_curl_global_init(), APR_SUCCESS);
+    ck_assert_int_eq(apr_thread_mutex_create(&disp_log_mu,
+                                             APR_THREAD_MUTEX_DEFAULT,
+                                             ut_pool), APR_SUCCESS);
+    disp_log[0] = '\0';
+    disp_stop = 0;
+    apr_atomic_set32(&disp_done, 0);
+    ev = build("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
+    ev->url = "http://127.0.0.1:1/h/v1/member/m1";   /* refused at once */
+    ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
+
+    sp = et_space_of(ut_pool, spec, 64 * 1024);
+    ck_assert_ptr_nonnull(sp);
+    sp->reserve_path = apr_pstrcat(ut_pool, rdir, "/outbox.db.reserve", NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.store = spec;
+    conf.workers = 1;
+    conf.lease = apr_time_from_sec(10);
+    conf.poll = apr_time_from_msec(50);
+    conf.lookup = disp_site;
+    conf.log = disp_logger;
+    conf.stop = &disp_stop;
+    conf.sites = apr_array_make(ut_pool, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(conf.sites, const char *) = "s1";
+    conf.space = sp;
+    ck_assert_int_eq(apr_thread_create(&t, NULL, disp_main, &conf, ut_pool),
+                     APR_SUCCESS);
+
+    until = apr_time_now() + apr_time_from_sec(10);
+    while (!disp_logged("ET01059") && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    ck_assert_msg(disp_logged("ET01059"), "not held back: %s", disp_log);
+    /* ten poll intervals: a dispatcher that may write claims in one */
+    apr_sleep(apr_time_from_msec(500));
+    ck_assert_int_eq(attempts_of(ev->txn), 0);
+
+    ck_assert_int_eq(apr_dir_make(rdir, APR_OS_DEFAULT, ut_pool),
+                     APR_SUCCESS);
+    until = apr_time_now() + apr_time_from_sec(10);
+    while ((!disp_logged("ET01060") || attempts_of(ev->txn) < 1)
+           && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    ck_assert_msg(disp_logged("ET01060"), "not resumed: %s", disp_log);
+    ck_assert_int_ge(attempts_of(ev->txn), 1);
+    ck_assert(et_reserve_held(sp->reserve_path, sp->reserve));
+
+    disp_stop = 1;
+    apr_thread_join(&trv, t);
+    ck_assert_int_eq(disp_rv, APR_SUCCESS);
+    apr_file_remove(sp->reserve_path, ut_pool);
+    ck_assert_int_eq(apr_dir_remove(rdir, ut_pool), APR_SUCCESS);
+}
+END_TEST
+
 Suite *outbox_suite(void)
 {
     Suite *s = suite_create("outbox");
@@ -1848,6 +1937,7 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, group_commit_stores_every_thread_s_events);
     tcase_add_test(tc, an_older_outbox_gets_the_current_indexes);
     tcase_add_test(tc, a_checkpoint_goes_on_while_another_thread_is_in_a_statement);
+    tcase_add_test(tc, a_dispatcher_writes_nothing_while_the_reserve_is_given_up);
     suite_add_tcase(s, tc);
     {
         /* 10,000 events stored: minutes under valgrind */

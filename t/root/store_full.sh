@@ -8,6 +8,8 @@
 #     until the filesystem is full and on for a while: every request the
 #     console saw has its event stored and delivered, every other one got
 #     503 (before the console saw it), no ET00032 (no event lost);
+#   - the reserve given up (truncated, as a failed store does): the
+#     dispatcher writes nothing until it is held again (ET01059, ET01060);
 #   - space is freed (a file deleted): creates succeed again within a
 #     second or so, with no restart, and the backlog is delivered, each
 #     object's updates in order.
@@ -235,6 +237,18 @@ sys.exit(0 if ok else 1)
 PY
 ok $? "the status page: outbox full, refusing since, refused counted, none lost"
 
+# 1b. The reserve given up, as a writer whose store failed gives it up:
+# its room is for admitted events, so the dispatcher writes nothing (no
+# outcome, no claim) until it is held again; with this little room
+# neither it nor the check can hold it again yet.
+truncate -s 0 "$db.reserve"
+held_back=1
+for _ in $(seq 50); do
+    grep -q "ET01059: the outbox's disk is full" "$sr/logs/error.log" && { held_back=0; break; }
+    sleep 0.1
+done
+ok $held_back "the reserve given up: the dispatcher holds its writes back (ET01059)"
+
 # 2. Room again: a file is deleted.
 rm -f "$sr/fs/filler"
 t0=$(date +%s.%N)
@@ -313,6 +327,8 @@ ok "$(grep -c ET00032 "$sr/logs/error.log" | sed 's/^0$/0/; t; s/.*/1/')" \
     "still no event lost (0 ET00032)"
 grep -q "ET00094: the outbox is writable again" "$sr/logs/error.log"
 ok $? "ET00094: writable again"
+grep -q "ET01060: the outbox's reserve is held again" "$sr/logs/error.log"
+ok $? "ET01060: the dispatcher writes again once the reserve is held"
 
 if [ "$fail" != 0 ]; then
     echo "# error log:"; grep -E "ET0|AH" "$sr/logs/error.log" | tail -30 | sed 's/^/#   /'
