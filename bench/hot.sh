@@ -36,7 +36,10 @@
 #     changed at the same time make them) and in a row (grouped).
 #     ET_BENCH_ROUNDS rounds, medians of the ratios within each. Beside
 #     each layout its floor, SQLite alone making the same rounds' writes
-#     (bench/pages.py): the pages per event each layout costs.
+#     (bench/pages.py): the pages per event each layout costs; and the
+#     grouped layout's floor with the outcomes alone (pages.py
+#     --outcomes-only: each finish writes its row, nothing else), what
+#     any outbox that keeps an event's outcome in its row pays there.
 #
 # Knobs: ET_BENCH_HOT_SCALE (divides every size below, e.g. 10 for a
 # quick run), ET_BENCH_HOT_BACKLOG, ET_BENCH_HOT_DRAIN, ET_BENCH_HOT_OBJECTS,
@@ -244,10 +247,13 @@ part_b() {
 # writes made by SQLite alone (bench/pages.py, rounds of HOT_ROUND events,
 # on copies of the same backlogs), with the pages each event costs.
 HOT_ROUND=${ET_BENCH_HOT_ROUND:-32}
-floor_of() {                          # DB -> "rate pages split..." of bench/pages.py
+# The grouped layout also beside its floor with the outcomes alone
+# (pages.py --outcomes-only: each finish writes its row, nothing else):
+# what any outbox that keeps an event's outcome in its row pays there.
+floor_of() {                          # DB [--outcomes-only] -> "rate pages split..." of bench/pages.py
     local copy=$W/pages.db
     cp "$1" "$copy"; rm -f "$copy-wal" "$copy-shm"
-    python3 "$BENCH/pages.py" "$copy" "$HOT_ROUND" || die "bench/pages.py failed on $1"
+    python3 "$BENCH/pages.py" ${2:-} "$copy" "$HOT_ROUND" || die "bench/pages.py failed on $1"
     rm -f "$copy" "$copy-wal" "$copy-shm"
 }
 part_c() {
@@ -264,6 +270,10 @@ part_c() {
         local F_SPREAD; F_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
         frate[spread]+=" $F_SPREAD"
         fpages[spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        fl=$(floor_of "$db_spread" --outcomes-only) || exit 1; say "SQLite alone, outcomes only, distinct objects: $fl"
+        local O_SPREAD; O_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+        frate[o-spread]+=" $O_SPREAD"
+        fpages[o-spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
         for layout in interleaved grouped; do
             local db; db=$(hot_db "$n" "$HOT_OBJECTS" "$layout")
             drain_of "c-$layout" "$db" "$n"
@@ -275,6 +285,12 @@ part_c() {
             frate[$layout]+=" $F"
             fratio[$layout]+=" $(ratio "$F" "$F_SPREAD")"
             fpages[$layout]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+            [ "$layout" = grouped ] || continue
+            fl=$(floor_of "$db" --outcomes-only) || exit 1; say "SQLite alone, outcomes only, grouped: $fl"
+            F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+            frate[o-grouped]+=" $F"
+            fratio[o-grouped]+=" $(ratio "$F" "$O_SPREAD")"
+            fpages[o-grouped]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
         done
     done
     for layout in interleaved grouped; do
@@ -288,6 +304,11 @@ part_c() {
             "$(printf %.0f "$(median ${frate[$layout]})")" "$(printf %.0f "$(median ${frate[spread]})")" \
             "$(printf %.3f "$FRT")" "(info: pages/event $(median ${fpages[$layout]}) vs $(median ${fpages[spread]}))" "-" ""
     done
+    say "14c grouped, outcomes only: SQLite alone per round:${fratio[o-grouped]}"
+    result "14c floor: SQLite alone, outcomes only, grouped (ev/s)" \
+        "$(printf %.0f "$(median ${frate[o-grouped]})")" "$(printf %.0f "$(median ${frate[o-spread]})")" \
+        "$(printf %.3f "$(median ${fratio[o-grouped]})")" \
+        "(info: pages/event $(median ${fpages[o-grouped]}) vs $(median ${fpages[o-spread]}))" "-" ""
 }
 
 for p in $PARTS; do

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""bench/pages.py OUTBOX ROUND [LIMIT]: the floor of figure 14c, SQLite alone.
+"""bench/pages.py [--outcomes-only] OUTBOX ROUND [LIMIT]: the floor of figure
+14c, SQLite alone.
 
 The writes that the dispatcher's rounds make, and nothing else (no call,
 no module), on a copy of a backlog made by bench/fill.sh (the module's
@@ -10,6 +11,11 @@ object's next pending event is marked as its head, then ROUND due heads
 are leased, soonest due first. An object is in a round at most once: its
 next event waits for its predecessor's outcome to be committed, as the
 dispatcher's chained calls do. LIMIT events at most (all by default).
+
+--outcomes-only: the finishes alone (each event's outcome written into its
+row, rounds as above), no promotion and no lease: what any outbox that
+keeps an event's outcome in its row writes at least, whatever its indexes
+and its claims.
 
 Prints "events=N secs=S rate=R pages=P [b-tree=pages ...]": P is the WAL
 frames written per event (read from the WAL before each checkpoint), and
@@ -24,8 +30,11 @@ import struct
 import sys
 import time
 
-db, per_round = sys.argv[1], int(sys.argv[2])
-limit = int(sys.argv[3]) if len(sys.argv) > 3 else None
+args = sys.argv[1:]
+outcomes_only = "--outcomes-only" in args
+args = [a for a in args if a != "--outcomes-only"]
+db, per_round = args[0], int(args[1])
+limit = int(args[2]) if len(args) > 2 else None
 con = sqlite3.connect(db, isolation_level=None)
 con.execute("PRAGMA journal_mode = WAL")
 con.execute("PRAGMA synchronous = FULL")
@@ -85,14 +94,15 @@ while queue or prev:
         pos[key] += 1
         if pos[key] < len(line[key]):
             n = line[key][pos[key]]
-            con.execute("UPDATE et_event SET head = 1 WHERE id = ?", (n,))
+            if not outcomes_only:
+                con.execute("UPDATE et_event SET head = 1 WHERE id = ?", (n,))
             heapq.heappush(queue, (due_of[n], n, key))
     done += len(prev)
     prev = []
     if limit is not None and done >= limit:
         queue = []                    # enough: the last round is finished
     prev = [heapq.heappop(queue) for _ in range(min(per_round, len(queue)))]
-    for _, i, _ in prev:
+    for _, i, _ in ([] if outcomes_only else prev):
         con.execute("UPDATE et_event SET lease_owner = 'pages', lease_until = ?,"
                     " due = ?, attempts = attempts + 1 WHERE id = ?",
                     (now + 60000000, now + 60000000, i))

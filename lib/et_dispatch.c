@@ -609,7 +609,8 @@ static int room_to_write(dispatcher_t *d, apr_pool_t *p, apr_time_t now)
     apr_off_t avail = -1;
     int held = etd_may_write(d);
 
-    if (!held && now - d->space_checked >= ET_SPACE_RECHECK) {
+    if (!held && (!d->held_back
+                  || now - d->space_checked >= ET_SPACE_RECHECK)) {
         d->space_checked = now;
         et_space_check(sp, &avail, &held);
     }
@@ -894,7 +895,7 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
         }
         /* a chained call waits for its predecessor's commit: no gap */
         else if (ndone >= batch || apr_atomic_read32(&d.chains) > 0
-            || now - last_round >= ET_ROUND_GAP) {
+                 || now - last_round >= ET_ROUND_GAP) {
             int claimed = do_round(&d, iter, room);
 
             if (d.conn_lost) {
