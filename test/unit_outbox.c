@@ -1801,6 +1801,50 @@ static void *APR_THREAD_FUNC disp_main(apr_thread_t *t, void *data)
     return NULL;
 }
 
+/* A dispatcher of one worker on @a store for @a site (NULL: none) on a
+ * thread of its own (disp_main), logging into disp_log; @a space: its
+ * outbox's room (NULL: none). */
+static apr_thread_t *disp_start(et_dispatch_conf_t *conf, const char *store,
+                                const char *site, const et_space_t *space)
+{
+    apr_thread_t *t;
+
+    ck_assert_int_eq(et_http_curl_global_init(), APR_SUCCESS);
+    ck_assert_int_eq(apr_thread_mutex_create(&disp_log_mu,
+                                             APR_THREAD_MUTEX_DEFAULT,
+                                             ut_pool), APR_SUCCESS);
+    disp_log[0] = '\0';
+    disp_stop = 0;
+    apr_atomic_set32(&disp_done, 0);
+    memset(conf, 0, sizeof(*conf));
+    conf->store = store;
+    conf->workers = 1;
+    conf->lease = apr_time_from_sec(10);
+    conf->poll = apr_time_from_msec(50);
+    conf->lookup = disp_site;
+    conf->log = disp_logger;
+    conf->stop = &disp_stop;
+    conf->sites = apr_array_make(ut_pool, 1, sizeof(const char *));
+    if (site) {
+        APR_ARRAY_PUSH(conf->sites, const char *) = site;
+    }
+    conf->space = space;
+    ck_assert_int_eq(apr_thread_create(&t, NULL, disp_main, conf, ut_pool),
+                     APR_SUCCESS);
+    return t;
+}
+
+/* Non-zero once the dispatcher logged @a code, within 10 seconds. */
+static int disp_waited_for(const char *code)
+{
+    apr_time_t until = apr_time_now() + apr_time_from_sec(10);
+
+    while (!disp_logged(code) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+    return disp_logged(code);
+}
+
 START_TEST(a_dispatcher_whose_session_ended_stops_to_start_again)
 {
     et_dispatch_conf_t conf;
@@ -1808,27 +1852,9 @@ START_TEST(a_dispatcher_whose_session_ended_stops_to_start_again)
     apr_status_t trv;
     apr_time_t until;
 
-    ck_assert_int_eq(et_http_curl_global_init(), APR_SUCCESS);
-    ck_assert_int_eq(apr_thread_mutex_create(&disp_log_mu,
-                                             APR_THREAD_MUTEX_DEFAULT,
-                                             ut_pool), APR_SUCCESS);
-    memset(&conf, 0, sizeof(conf));
-    conf.store = pg_spec_named("et_unit_disp");
-    conf.workers = 1;
-    conf.lease = apr_time_from_sec(10);
-    conf.poll = apr_time_from_msec(50);
-    conf.lookup = disp_site;
-    conf.log = disp_logger;
-    conf.stop = &disp_stop;
-    conf.sites = apr_array_make(ut_pool, 1, sizeof(const char *));
-    ck_assert_int_eq(apr_thread_create(&t, NULL, disp_main, &conf, ut_pool),
-                     APR_SUCCESS);
+    t = disp_start(&conf, pg_spec_named("et_unit_disp"), NULL, NULL);
     /* running: its session is there */
-    until = apr_time_now() + apr_time_from_sec(10);
-    while (!disp_logged("ET01005") && apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(20));
-    }
-    ck_assert_msg(disp_logged("ET01005"), "not running: %s", disp_log);
+    ck_assert_msg(disp_waited_for("ET01005"), "not running: %s", disp_log);
     ck_assert_int_ge(end_sessions("et_unit_disp"), 1);
 
     until = apr_time_now() + apr_time_from_sec(10);
@@ -1871,13 +1897,6 @@ START_TEST(a_dispatcher_writes_nothing_while_the_reserve_is_given_up)
     apr_status_t trv;
     apr_time_t until;
 
-    ck_assert_int_eq(et_http_curl_global_init(), APR_SUCCESS);
-    ck_assert_int_eq(apr_thread_mutex_create(&disp_log_mu,
-                                             APR_THREAD_MUTEX_DEFAULT,
-                                             ut_pool), APR_SUCCESS);
-    disp_log[0] = '\0';
-    disp_stop = 0;
-    apr_atomic_set32(&disp_done, 0);
     ev = build("s1", ET_OBJ_MEMBER, "m1", ET_EV_UPDATE, ET_ST_PENDING);
     ev->url = "http://127.0.0.1:1/h/v1/member/m1";   /* refused at once */
     ck_assert_int_eq(et_outbox_insert(ob, ev), APR_SUCCESS);
@@ -1885,25 +1904,8 @@ START_TEST(a_dispatcher_writes_nothing_while_the_reserve_is_given_up)
     sp = et_space_of(ut_pool, spec, 64 * 1024);
     ck_assert_ptr_nonnull(sp);
     sp->reserve_path = apr_pstrcat(ut_pool, rdir, "/outbox.db.reserve", NULL);
-    memset(&conf, 0, sizeof(conf));
-    conf.store = spec;
-    conf.workers = 1;
-    conf.lease = apr_time_from_sec(10);
-    conf.poll = apr_time_from_msec(50);
-    conf.lookup = disp_site;
-    conf.log = disp_logger;
-    conf.stop = &disp_stop;
-    conf.sites = apr_array_make(ut_pool, 1, sizeof(const char *));
-    APR_ARRAY_PUSH(conf.sites, const char *) = "s1";
-    conf.space = sp;
-    ck_assert_int_eq(apr_thread_create(&t, NULL, disp_main, &conf, ut_pool),
-                     APR_SUCCESS);
-
-    until = apr_time_now() + apr_time_from_sec(10);
-    while (!disp_logged("ET01059") && apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(20));
-    }
-    ck_assert_msg(disp_logged("ET01059"), "not held back: %s", disp_log);
+    t = disp_start(&conf, spec, "s1", sp);
+    ck_assert_msg(disp_waited_for("ET01059"), "not held back: %s", disp_log);
     /* ten poll intervals: a dispatcher that may write claims in one */
     apr_sleep(apr_time_from_msec(500));
     ck_assert_int_eq(attempts_of(ev->txn), 0);
