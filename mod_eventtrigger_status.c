@@ -58,6 +58,8 @@ typedef struct status_t {
     int unreadable;                   /* the outbox could not be read */
     et_guard_view_t outbox;
     int have_outbox;
+    int held_back;                    /* SQLite: the reserve given up, the
+                                       * dispatcher writes nothing */
 } status_t;
 
 /* The trace id of @a e's calls (see docs/operations.md, Tracing). */
@@ -214,6 +216,7 @@ static apr_status_t gather(request_rec *r, status_t *st)
 static void gather_guard(request_rec *r, status_t *st, int unreadable)
 {
     const et_guard_t *g = et_guard_shared();
+    const et_space_t *sp;
     server_rec *vs;
 
     if (unreadable) {
@@ -226,6 +229,10 @@ static void gather_guard(request_rec *r, status_t *st, int unreadable)
     }
     st->have_outbox = 1;
     et_guard_view(g, &st->outbox);
+    /* what the dispatcher checks before it writes: the file itself, not
+     * the last check's figure */
+    sp = et_guard_space();
+    st->held_back = sp && !et_reserve_held(sp->reserve_path, sp->reserve);
     for (vs = et_g.main_server ? et_g.main_server : r->server; vs;
          vs = vs->next) {
         et_srv_conf_t *c = et_srv_conf(vs);
@@ -344,6 +351,9 @@ static void emit_json(request_rec *r, const status_t *st)
             "refused", (json_int_t)o->refused,
             "lost", (json_int_t)o->lost,
             "readable", !st->unreadable));
+        json_object_set_new(json_object_get(root, "outbox"),
+                            "deliveries_held_back",
+                            json_boolean(st->held_back));
         if (et_g.spool) {
             /* PostgreSQL's local spool (EventTriggerSpool), this machine's */
             json_t *ob = json_object_get(root, "outbox");
@@ -455,6 +465,14 @@ static void emit_prometheus(request_rec *r, const status_t *st)
                        "gauge\neventtrigger_outbox_free_bytes %"
                        APR_OFF_T_FMT "\n", o->avail);
         }
+        if (et_guard_space()) {
+            ap_rprintf(r, "# HELP eventtrigger_deliveries_held_back 1 while "
+                       "the SQLite outbox's reserve is given up: the "
+                       "dispatcher records no outcome and claims nothing."
+                       "\n# TYPE eventtrigger_deliveries_held_back gauge\n"
+                       "eventtrigger_deliveries_held_back %d\n",
+                       st->held_back);
+        }
         ap_rprintf(r, "# HELP eventtrigger_outbox_refusing_since_seconds "
                    "Since when write requests are refused (Unix time), 0 "
                    "if they are not.\n# TYPE "
@@ -554,6 +572,12 @@ static void emit_html_tables(request_rec *r, const status_t *st)
                                 "%Y-%m-%d %H:%M:%S %Z", 1) : "",
                    o->refused, o->lost,
                    st->unreadable ? " (the outbox cannot be read now)" : "");
+        if (st->held_back) {
+            ap_rputs("<p><b>Deliveries wait</b>: the outbox's reserve is "
+                     "given up to the events of admitted requests; the "
+                     "dispatcher records no outcome and claims nothing "
+                     "until it is held again (ET01059).</p>\n", r);
+        }
         if (et_g.spool) {
             ap_rprintf(r, "<p>Local spool %s: <b>%u</b> event(s) waiting "
                        "for the outbox; stored there since the start: %"

@@ -25,7 +25,7 @@ plan skip_all => 'the in-process console is not built'
     unless -e ETOps::console_so();
 plan skip_all => 'running as root: a read-only file is writable by root'
     if $> == 0;
-plan tests => 35;
+plan tests => 37;
 
 my $port = ops_define('ET_FC_PORT');
 my $port2 = ops_define('ET_FC_PORT2');
@@ -164,12 +164,17 @@ my $st = eval { $json->decode($ua->get("http://127.0.0.1:$port/et-status?json")-
 is($st && $st->{outbox}{state}, 'read-only', 'status ?json: outbox read-only');
 ok($st && !$st->{outbox}{writable} && $st->{outbox}{refusing_since} >= int($t0),
    '  not writable, refusing since the change');
+# read-only, not full: the reserve is held, the dispatcher goes on
+ok($st && exists $st->{outbox}{deliveries_held_back}
+       && !$st->{outbox}{deliveries_held_back},
+   '  deliveries not held back (the reserve is held)');
 my($site) = $st ? grep { $_->{site} eq 'fc-refuse' } @{ $st->{sites} } : ();
 ok($site && $site->{refused} >= 22 && $site->{lost} == 0,
    '  site fc-refuse: the refused requests counted, none lost')
     or diag($json->encode($site // {}));
 my $prom = $ua->get("http://127.0.0.1:$port/et-status?prometheus")->content;
 like($prom, qr/^eventtrigger_outbox_writable 0$/m, 'status ?prometheus: not writable');
+like($prom, qr/^eventtrigger_deliveries_held_back 0$/m, '  deliveries not held back');
 like($prom, qr/^eventtrigger_refused_total\{site="fc-refuse"\} (?:2[2-9]|[3-9]\d)$/m,
      '  refused requests counted');
 like($ua->get("http://127.0.0.1:$port/et-status")->content,

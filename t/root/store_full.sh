@@ -248,6 +248,10 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 ok $held_back "the reserve given up: the dispatcher holds its writes back (ET01059)"
+curl -s "http://127.0.0.1:$port/et-status?json" | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)["outbox"]["deliveries_held_back"] is True else 1)'
+ok $? "  and the status page says deliveries wait (deliveries_held_back)"
 
 # 2. Room again: a file is deleted.
 rm -f "$sr/fs/filler"
@@ -329,6 +333,10 @@ grep -q "ET00094: the outbox is writable again" "$sr/logs/error.log"
 ok $? "ET00094: writable again"
 grep -q "ET01060: the outbox's reserve is held again" "$sr/logs/error.log"
 ok $? "ET01060: the dispatcher writes again once the reserve is held"
+curl -s "http://127.0.0.1:$port/et-status?json" | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)["outbox"]["deliveries_held_back"] is False else 1)'
+ok $? "  and the status page says so (deliveries_held_back false)"
 
 if [ "$fail" != 0 ]; then
     echo "# error log:"; grep -E "ET0|AH" "$sr/logs/error.log" | tail -30 | sed 's/^/#   /'
