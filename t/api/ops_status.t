@@ -253,12 +253,13 @@ is_deeply(\%types,
             eventtrigger_endpoint_paused => 'gauge',
             eventtrigger_outbox_writable => 'gauge',
             eventtrigger_outbox_free_bytes => 'gauge',
+            eventtrigger_deliveries_held_back => 'gauge',
             eventtrigger_outbox_refusing_since_seconds => 'gauge',
             eventtrigger_refused_total => 'counter',
             eventtrigger_lost_total => 'counter',
             eventtrigger_before_total => 'counter',
             eventtrigger_before_latency_ms => 'gauge' },
-          '?prometheus: the eleven families with their TYPE');
+          '?prometheus: the twelve families with their TYPE');
 ok(!grep({ !length($prom->{families}{$_}{help} // '') } keys %{ $prom->{families} }),
    '?prometheus: each with a HELP text');
 is_deeply({ map { $_ => prom_value($prom, 'eventtrigger_events', site => $SITE,
