@@ -268,7 +268,7 @@ static et_ob_state_e outbox_state(request_rec *r)
         return et_guard_state(gd.g);
     }
     st = gd.space ? check_sqlite(&avail, &held)
-                         : check_pgsql(&err, r->pool);
+                  : check_pgsql(&err, r->pool);
     ch = et_guard_record(gd.g, apr_time_now(), st, avail, held);
     if (ch == ET_GUARD_REFUSING) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, et_g.main_server,
@@ -282,7 +282,8 @@ static et_ob_state_e outbox_state(request_rec *r)
                      gd.space
                      ? apr_pstrcat(r->pool,
                                    held > 0 ? "held: " : "not held: ",
-                                   bytes_text(r->pool, gd.space->reserve), NULL)
+                                   bytes_text(r->pool, gd.space->reserve),
+                                   NULL)
                      : "",
                      err ? err : "");
     }

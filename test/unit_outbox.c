@@ -2004,7 +2004,8 @@ Suite *outbox_suite(void)
 
         tcase_add_checked_fixture(th, ob_setup, ob_teardown);
         tcase_set_timeout(th, 60);
-        tcase_add_test(th, a_dispatcher_writes_nothing_while_the_reserve_is_given_up);
+        tcase_add_test(th,
+                       a_dispatcher_writes_nothing_while_the_reserve_is_given_up);
         suite_add_tcase(s, th);
     }
     {
