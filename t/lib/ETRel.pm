@@ -196,10 +196,13 @@ sub ppid_of {
 }
 
 # The running dispatcher: the pid of the latest "ET00045: dispatcher
-# started (pid N)" whose process is alive and a child of httpd's parent.
+# started (pid N)" logged by httpd's running parent whose process is alive
+# and its child. Only that parent's lines: a pid an earlier httpd logged
+# may be one of this httpd's children now (the error log outlives runs),
+# and was taken for a new dispatcher before the new one started.
 sub dispatcher_pid {
     my $parent = httpd_parent_pid() or return undef;
-    my @pids = map { /ET00045: dispatcher started \(pid (\d+)\)/ ? $1 : () }
+    my @pids = map { /\[pid \Q$parent\E:tid \d+\] ET00045: dispatcher started \(pid (\d+)\)/ ? $1 : () }
         errlog_since(0, qr/ET00045/);
     for my $pid (reverse @pids) {
         return $pid if proc_alive($pid) && ppid_of($pid) == $parent;
