@@ -470,6 +470,12 @@ apr_status_t etd_store_alone(dispatcher_t *d, job_t *job)
     apr_status_t rv;
 
     etd_ob_enter(d);
+    if (!etd_may_write(d)) {
+        /* the reserve given up meanwhile (under this lock): the round,
+         * held back, keeps the outcome */
+        etd_ob_leave(d);
+        return job->stored = APR_EAGAIN;
+    }
     rv = et_outbox_begin(d->ob, p, &trans);
     if (rv == APR_SUCCESS && lock_finishing(d, p, job) != 0) {
         rv = APR_EGENERAL;
@@ -484,6 +490,26 @@ apr_status_t etd_store_alone(dispatcher_t *d, job_t *job)
     }
     etd_ob_leave(d);
     return job->stored = rv;
+}
+
+/* @a jobs back in d->done, their outcomes not written (the reserve was
+ * given up: see room_to_write). */
+static void keep_done(dispatcher_t *d, job_t *jobs)
+{
+    job_t *last;
+    int n = 1;
+
+    if (!jobs) {
+        return;
+    }
+    for (last = jobs; last->next; last = last->next) {
+        n++;
+    }
+    apr_thread_mutex_lock(d->done_lock);
+    last->next = d->done;
+    d->done = jobs;
+    d->ndone += n;
+    apr_thread_mutex_unlock(d->done_lock);
 }
 
 /*
@@ -545,6 +571,14 @@ static int do_round(dispatcher_t *d, apr_pool_t *p, int room)
     etd_circuits_sync(d, p, room > 0);
 
     etd_ob_enter(d);
+    /* Checked again under the writers' lock, which a store holds while it
+     * gives the reserve up: the check before the round could be just
+     * before that. Held back, the outcomes wait (room_to_write). */
+    if (!etd_may_write(d)) {
+        etd_ob_leave(d);
+        keep_done(d, jobs);
+        return 0;
+    }
     ok = et_outbox_begin(d->ob, p, &trans) == APR_SUCCESS
          && lock_finishing(d, p, jobs) == 0
          && store_outcomes(d, p, jobs, 0) == 0
@@ -673,6 +707,10 @@ static void prune(dispatcher_t *d, apr_pool_t *p)
     }
     do {
         etd_ob_enter(d);
+        if (!etd_may_write(d)) {
+            etd_ob_leave(d);          /* held back: see room_to_write */
+            break;
+        }
         if (et_outbox_prune(d->ob,
                             conf->keep_delivered ? now - conf->keep_delivered
                                                  : 0,
@@ -974,19 +1012,19 @@ apr_status_t et_dispatch_run(apr_pool_t *p, const et_dispatch_conf_t *conf)
 
         apr_thread_join(&trv, d.caller);
     }
-    if (!room_to_write(&d, p, apr_time_now())) {
-        drop_done(&d, p);             /* their leases end by themselves */
-    }
-    else {
+    if (room_to_write(&d, p, apr_time_now())) {
         do_round(&d, p, 0);
         etd_ob_enter(&d);
-        if (et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
+        if (etd_may_write(&d)
+            && et_outbox_release(d.ob, d.owner) != APR_SUCCESS) {
             et_log(&d.log, ET_LOG_WARNING, p,
                    "ET01007: cannot release leases at stop: %s",
                    et_outbox_error(d.ob));
         }
         etd_ob_leave(&d);
     }
+    /* what was not written (held back): their leases end by themselves */
+    drop_done(&d, p);
     if (ckpt) {
         apr_status_t trv;
 
