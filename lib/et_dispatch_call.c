@@ -122,9 +122,9 @@ static int follow_here(dispatcher_t *d, job_t *job)
     apr_thread_mutex_lock(d->q_lock);
     idle = d->queue == NULL;
     apr_thread_mutex_unlock(d->q_lock);
-    /* with the reserve given up the round keeps the outcome (held back) */
-    if (!idle || !etd_may_write(d)
-        || etd_store_alone(d, job) != APR_SUCCESS) {
+    /* etd_store_alone refuses (the round keeps the outcome) while the
+     * reserve is given up: it checks under the writers' lock */
+    if (!idle || etd_store_alone(d, job) != APR_SUCCESS) {
         return 0;
     }
     job->chain = NULL;
