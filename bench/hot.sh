@@ -58,6 +58,8 @@ HOT_PER=${ET_BENCH_HOT_PER:-100}
 HOT_IDLE=${ET_BENCH_HOT_IDLE:-10}
 HOT_DRAIN_MAX=${ET_BENCH_HOT_DRAIN_MAX:-120}
 PARTS=${ET_BENCH_HOT_PARTS:-a b c}
+# KEY's figure in a "key=value ..." line of bench/pages.py or calls.c
+field() { sed -n "s/.* $2=\([0-9.]*\).*/\1/p" <<<"$1"; }
 ROUNDS=${ET_BENCH_ROUNDS:-3}
 SECS=${ET_BENCH_SECONDS:-10}
 CONNS=16
@@ -229,7 +231,7 @@ part_b() {
     bin=$(calls_bin)
     line=$("$bin" "$u" "$calls" 1 threads "$EVBODY") || die "bench/calls.c failed: $line"
     say "libcurl alone, one call at a time (curl_easy_perform): $line"
-    easy=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$line")
+    easy=$(field "$line" rate)
     w=$(durable_write_us)
     local ceil; ceil=$(calc "round(1e6 / (1e6 / $easy + $w))")
     say "one durable write (WAL commit, synchronous=FULL): $w µs; a call then a write, one after the other: $ceil/s"
@@ -247,9 +249,8 @@ part_b() {
 # writes made by SQLite alone (bench/pages.py, rounds of HOT_ROUND events,
 # on copies of the same backlogs), with the pages each event costs.
 HOT_ROUND=${ET_BENCH_HOT_ROUND:-32}
-# The grouped layout also beside its floor with the outcomes alone
-# (pages.py --outcomes-only: each finish writes its row, nothing else):
-# what any outbox that keeps an event's outcome in its row pays there.
+# The grouped layout also beside its floor with the outcomes alone (see
+# (c) at the top).
 floor_of() {                          # DB [--outcomes-only] -> "rate pages split..." of bench/pages.py
     local copy=$W/pages.db
     cp "$1" "$copy"; rm -f "$copy-wal" "$copy-shm"
@@ -267,13 +268,13 @@ part_c() {
         drain_of c-spread "$db_spread" "$n"; local R_SPREAD=$RATE D_SPREAD=$DRAIN_DONE
         rate[spread]+=" $R_SPREAD"
         local fl; fl=$(floor_of "$db_spread") || exit 1; say "SQLite alone, distinct objects: $fl"
-        local F_SPREAD; F_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+        local F_SPREAD; F_SPREAD=$(field "$fl" rate)
         frate[spread]+=" $F_SPREAD"
-        fpages[spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        fpages[spread]+=" $(field "$fl" pages)"
         fl=$(floor_of "$db_spread" --outcomes-only) || exit 1; say "SQLite alone, outcomes only, distinct objects: $fl"
-        local O_SPREAD; O_SPREAD=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+        local O_SPREAD; O_SPREAD=$(field "$fl" rate)
         frate[o-spread]+=" $O_SPREAD"
-        fpages[o-spread]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+        fpages[o-spread]+=" $(field "$fl" pages)"
         for layout in interleaved grouped; do
             local db; db=$(hot_db "$n" "$HOT_OBJECTS" "$layout")
             drain_of "c-$layout" "$db" "$n"
@@ -281,16 +282,16 @@ part_c() {
             rate[$layout]+=" $RATE"
             ratio[$layout]+=" $(ratio "$RATE" "$R_SPREAD")"
             fl=$(floor_of "$db") || exit 1; say "SQLite alone, $layout: $fl"
-            local F; F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+            local F; F=$(field "$fl" rate)
             frate[$layout]+=" $F"
             fratio[$layout]+=" $(ratio "$F" "$F_SPREAD")"
-            fpages[$layout]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+            fpages[$layout]+=" $(field "$fl" pages)"
             [ "$layout" = grouped ] || continue
             fl=$(floor_of "$db" --outcomes-only) || exit 1; say "SQLite alone, outcomes only, grouped: $fl"
-            F=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$fl")
+            F=$(field "$fl" rate)
             frate[o-grouped]+=" $F"
             fratio[o-grouped]+=" $(ratio "$F" "$O_SPREAD")"
-            fpages[o-grouped]+=" $(sed -n 's/.*rate=[0-9.]* pages=\([0-9.]*\).*/\1/p' <<<"$fl")"
+            fpages[o-grouped]+=" $(field "$fl" pages)"
         done
     done
     for layout in interleaved grouped; do
